@@ -1,0 +1,198 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import { Host } from "../types";
+import { ClusterPki } from "../pki/clusterPki";
+import { EtcdCluster } from "../etcd/etcdCluster";
+import { BinarySource, defaultBinarySource } from "../binaries/source";
+import { BinaryPlan, installBinaries, planBinaries } from "../binaries/install";
+import { gateStep, hostStep, StepFile } from "../remote/hostStep";
+import { invalid, requireCidr, requireHosts, requireInteger, requireVersion } from "../validation";
+import { isDnsName } from "../net";
+import { parseVersion } from "../version";
+import {
+  apiServerCreateScript,
+  apiServerDeleteScript,
+  apiServerGateScript,
+  ApiServerSettings,
+  apiServerUnit,
+  apiServerUpdateScript,
+  AUDIT_POLICY,
+  auditPolicy,
+  AUTHENTICATION_CONFIG,
+  authenticationConfig,
+  ENCRYPTION_CONFIG,
+  encryptionConfig,
+  K8S_PKI,
+} from "./render";
+
+export const DEFAULT_KUBERNETES_VERSION = "v1.36.0";
+const FORBIDDEN_FLAGS = ["insecure-port", "insecure-bind-address", "apiserver-count", "anonymous-auth"];
+
+export interface ApiServerPoolArgs {
+  /** One kube-apiserver per host. */
+  readonly hosts: readonly Host[];
+  readonly pki: ClusterPki;
+  /** Apiservers start once this cluster is ready, and store their data in it. */
+  readonly etcd: EtcdCluster;
+  /** @default "v1.36.0" */
+  readonly kubernetesVersion?: string;
+  /** @default { kind: "release" } */
+  readonly binaries?: BinarySource;
+  /** @default 6443 */
+  readonly securePort?: number;
+  /** Must match the ClusterPki's. @default "10.96.0.0/12" */
+  readonly serviceCidr?: string;
+  /** @default "cluster.local" */
+  readonly clusterDomain?: string;
+  /**
+   * How long the balancer takes to stop sending new connections to an apiserver whose
+   * /readyz fails (HAProxy: interval x fall; NLB: interval x unhealthy threshold).
+   * @default 3
+   */
+  readonly balancerDetectionSeconds?: number;
+  /**
+   * How long a stopping apiserver keeps serving after /readyz turns red; must exceed
+   * `balancerDetectionSeconds` so the balancer stops using it before it closes.
+   * @default balancerDetectionSeconds + 5
+   */
+  readonly shutdownDelayDurationSeconds?: number;
+  /** @default { maxAgeDays: 7, maxBackups: 5, maxSizeMb: 100 } */
+  readonly audit?: { readonly maxAgeDays?: number; readonly maxBackups?: number; readonly maxSizeMb?: number };
+  /** Extra or overriding kube-apiserver flags (name without "--"). @default {} */
+  readonly extraFlags?: Readonly<Record<string, string>>;
+  /** How long the readiness gate waits for every /readyz. @default 300 */
+  readonly readyTimeoutSeconds?: number;
+}
+
+/**
+ * kube-apiserver on every host: etcd over TLS, Node and RBAC authorization, one
+ * service-account key pair everywhere, Secrets encrypted at rest with a generated key,
+ * audit log, anonymous access only to health endpoints, and a graceful shutdown longer
+ * than the balancer's detection time. `ready` completes when every /readyz answers.
+ */
+export class ApiServerPool extends pulumi.ComponentResource {
+  public readonly ready: pulumi.Resource;
+  public readonly securePort: number;
+  public readonly kubernetesVersion: string;
+  /** `address:port` of every apiserver (the balancer's backends). */
+  public readonly backends: pulumi.Output<string[]>;
+  public readonly hosts: readonly Host[];
+  public readonly binaries: BinaryPlan;
+
+  constructor(name: string, args: ApiServerPoolArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hakube:index:ApiServerPool", name, {}, opts);
+    requireHosts(this, "hosts", args.hosts);
+    this.hosts = args.hosts;
+    this.kubernetesVersion = requireVersion(
+      this,
+      "kubernetesVersion",
+      args.kubernetesVersion ?? DEFAULT_KUBERNETES_VERSION,
+      parseVersion("1.33.0"),
+    ).text;
+    this.securePort = requireInteger(this, "securePort", args.securePort ?? 6443, 1, 65535);
+    const serviceCidr = requireCidr(this, "serviceCidr", args.serviceCidr ?? "10.96.0.0/12");
+    const clusterDomain = args.clusterDomain ?? "cluster.local";
+    if (!isDnsName(clusterDomain)) {
+      invalid(this, "clusterDomain", clusterDomain, 'a DNS domain such as "cluster.local"');
+    }
+    const detection = requireInteger(this, "balancerDetectionSeconds", args.balancerDetectionSeconds ?? 3, 0, 600);
+    const shutdownDelay = requireInteger(this, "shutdownDelayDurationSeconds", args.shutdownDelayDurationSeconds ?? detection + 5, 0, 600);
+    if (shutdownDelay <= detection) {
+      invalid(
+        this,
+        "shutdownDelayDurationSeconds",
+        shutdownDelay,
+        `more than balancerDetectionSeconds (${detection}), so the balancer stops using a stopping apiserver before it closes`,
+      );
+    }
+    const audit = {
+      maxAgeDays: requireInteger(this, "audit.maxAgeDays", args.audit?.maxAgeDays ?? 7, 1, 3650),
+      maxBackups: requireInteger(this, "audit.maxBackups", args.audit?.maxBackups ?? 5, 1, 1000),
+      maxSizeMb: requireInteger(this, "audit.maxSizeMb", args.audit?.maxSizeMb ?? 100, 1, 100000),
+    };
+    for (const flag of Object.keys(args.extraFlags ?? {})) {
+      if (FORBIDDEN_FLAGS.includes(flag) || !/^[a-z][a-z0-9-]*$/.test(flag)) {
+        invalid(this, `extraFlags.${flag}`, args.extraFlags![flag], `a flag name without "--", other than ${FORBIDDEN_FLAGS.join(", ")}`);
+      }
+      if (/[\s"'\\]/.test(args.extraFlags![flag]) || args.extraFlags![flag] === "") {
+        invalid(this, `extraFlags.${flag}`, args.extraFlags![flag], "a non-empty value without spaces or quotes");
+      }
+    }
+    const readyAttempts = Math.ceil(requireInteger(this, "readyTimeoutSeconds", args.readyTimeoutSeconds ?? 300, 10, 3600) / 2);
+    this.binaries = planBinaries(this, "binaries", "kubernetes", this.kubernetesVersion, ["kube-apiserver", "kubectl"], args.binaries ?? defaultBinarySource);
+
+    // 32 random bytes made once on the machine running Pulumi, kept as a secret in state.
+    const encryptionKey = new command.local.Command(
+      `${name}-encryption-key`,
+      { create: "head -c 32 /dev/urandom | base64 -w0", logging: "none" },
+      { parent: this, additionalSecretOutputs: ["stdout"] },
+    );
+
+    const settings = args.etcd.clientEndpoints.apply(
+      (etcdServers): ApiServerSettings => ({
+        securePort: this.securePort,
+        etcdServers,
+        serviceCidr: serviceCidr.text,
+        serviceAccountIssuer: `https://kubernetes.default.svc.${clusterDomain}`,
+        shutdownDelayDurationSeconds: shutdownDelay,
+        audit,
+        extraFlags: args.extraFlags,
+      }),
+    );
+    const pki = args.pki;
+    const sharedFiles: StepFile[] = [
+      { path: `${K8S_PKI}/ca.crt`, mode: "0644", content: pki.clusterCa.certPem },
+      { path: `${K8S_PKI}/apiserver.crt`, mode: "0644", content: pki.apiServerServing.certPem },
+      { path: `${K8S_PKI}/apiserver.key`, mode: "0600", content: pki.apiServerServing.keyPem },
+      { path: `${K8S_PKI}/etcd-ca.crt`, mode: "0644", content: pki.etcdCa.certPem },
+      { path: `${K8S_PKI}/apiserver-etcd-client.crt`, mode: "0644", content: pki.apiServerEtcdClient.certPem },
+      { path: `${K8S_PKI}/apiserver-etcd-client.key`, mode: "0600", content: pki.apiServerEtcdClient.keyPem },
+      { path: `${K8S_PKI}/apiserver-kubelet-client.crt`, mode: "0644", content: pki.apiServerKubeletClient.certPem },
+      { path: `${K8S_PKI}/apiserver-kubelet-client.key`, mode: "0600", content: pki.apiServerKubeletClient.keyPem },
+      { path: `${K8S_PKI}/front-proxy-ca.crt`, mode: "0644", content: pki.frontProxyCa.certPem },
+      { path: `${K8S_PKI}/front-proxy-client.crt`, mode: "0644", content: pki.frontProxyClient.certPem },
+      { path: `${K8S_PKI}/front-proxy-client.key`, mode: "0600", content: pki.frontProxyClient.keyPem },
+      { path: `${K8S_PKI}/sa.pub`, mode: "0644", content: pki.serviceAccount.publicKeyPem },
+      { path: `${K8S_PKI}/sa.key`, mode: "0600", content: pki.serviceAccount.privateKeyPem },
+      { path: ENCRYPTION_CONFIG, mode: "0600", content: pulumi.secret(encryptionKey.stdout.apply((k) => encryptionConfig(k.trim()))) },
+      { path: AUDIT_POLICY, mode: "0644", content: auditPolicy() },
+      { path: AUTHENTICATION_CONFIG, mode: "0644", content: authenticationConfig() },
+    ];
+
+    // Chained like etcd: an update restarts one apiserver at a time and waits for it.
+    let previous: pulumi.Resource | undefined;
+    const steps = args.hosts.map((host) => {
+      const binaries = installBinaries(`${name}-${host.name}-binaries`, host, "apiserver", this.binaries, { parent: this });
+      const step = hostStep(
+        `${name}-${host.name}`,
+        {
+          host,
+          files: [
+            ...sharedFiles,
+            {
+              path: "/etc/systemd/system/kube-apiserver.service",
+              mode: "0644",
+              content: pulumi.all([host.address, settings]).apply(([address, s]) => apiServerUnit(address, s)),
+            },
+          ],
+          create: apiServerCreateScript,
+          update: apiServerUpdateScript(this.securePort, readyAttempts, detection + 2),
+          delete: apiServerDeleteScript,
+          triggers: [this.binaries.identity],
+        },
+        { parent: this, dependsOn: [args.etcd.ready, binaries, ...(previous ? [previous] : [])] },
+      );
+      previous = step;
+      return step;
+    });
+
+    const addresses = pulumi.all(args.hosts.map((h) => h.address));
+    this.backends = addresses.apply((as) => as.map((a) => `${a}:${this.securePort}`));
+    this.ready = gateStep(
+      `${name}-ready`,
+      { host: args.hosts[0], script: addresses.apply((as) => apiServerGateScript(as, this.securePort, readyAttempts)), guards: steps },
+      { parent: this },
+    );
+    this.registerOutputs({ backends: this.backends, kubernetesVersion: this.kubernetesVersion });
+  }
+}

@@ -1,0 +1,180 @@
+// kube-apiserver rendering (pure): flags, unit, encryption, audit and authentication
+// configuration, and the scripts that start it and wait for /readyz.
+import { Flag, mergeFlags, renderUnit } from "../systemd";
+
+export const K8S_PKI = "/etc/kubernetes/pki";
+export const ENCRYPTION_CONFIG = "/etc/kubernetes/encryption-config.yaml";
+export const AUDIT_POLICY = "/etc/kubernetes/audit-policy.yaml";
+export const AUTHENTICATION_CONFIG = "/etc/kubernetes/authentication-config.yaml";
+export const AUDIT_LOG = "/var/log/kubernetes/audit/audit.log";
+
+export interface ApiServerSettings {
+  readonly securePort: number;
+  readonly etcdServers: readonly string[];
+  readonly serviceCidr: string;
+  readonly serviceAccountIssuer: string;
+  readonly shutdownDelayDurationSeconds: number;
+  readonly audit: { readonly maxAgeDays: number; readonly maxBackups: number; readonly maxSizeMb: number };
+  readonly extraFlags?: Readonly<Record<string, string>>;
+}
+
+export function apiServerFlags(advertiseAddress: string, s: ApiServerSettings): Flag[] {
+  const defaults: Flag[] = [
+    ["advertise-address", advertiseAddress],
+    ["bind-address", "0.0.0.0"],
+    ["secure-port", s.securePort],
+    ["authorization-mode", "Node,RBAC"],
+    ["enable-admission-plugins", "NodeRestriction"],
+    ["allow-privileged", true],
+    ["authentication-config", AUTHENTICATION_CONFIG],
+    ["enable-bootstrap-token-auth", true],
+    ["client-ca-file", `${K8S_PKI}/ca.crt`],
+    ["tls-cert-file", `${K8S_PKI}/apiserver.crt`],
+    ["tls-private-key-file", `${K8S_PKI}/apiserver.key`],
+    ["tls-min-version", "VersionTLS12"],
+    ["etcd-servers", s.etcdServers.join(",")],
+    ["etcd-cafile", `${K8S_PKI}/etcd-ca.crt`],
+    ["etcd-certfile", `${K8S_PKI}/apiserver-etcd-client.crt`],
+    ["etcd-keyfile", `${K8S_PKI}/apiserver-etcd-client.key`],
+    ["kubelet-client-certificate", `${K8S_PKI}/apiserver-kubelet-client.crt`],
+    ["kubelet-client-key", `${K8S_PKI}/apiserver-kubelet-client.key`],
+    ["kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname"],
+    ["service-cluster-ip-range", s.serviceCidr],
+    ["service-account-issuer", s.serviceAccountIssuer],
+    ["service-account-key-file", `${K8S_PKI}/sa.pub`],
+    ["service-account-signing-key-file", `${K8S_PKI}/sa.key`],
+    ["encryption-provider-config", ENCRYPTION_CONFIG],
+    ["audit-policy-file", AUDIT_POLICY],
+    ["audit-log-path", AUDIT_LOG],
+    ["audit-log-maxage", s.audit.maxAgeDays],
+    ["audit-log-maxbackup", s.audit.maxBackups],
+    ["audit-log-maxsize", s.audit.maxSizeMb],
+    ["requestheader-client-ca-file", `${K8S_PKI}/front-proxy-ca.crt`],
+    ["requestheader-allowed-names", "front-proxy-client"],
+    ["requestheader-extra-headers-prefix", "X-Remote-Extra-"],
+    ["requestheader-group-headers", "X-Remote-Group"],
+    ["requestheader-username-headers", "X-Remote-User"],
+    ["proxy-client-cert-file", `${K8S_PKI}/front-proxy-client.crt`],
+    ["proxy-client-key-file", `${K8S_PKI}/front-proxy-client.key`],
+    ["endpoint-reconciler-type", "lease"],
+    ["shutdown-delay-duration", `${s.shutdownDelayDurationSeconds}s`],
+    ["shutdown-send-retry-after", true],
+    ["profiling", false],
+  ];
+  return mergeFlags(defaults, s.extraFlags);
+}
+
+export function apiServerUnit(advertiseAddress: string, s: ApiServerSettings): string {
+  return renderUnit({
+    description: "Kubernetes API server (hakube)",
+    documentation: "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/",
+    binary: "/usr/local/bin/kube-apiserver",
+    flags: apiServerFlags(advertiseAddress, s),
+    after: ["etcd.service"],
+    // The apiserver keeps serving for the shutdown delay after SIGTERM; give it time to drain.
+    timeoutStopSec: s.shutdownDelayDurationSeconds + 60,
+  });
+}
+
+/** Secrets are encrypted with secretbox; identity last so data written before still reads. */
+export function encryptionConfig(keyBase64: string): string {
+  if (Buffer.from(keyBase64, "base64").length !== 32) {
+    throw new Error("the encryption key must be 32 bytes, base64 encoded");
+  }
+  return [
+    "apiVersion: apiserver.config.k8s.io/v1",
+    "kind: EncryptionConfiguration",
+    "resources:",
+    "- resources:",
+    "  - secrets",
+    "  providers:",
+    "  - secretbox:",
+    "      keys:",
+    "      - name: key1",
+    `        secret: ${keyBase64}`,
+    "  - identity: {}",
+    "",
+  ].join("\n");
+}
+
+/** Metadata for everything, nothing for health probes, no request bodies (they hold secrets). */
+export function auditPolicy(): string {
+  return [
+    "apiVersion: audit.k8s.io/v1",
+    "kind: Policy",
+    "omitStages:",
+    "- RequestReceived",
+    "rules:",
+    "- level: None",
+    "  nonResourceURLs:",
+    "  - /healthz*",
+    "  - /livez*",
+    "  - /readyz*",
+    "  - /version",
+    "- level: None",
+    "  users:",
+    "  - system:kube-controller-manager",
+    "  - system:kube-scheduler",
+    "  verbs:",
+    "  - get",
+    "  - update",
+    "  resources:",
+    "  - group: coordination.k8s.io",
+    "    resources:",
+    "    - leases",
+    "- level: Metadata",
+    "",
+  ].join("\n");
+}
+
+/** Anonymous requests are authenticated only for the health endpoints. */
+export function authenticationConfig(): string {
+  return [
+    "apiVersion: apiserver.config.k8s.io/v1",
+    "kind: AuthenticationConfiguration",
+    "anonymous:",
+    "  enabled: true",
+    "  conditions:",
+    "  - path: /livez",
+    "  - path: /readyz",
+    "  - path: /healthz",
+    "",
+  ].join("\n");
+}
+
+export const apiServerCreateScript = `mkdir -p /var/log/kubernetes/audit && chmod 0700 /var/log/kubernetes/audit
+systemctl daemon-reload
+systemctl enable kube-apiserver.service >/dev/null 2>&1
+if [ -n "$HAKUBE_CHANGED" ] || ! systemctl is-active --quiet kube-apiserver.service; then
+  systemctl restart --no-block kube-apiserver.service
+fi
+echo "hakube: kube-apiserver starting"`;
+
+const readyzCheck = (address: string, port: number) =>
+  `curl --silent --fail --max-time 3 --cacert ${K8S_PKI}/ca.crt https://${address}:${port}/readyz -o /dev/null`;
+
+/**
+ * Update (rolling, one host at a time): restart (the old process drains for the
+ * shutdown delay), wait for local /readyz, then give the balancer time to see it up.
+ */
+export function apiServerUpdateScript(port: number, attempts: number, balancerRiseSeconds: number): string {
+  return `mkdir -p /var/log/kubernetes/audit && chmod 0700 /var/log/kubernetes/audit
+systemctl daemon-reload
+systemctl enable kube-apiserver.service >/dev/null 2>&1
+systemctl restart kube-apiserver.service
+hakube_retry ${attempts} 2 "kube-apiserver /readyz" -- ${readyzCheck("127.0.0.1", port)}
+sleep ${balancerRiseSeconds}
+echo "hakube: kube-apiserver restarted and ready"`;
+}
+
+/** The readiness gate: /readyz of every member answers 200 (bounded wait). */
+export function apiServerGateScript(addresses: readonly string[], port: number, attempts: number): string {
+  return addresses
+    .map((a) => `hakube_retry ${attempts} 2 "kube-apiserver ${a} /readyz" -- ${readyzCheck(a, port)}`)
+    .concat([`echo "hakube: ${addresses.length} apiservers ready"`])
+    .join("\n");
+}
+
+export const apiServerDeleteScript = `systemctl disable --now kube-apiserver.service
+rm -f /etc/systemd/system/kube-apiserver.service
+systemctl daemon-reload`;

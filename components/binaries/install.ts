@@ -1,0 +1,124 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import * as fs from "fs";
+import { Host } from "../types";
+import { invalid } from "../validation";
+import { scriptPrologue } from "../remote/files";
+import {
+  BinaryKind,
+  BinarySource,
+  isDigest,
+  localBinaryPaths,
+  pinnedReleaseDigests,
+  releaseArtifact,
+  renderReleaseInstallScript,
+  renderUploadedInstallScript,
+  uploadPath,
+} from "./source";
+
+export interface BinaryPlan {
+  readonly kind: BinaryKind;
+  readonly version: string;
+  readonly binaries: readonly string[];
+  readonly source: BinarySource;
+  /** Changes whenever the installed bytes change: dependents put it in their triggers. */
+  readonly identity: string;
+}
+
+/**
+ * Checks a binary source at preview (digest present and well formed, or every file
+ * present in the local directory) and returns what to install.
+ */
+export function planBinaries(
+  parent: pulumi.Resource,
+  argument: string,
+  kind: BinaryKind,
+  version: string,
+  binaries: readonly string[],
+  source: BinarySource,
+): BinaryPlan {
+  if (source.kind === "release") {
+    const artifact = releaseArtifact(kind, version, source);
+    if (source.digest !== undefined && !isDigest(source.digest)) {
+      invalid(parent, `${argument}.digest`, source.digest, 'a digest "sha256:<64 hex>" or "sha512:<128 hex>"');
+    }
+    if (!artifact.digest) {
+      const pinned = Object.keys(pinnedReleaseDigests[kind]);
+      invalid(
+        parent,
+        `${argument}.digest`,
+        null,
+        `the digest of ${artifact.url} (hakube pins ${kind} ${pinned.length ? pinned.join(", ") : "no version"} itself), ` +
+          `or { kind: "localDirectory" }`,
+      );
+    }
+    return { kind, version, binaries, source, identity: `${version} ${artifact.digest}` };
+  }
+  if (source.kind === "localDirectory") {
+    const files = localBinaryPaths(source.directory, binaries);
+    const bad = files.find((f) => f.problem);
+    if (bad) {
+      invalid(parent, `${argument}.directory`, source.directory, `a directory holding ${binaries.join(", ")} (${bad.path} ${bad.problem})`);
+    }
+    // Size and modification time identify a build without hashing 100+ MB per preview.
+    const stamp = files.map((f) => {
+      const stat = fs.statSync(f.path);
+      return `${f.binary}:${stat.size}:${Math.floor(stat.mtimeMs)}`;
+    });
+    return { kind, version, binaries, source, identity: `${version} ${stamp.join(",")}` };
+  }
+  return invalid(parent, `${argument}.kind`, (source as { kind: unknown }).kind, '"release" or "localDirectory"');
+}
+
+/**
+ * Installs the planned binaries on one host: a verified download of the release, or an
+ * upload from the local directory. Returns the resource dependents wait on.
+ */
+export function installBinaries(
+  name: string,
+  host: Host,
+  component: string,
+  plan: BinaryPlan,
+  opts: pulumi.CustomResourceOptions,
+): pulumi.Resource {
+  const { source } = plan;
+  if (source.kind === "release") {
+    const artifact = releaseArtifact(plan.kind, plan.version, source);
+    return new command.remote.Command(
+      name,
+      {
+        connection: host.connection,
+        create: `${scriptPrologue}\n${renderReleaseInstallScript(artifact, plan.version, plan.binaries)}`,
+        triggers: [plan.identity],
+      },
+      opts,
+    );
+  }
+  const mkdir = new command.remote.Command(
+    `${name}-dir`,
+    { connection: host.connection, create: `${scriptPrologue}\nmkdir -p ${uploadPath(component, "")}` },
+    opts,
+  );
+  const copies = localBinaryPaths(source.directory, plan.binaries).map(
+    (file) =>
+      new command.remote.CopyToRemote(
+        `${name}-${file.binary}`,
+        {
+          connection: host.connection,
+          source: new pulumi.asset.FileAsset(file.path),
+          remotePath: uploadPath(component, file.binary),
+          triggers: [plan.identity],
+        },
+        { ...opts, dependsOn: [mkdir] },
+      ),
+  );
+  return new command.remote.Command(
+    name,
+    {
+      connection: host.connection,
+      create: `${scriptPrologue}\n${renderUploadedInstallScript(component, plan.binaries)}`,
+      triggers: [plan.identity],
+    },
+    { ...opts, dependsOn: copies },
+  );
+}

@@ -1,0 +1,173 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as k8s from "@pulumi/kubernetes";
+import { ApiEndpoint, endpointUrl, Host } from "../types";
+import { ClusterPki, ClusterPkiArgs } from "../pki/clusterPki";
+import { EtcdCluster, EtcdClusterArgs } from "../etcd/etcdCluster";
+import { ApiServerPool, ApiServerPoolArgs } from "../apiserver/apiServerPool";
+import { KeepalivedLoadBalancer, KeepalivedLoadBalancerArgs } from "../loadbalancer/keepalivedLoadBalancer";
+import { haproxyDetectionSeconds } from "../loadbalancer/render";
+import { LeaderElectedControllers, LeaderElectedControllersArgs } from "../controllers/leaderElectedControllers";
+import { BinarySource } from "../binaries/source";
+import { invalid, requireCidr, requireConsistentHosts, requireDisjointRanges, requireHosts } from "../validation";
+
+/** keepalived + HAProxy options, without what HaControlPlane supplies itself. */
+export type KeepalivedOptions = Omit<KeepalivedLoadBalancerArgs, "hosts" | "apiServers" | "pki"> & {
+  /** Balancer hosts. @default the control-plane hosts (HAProxy then listens on 8443) */
+  readonly hosts?: readonly Host[];
+};
+
+/** An endpoint made outside (e.g. `AwsNetworkLoadBalancer`), already targeting the control-plane hosts. */
+export interface ExternalEndpointOptions {
+  readonly endpoint: ApiEndpoint;
+  /** Worst-case seconds for the balancer to stop using a failing apiserver. */
+  readonly detectionTimeSeconds: number;
+}
+
+export interface HaControlPlaneArgs {
+  /** Hosts running kube-apiserver, kube-controller-manager and kube-scheduler (and etcd when stacked). */
+  readonly controlPlaneHosts: readonly Host[];
+  /** Hosts of an external etcd cluster. @default controlPlaneHosts (stacked etcd) */
+  readonly etcdHosts?: readonly Host[];
+  /** The stable API endpoint: a keepalived VIP with HAProxy, or an external balancer. */
+  readonly loadBalancer: { readonly keepalived: KeepalivedOptions } | { readonly external: ExternalEndpointOptions };
+  /** @default "v1.36.0" */
+  readonly kubernetesVersion?: string;
+  /** @default "v3.6.16" */
+  readonly etcdVersion?: string;
+  /** @default both { kind: "release" } */
+  readonly binaries?: { readonly kubernetes?: BinarySource; readonly etcd?: BinarySource };
+  /** @default "10.96.0.0/12" */
+  readonly serviceCidr?: string;
+  /** @default "10.244.0.0/16" */
+  readonly podCidr?: string;
+  /** @default "cluster.local" */
+  readonly clusterDomain?: string;
+  /** @default "hakube" */
+  readonly clusterName?: string;
+  readonly certificates?: Pick<ClusterPkiArgs, "caValidityHours" | "certificateValidityHours" | "earlyRenewalHours" | "extraApiServerSans">;
+  readonly etcd?: Pick<EtcdClusterArgs, "heartbeatIntervalMs" | "electionTimeoutMs" | "clientPort" | "peerPort" | "dataDir" | "readyTimeoutSeconds">;
+  readonly apiServer?: Pick<ApiServerPoolArgs, "securePort" | "shutdownDelayDurationSeconds" | "audit" | "extraFlags" | "readyTimeoutSeconds">;
+  readonly controllers?: Pick<LeaderElectedControllersArgs, "apiAccess" | "leaderElection" | "readyTimeoutSeconds">;
+  /** Make a `@pulumi/kubernetes` Provider for the new cluster (loads the kubernetes plugin). @default true */
+  readonly kubernetesProvider?: boolean;
+}
+
+/**
+ * A highly available Kubernetes control plane on the given hosts: PKI, etcd (stacked or
+ * external), one apiserver per host behind one stable endpoint, and leader-elected
+ * controller-manager and scheduler. Each part waits for the one below it to be ready.
+ */
+export class HaControlPlane extends pulumi.ComponentResource {
+  /** `https://<endpoint>:<port>` */
+  public readonly endpoint: pulumi.Output<string>;
+  public readonly caCertificate: pulumi.Output<string>;
+  /** Secret. */
+  public readonly adminKubeconfig: pulumi.Output<string>;
+  public readonly provider?: k8s.Provider;
+  public readonly etcdEndpoints: pulumi.Output<string[]>;
+  public readonly pki: ClusterPki;
+  public readonly etcd: EtcdCluster;
+  public readonly apiServers: ApiServerPool;
+  public readonly loadBalancer: ApiEndpoint;
+  public readonly controllers: LeaderElectedControllers;
+  /** Completes when the API answers through the endpoint and both Leases are held. */
+  public readonly ready: pulumi.Resource[];
+
+  constructor(name: string, args: HaControlPlaneArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hakube:index:HaControlPlane", name, {}, opts);
+    const cp = args.controlPlaneHosts;
+    requireHosts(this, "controlPlaneHosts", cp);
+    const etcdHosts = args.etcdHosts ?? cp;
+    requireHosts(this, "etcdHosts", etcdHosts);
+    if (!args.loadBalancer || (!("keepalived" in args.loadBalancer) && !("external" in args.loadBalancer))) {
+      invalid(this, "loadBalancer", args.loadBalancer ?? null, "{ keepalived: {...} } or { external: {...} }");
+    }
+    const keepalived = "keepalived" in args.loadBalancer ? args.loadBalancer.keepalived : undefined;
+    const external = "external" in args.loadBalancer ? args.loadBalancer.external : undefined;
+    const balancerHosts = keepalived?.hosts ?? (keepalived ? cp : []);
+    requireConsistentHosts(this, "hosts", [cp, etcdHosts, balancerHosts]);
+    const serviceCidr = requireCidr(this, "serviceCidr", args.serviceCidr ?? "10.96.0.0/12");
+    const podCidr = requireCidr(this, "podCidr", args.podCidr ?? "10.244.0.0/16");
+    requireDisjointRanges(
+      this,
+      { argument: "serviceCidr", cidr: serviceCidr },
+      { argument: "podCidr", cidr: podCidr },
+      [...cp, ...etcdHosts, ...balancerHosts],
+    );
+    const detectionSeconds = keepalived ? haproxyDetectionSeconds(keepalived.healthCheck) : external!.detectionTimeSeconds;
+    const apiEndpointAddress = keepalived ? pulumi.output(keepalived.virtualIp) : external!.endpoint.endpoint;
+
+    this.pki = new ClusterPki(
+      `${name}-pki`,
+      {
+        controlPlaneHosts: cp,
+        etcdHosts,
+        apiEndpoint: apiEndpointAddress,
+        serviceCidr: serviceCidr.text,
+        clusterDomain: args.clusterDomain,
+        ...args.certificates,
+      },
+      { parent: this },
+    );
+    this.etcd = new EtcdCluster(
+      `${name}-etcd`,
+      { hosts: etcdHosts, pki: this.pki, version: args.etcdVersion, binaries: args.binaries?.etcd, ...args.etcd },
+      { parent: this },
+    );
+    this.apiServers = new ApiServerPool(
+      `${name}-apiserver`,
+      {
+        hosts: cp,
+        pki: this.pki,
+        etcd: this.etcd,
+        kubernetesVersion: args.kubernetesVersion,
+        binaries: args.binaries?.kubernetes,
+        serviceCidr: serviceCidr.text,
+        clusterDomain: args.clusterDomain,
+        balancerDetectionSeconds: detectionSeconds,
+        ...args.apiServer,
+      },
+      { parent: this },
+    );
+    this.loadBalancer = keepalived
+      ? new KeepalivedLoadBalancer(
+          `${name}-lb`,
+          { ...keepalived, hosts: balancerHosts, apiServers: this.apiServers, pki: this.pki },
+          { parent: this },
+        )
+      : external!.endpoint;
+    this.controllers = new LeaderElectedControllers(
+      `${name}-controllers`,
+      {
+        hosts: cp,
+        pki: this.pki,
+        apiServers: this.apiServers,
+        endpoint: this.loadBalancer,
+        podCidr: podCidr.text,
+        serviceCidr: serviceCidr.text,
+        clusterName: args.clusterName,
+        ...args.controllers,
+      },
+      { parent: this },
+    );
+
+    this.endpoint = endpointUrl(this.loadBalancer);
+    this.caCertificate = this.pki.clusterCa.certPem;
+    this.adminKubeconfig = this.pki.kubeconfig(this.pki.adminClient, "hakube-admin", this.endpoint, args.clusterName ?? "hakube");
+    this.etcdEndpoints = this.etcd.clientEndpoints;
+    this.ready = [this.controllers.ready, ...(this.loadBalancer.ready ? [this.loadBalancer.ready] : [])];
+    if (args.kubernetesProvider ?? true) {
+      this.provider = new k8s.Provider(
+        `${name}-k8s`,
+        { kubeconfig: this.adminKubeconfig, enableServerSideApply: true },
+        { parent: this, dependsOn: this.ready },
+      );
+    }
+    this.registerOutputs({
+      endpoint: this.endpoint,
+      caCertificate: this.caCertificate,
+      adminKubeconfig: this.adminKubeconfig,
+      etcdEndpoints: this.etcdEndpoints,
+    });
+  }
+}

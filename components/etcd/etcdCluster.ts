@@ -1,0 +1,141 @@
+import * as pulumi from "@pulumi/pulumi";
+import { Host } from "../types";
+import { ClusterPki } from "../pki/clusterPki";
+import { BinarySource, defaultBinarySource } from "../binaries/source";
+import { installBinaries, planBinaries } from "../binaries/install";
+import { gateStep, hostStep, StepFile } from "../remote/hostStep";
+import { invalid, requireEtcdMemberCount, requireHosts, requireInteger, requireVersion } from "../validation";
+import { parseVersion } from "../version";
+import {
+  clientUrl,
+  ETCD_PKI,
+  ETCDCTL_ENV,
+  etcdCreateScript,
+  etcdctlEnv,
+  etcdDeleteScript,
+  etcdGateScript,
+  EtcdMember,
+  EtcdSettings,
+  etcdUnit,
+  etcdUpdateScript,
+} from "./render";
+
+export const DEFAULT_ETCD_VERSION = "v3.6.16";
+
+export interface EtcdClusterArgs {
+  /** One member per host: 3 or 5 (7 is accepted); the control-plane hosts (stacked) or hosts of their own. */
+  readonly hosts: readonly Host[];
+  /** Supplies the etcd CA and the member certificates. */
+  readonly pki: ClusterPki;
+  /** @default "v3.6.16" */
+  readonly version?: string;
+  /** @default { kind: "release" } */
+  readonly binaries?: BinarySource;
+  /** Leader heartbeat. @default 100 */
+  readonly heartbeatIntervalMs?: number;
+  /** At least 5 heartbeats (etcd's own rule). @default 1000 */
+  readonly electionTimeoutMs?: number;
+  /** @default 2379 */
+  readonly clientPort?: number;
+  /** @default 2380 */
+  readonly peerPort?: number;
+  /** @default "/var/lib/etcd" */
+  readonly dataDir?: string;
+  /** How long the readiness gate waits for every member to be healthy. @default 300 */
+  readonly readyTimeoutSeconds?: number;
+}
+
+/**
+ * An etcd cluster with peer and client TLS (client-certificate auth), one systemd unit
+ * per member. `ready` completes when every member reports healthy; dependents wait on it.
+ * A change rolls through the members one at a time, each waiting until it is healthy.
+ */
+export class EtcdCluster extends pulumi.ComponentResource {
+  /** `https://<address>:<clientPort>` per member. */
+  public readonly clientEndpoints: pulumi.Output<string[]>;
+  /** Completes when every member reports healthy. */
+  public readonly ready: pulumi.Resource;
+  public readonly memberNames: string[];
+  public readonly version: string;
+
+  constructor(name: string, args: EtcdClusterArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hakube:index:EtcdCluster", name, {}, opts);
+    requireHosts(this, "hosts", args.hosts);
+    requireEtcdMemberCount(this, "hosts", args.hosts.length);
+    this.version = requireVersion(this, "version", args.version ?? DEFAULT_ETCD_VERSION, parseVersion("3.5.11")).text;
+    const heartbeatIntervalMs = requireInteger(this, "heartbeatIntervalMs", args.heartbeatIntervalMs ?? 100, 10, 10000);
+    const electionTimeoutMs = requireInteger(this, "electionTimeoutMs", args.electionTimeoutMs ?? 1000, 50, 50000);
+    if (electionTimeoutMs < 5 * heartbeatIntervalMs) {
+      invalid(this, "electionTimeoutMs", electionTimeoutMs, `at least 5 x heartbeatIntervalMs (${5 * heartbeatIntervalMs})`);
+    }
+    const clientPort = requireInteger(this, "clientPort", args.clientPort ?? 2379, 1, 65533);
+    const peerPort = requireInteger(this, "peerPort", args.peerPort ?? 2380, 1, 65535);
+    if (peerPort === clientPort || peerPort === clientPort + 2) {
+      invalid(this, "peerPort", peerPort, `a port other than clientPort (${clientPort}) and the metrics port (${clientPort + 2})`);
+    }
+    const dataDir = args.dataDir ?? "/var/lib/etcd";
+    if (!/^\/[A-Za-z0-9._\/-]+$/.test(dataDir)) {
+      invalid(this, "dataDir", dataDir, "an absolute path");
+    }
+    const readyAttempts = Math.ceil(requireInteger(this, "readyTimeoutSeconds", args.readyTimeoutSeconds ?? 300, 10, 3600) / 2);
+    for (const host of args.hosts) {
+      if (!args.pki.etcdServer[host.name]) {
+        invalid(this, "pki", host.name, "a ClusterPki whose etcdHosts include every etcd host");
+      }
+    }
+    const plan = planBinaries(this, "binaries", "etcd", this.version, ["etcd", "etcdctl", "etcdutl"], args.binaries ?? defaultBinarySource);
+    const settings: EtcdSettings = { clusterToken: name, dataDir, clientPort, peerPort, heartbeatIntervalMs, electionTimeoutMs };
+    this.memberNames = args.hosts.map((h) => h.name);
+
+    const members = pulumi
+      .all(args.hosts.map((h) => h.address))
+      .apply((addresses) => args.hosts.map((h, i): EtcdMember => ({ name: h.name, address: addresses[i] })));
+    this.clientEndpoints = members.apply((ms) => ms.map((m) => clientUrl(m, settings)));
+    const sharedFiles: StepFile[] = [
+      { path: `${ETCD_PKI}/ca.crt`, mode: "0644", content: args.pki.etcdCa.certPem },
+      { path: `${ETCD_PKI}/healthcheck-client.crt`, mode: "0644", content: args.pki.etcdHealthcheckClient.certPem },
+      { path: `${ETCD_PKI}/healthcheck-client.key`, mode: "0600", content: args.pki.etcdHealthcheckClient.keyPem },
+      { path: ETCDCTL_ENV, mode: "0644", content: members.apply((ms) => etcdctlEnv(ms, settings)) },
+    ];
+
+    // Members are chained: a change restarts one member, waits until it is healthy, then
+    // moves on, so quorum is never lost. On creation each step only starts its member.
+    let previous: pulumi.Resource | undefined;
+    const steps = args.hosts.map((host, i) => {
+      const binaries = installBinaries(`${name}-${host.name}-binaries`, host, "etcd", plan, { parent: this });
+      const step = hostStep(
+        `${name}-${host.name}`,
+        {
+          host,
+          files: [
+            ...sharedFiles,
+            { path: `${ETCD_PKI}/server.crt`, mode: "0644", content: args.pki.etcdServer[host.name].certPem },
+            { path: `${ETCD_PKI}/server.key`, mode: "0600", content: args.pki.etcdServer[host.name].keyPem },
+            { path: `${ETCD_PKI}/peer.crt`, mode: "0644", content: args.pki.etcdPeer[host.name].certPem },
+            { path: `${ETCD_PKI}/peer.key`, mode: "0600", content: args.pki.etcdPeer[host.name].keyPem },
+            {
+              path: "/etc/systemd/system/etcd.service",
+              mode: "0644",
+              content: members.apply((ms) => etcdUnit(ms[i], ms, settings)),
+            },
+          ],
+          create: etcdCreateScript,
+          update: etcdUpdateScript(readyAttempts, clientPort),
+          delete: etcdDeleteScript,
+          triggers: [plan.identity],
+        },
+        { parent: this, dependsOn: previous ? [binaries, previous] : [binaries] },
+      );
+      previous = step;
+      return step;
+    });
+
+    this.ready = gateStep(
+      `${name}-ready`,
+      { host: args.hosts[0], script: etcdGateScript(readyAttempts), guards: steps },
+      { parent: this },
+    );
+
+    this.registerOutputs({ clientEndpoints: this.clientEndpoints, version: this.version });
+  }
+}

@@ -1,0 +1,108 @@
+// etcd rendering (pure): flags, unit, etcdctl environment and health scripts.
+import { Flag, renderUnit } from "../systemd";
+
+export const ETCD_PKI = "/etc/etcd/pki";
+export const ETCDCTL_ENV = "/etc/etcd/etcdctl.env";
+
+export interface EtcdMember {
+  readonly name: string;
+  readonly address: string;
+}
+
+export interface EtcdSettings {
+  readonly clusterToken: string;
+  readonly dataDir: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly heartbeatIntervalMs: number;
+  readonly electionTimeoutMs: number;
+}
+
+export const clientUrl = (m: EtcdMember, s: EtcdSettings) => `https://${m.address}:${s.clientPort}`;
+export const peerUrl = (m: EtcdMember, s: EtcdSettings) => `https://${m.address}:${s.peerPort}`;
+
+export function initialCluster(members: readonly EtcdMember[], s: EtcdSettings): string {
+  return members.map((m) => `${m.name}=${peerUrl(m, s)}`).join(",");
+}
+
+export function etcdFlags(self: EtcdMember, members: readonly EtcdMember[], s: EtcdSettings): Flag[] {
+  return [
+    ["name", self.name],
+    ["data-dir", s.dataDir],
+    ["listen-client-urls", `${clientUrl(self, s)},https://127.0.0.1:${s.clientPort}`],
+    ["advertise-client-urls", clientUrl(self, s)],
+    ["listen-peer-urls", peerUrl(self, s)],
+    ["initial-advertise-peer-urls", peerUrl(self, s)],
+    ["initial-cluster", initialCluster(members, s)],
+    ["initial-cluster-state", "new"],
+    ["initial-cluster-token", s.clusterToken],
+    ["client-cert-auth", true],
+    ["trusted-ca-file", `${ETCD_PKI}/ca.crt`],
+    ["cert-file", `${ETCD_PKI}/server.crt`],
+    ["key-file", `${ETCD_PKI}/server.key`],
+    ["peer-client-cert-auth", true],
+    ["peer-trusted-ca-file", `${ETCD_PKI}/ca.crt`],
+    ["peer-cert-file", `${ETCD_PKI}/peer.crt`],
+    ["peer-key-file", `${ETCD_PKI}/peer.key`],
+    ["heartbeat-interval", s.heartbeatIntervalMs],
+    ["election-timeout", s.electionTimeoutMs],
+    ["listen-metrics-urls", `http://127.0.0.1:${s.clientPort + 2}`],
+    ["strict-reconfig-check", true],
+  ];
+}
+
+export function etcdUnit(self: EtcdMember, members: readonly EtcdMember[], s: EtcdSettings): string {
+  return renderUnit({
+    description: `etcd member ${self.name} (hakube)`,
+    documentation: "https://etcd.io/docs/",
+    binary: "/usr/local/bin/etcd",
+    type: "notify",
+    flags: etcdFlags(self, members, s),
+    timeoutStartSec: 300,
+  });
+}
+
+/** Environment for etcdctl on a host: `set -a; . /etc/etcd/etcdctl.env; set +a`. */
+export function etcdctlEnv(members: readonly EtcdMember[], s: EtcdSettings): string {
+  return [
+    `ETCDCTL_ENDPOINTS=${members.map((m) => clientUrl(m, s)).join(",")}`,
+    `ETCDCTL_CACERT=${ETCD_PKI}/ca.crt`,
+    `ETCDCTL_CERT=${ETCD_PKI}/healthcheck-client.crt`,
+    `ETCDCTL_KEY=${ETCD_PKI}/healthcheck-client.key`,
+    "ETCDCTL_DIAL_TIMEOUT=3s",
+    "ETCDCTL_COMMAND_TIMEOUT=5s",
+    "",
+  ].join("\n");
+}
+
+const loadEnv = `set -a; . ${ETCDCTL_ENV}; set +a`;
+
+/** Create: write files, (re)start without waiting (members of a new cluster start together). */
+export const etcdCreateScript = `mkdir -p /var/lib/etcd && chmod 0700 /var/lib/etcd
+systemctl daemon-reload
+systemctl enable etcd.service >/dev/null 2>&1
+if [ -n "$HAKUBE_CHANGED" ] || ! systemctl is-active --quiet etcd.service; then
+  systemctl restart --no-block etcd.service
+fi
+echo "hakube: etcd starting"`;
+
+/** Update (rolling, one member at a time): restart, then wait until this member is healthy. */
+export function etcdUpdateScript(attempts: number, clientPort: number): string {
+  return `systemctl daemon-reload
+systemctl enable etcd.service >/dev/null 2>&1
+systemctl restart etcd.service
+${loadEnv}
+hakube_retry ${attempts} 2 "etcd member health" -- etcdctl --endpoints=https://127.0.0.1:${clientPort} endpoint health
+echo "hakube: etcd member restarted and healthy"`;
+}
+
+/** The readiness gate: every member reports healthy (bounded wait). */
+export function etcdGateScript(attempts: number): string {
+  return `${loadEnv}
+hakube_retry ${attempts} 2 "etcd cluster health" -- etcdctl endpoint health
+etcdctl endpoint status --write-out=table`;
+}
+
+export const etcdDeleteScript = `systemctl disable --now etcd.service
+rm -f /etc/systemd/system/etcd.service
+systemctl daemon-reload`;

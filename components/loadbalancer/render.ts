@@ -1,0 +1,173 @@
+// HAProxy and keepalived rendering (pure).
+
+export interface HealthCheck {
+  /** @default 1000 */
+  readonly intervalMs?: number;
+  /** Failed checks before a backend is marked down. @default 2 */
+  readonly fall?: number;
+  /** Passed checks before a backend is marked up. @default 2 */
+  readonly rise?: number;
+}
+
+export const defaultHealthCheck: Required<HealthCheck> = { intervalMs: 1000, fall: 2, rise: 2 };
+
+/** Worst-case seconds for HAProxy to stop using an apiserver whose /readyz fails. */
+export function haproxyDetectionSeconds(check: HealthCheck | undefined): number {
+  const c = { ...defaultHealthCheck, ...(check ?? {}) };
+  return Math.ceil((c.intervalMs * c.fall) / 1000);
+}
+
+export const HAPROXY_CA = "/etc/hakube/haproxy/ca.crt";
+export const HAPROXY_MONITOR_PATH = "/hakube-healthz";
+export const KEEPALIVED_CHECK = "/etc/keepalived/hakube-check-haproxy.sh";
+
+export interface HaproxySettings {
+  readonly port: number;
+  readonly monitorPort: number;
+  readonly backends: readonly { readonly name: string; readonly address: string; readonly port: number }[];
+  readonly healthCheck: Required<HealthCheck>;
+  /** Close client connections to a backend once it is marked down. */
+  readonly shutdownSessionsOnDown: boolean;
+  /** HAProxy's own config check needs a CA file path that exists; tests point it elsewhere. */
+  readonly caFile?: string;
+}
+
+export function renderHaproxyConfig(s: HaproxySettings): string {
+  const c = s.healthCheck;
+  const serverOptions = [
+    "check",
+    "check-ssl",
+    "verify required",
+    `ca-file ${s.caFile ?? HAPROXY_CA}`,
+    `inter ${c.intervalMs}ms`,
+    `fastinter ${Math.max(100, Math.floor(c.intervalMs / 2))}ms`,
+    `downinter ${c.intervalMs}ms`,
+    `fall ${c.fall}`,
+    `rise ${c.rise}`,
+    ...(s.shutdownSessionsOnDown ? ["on-marked-down shutdown-sessions"] : []),
+  ].join(" ");
+  return [
+    "# Managed by hakube; changes are overwritten by the next `pulumi up`.",
+    "global",
+    "  log /dev/log local0 notice",
+    "  maxconn 20000",
+    "  stats socket /run/haproxy/admin.sock mode 600 level admin",
+    "  user haproxy",
+    "  group haproxy",
+    "",
+    "defaults",
+    "  mode tcp",
+    "  log global",
+    "  option tcplog",
+    "  option dontlognull",
+    "  timeout connect 2s",
+    "  timeout client 1h",
+    "  timeout server 1h",
+    "  timeout check 2s",
+    "  retries 2",
+    "  option redispatch 1",
+    "",
+    "frontend hakube-monitor",
+    "  mode http",
+    `  bind 127.0.0.1:${s.monitorPort}`,
+    `  monitor-uri ${HAPROXY_MONITOR_PATH}`,
+    "  monitor fail if { nbsrv(kube-apiservers) lt 1 }",
+    "",
+    "frontend kube-apiserver",
+    `  bind :${s.port}`,
+    "  default_backend kube-apiservers",
+    "",
+    "backend kube-apiservers",
+    "  balance roundrobin",
+    "  option httpchk",
+    "  http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host kubernetes",
+    "  http-check expect status 200",
+    `  default-server ${serverOptions}`,
+    ...s.backends.map((b) => `  server ${b.name} ${b.address}:${b.port}`),
+    "",
+  ].join("\n");
+}
+
+export interface KeepalivedSettings {
+  readonly routerId: string;
+  readonly interface: string;
+  readonly virtualRouterId: number;
+  readonly priority: number;
+  readonly advertIntervalSeconds: number;
+  readonly preempt: boolean;
+  readonly selfAddress: string;
+  readonly peerAddresses: readonly string[];
+  readonly virtualIp: string;
+  readonly virtualIpPrefixLength: number;
+  readonly checkScript?: string;
+}
+
+export function renderKeepalivedConfig(s: KeepalivedSettings): string {
+  return [
+    "# Managed by hakube; changes are overwritten by the next `pulumi up`.",
+    "global_defs {",
+    `  router_id ${s.routerId}`,
+    "  vrrp_version 3",
+    "  enable_script_security",
+    "  script_user root",
+    "}",
+    "",
+    "vrrp_script hakube_haproxy {",
+    `  script "${s.checkScript ?? KEEPALIVED_CHECK}"`,
+    "  interval 1",
+    "  timeout 2",
+    "  fall 2",
+    "  rise 2",
+    "}",
+    "",
+    "vrrp_instance hakube_api {",
+    "  state BACKUP",
+    `  interface ${s.interface}`,
+    `  virtual_router_id ${s.virtualRouterId}`,
+    `  priority ${s.priority}`,
+    `  advert_int ${s.advertIntervalSeconds}`,
+    ...(s.preempt ? [] : ["  nopreempt"]),
+    `  unicast_src_ip ${s.selfAddress}`,
+    "  unicast_peer {",
+    ...s.peerAddresses.map((p) => `    ${p}`),
+    "  }",
+    "  virtual_ipaddress {",
+    `    ${s.virtualIp}/${s.virtualIpPrefixLength} dev ${s.interface}`,
+    "  }",
+    "  track_script {",
+    "    hakube_haproxy",
+    "  }",
+    "}",
+    "",
+  ].join("\n");
+}
+
+/** keepalived gives up the VIP when HAProxy stops answering or has no live backend. */
+export function renderKeepalivedCheck(monitorPort: number): string {
+  return [
+    "#!/bin/sh",
+    "# Managed by hakube: healthy when HAProxy answers and has at least one apiserver up.",
+    `exec curl --silent --fail --max-time 1 -o /dev/null http://127.0.0.1:${monitorPort}${HAPROXY_MONITOR_PATH}`,
+    "",
+  ].join("\n");
+}
+
+export const balancerCreateScript = `if ! command -v haproxy >/dev/null || ! command -v keepalived >/dev/null || ! command -v curl >/dev/null; then
+  echo "hakube: installing haproxy, keepalived and curl"
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -qq haproxy keepalived curl >/dev/null
+fi
+haproxy -c -q -f /etc/haproxy/haproxy.cfg
+keepalived -t -f /etc/keepalived/keepalived.conf
+systemctl enable haproxy.service keepalived.service >/dev/null 2>&1
+if systemctl is-active --quiet haproxy.service; then systemctl reload haproxy.service; else systemctl restart haproxy.service; fi
+if systemctl is-active --quiet keepalived.service; then systemctl reload keepalived.service; else systemctl restart keepalived.service; fi
+echo "hakube: haproxy and keepalived running"`;
+
+export const balancerDeleteScript = `systemctl disable --now keepalived.service haproxy.service`;
+
+/** The gate: /readyz answers through the VIP (bounded wait). */
+export function balancerGateScript(virtualIp: string, port: number, caPath: string, attempts: number): string {
+  return `hakube_retry ${attempts} 1 "/readyz through ${virtualIp}:${port}" -- curl --silent --fail --max-time 3 --cacert ${caPath} https://${virtualIp}:${port}/readyz -o /dev/null
+echo "hakube: API ready at https://${virtualIp}:${port}"`;
+}

@@ -1,0 +1,238 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as tls from "@pulumi/tls";
+import { Host } from "../types";
+import { firstHostAddress, isDnsName, isIpv4 } from "../net";
+import { invalid, knownValue, requireCidr, requireHosts, requireInteger } from "../validation";
+import { renderKubeconfig } from "./kubeconfig";
+
+/** A PEM certificate with its private key (the key is a Pulumi secret). */
+export interface KeyPair {
+  readonly certPem: pulumi.Output<string>;
+  readonly keyPem: pulumi.Output<string>;
+}
+
+export interface ClusterPkiArgs {
+  /** Hosts that run kube-apiserver: their addresses go into the serving certificate. */
+  readonly controlPlaneHosts: readonly Host[];
+  /**
+   * Hosts that run etcd; each gets a server and a peer certificate.
+   * @default controlPlaneHosts (stacked etcd)
+   */
+  readonly etcdHosts?: readonly Host[];
+  /** The stable API endpoint clients use: a virtual IP or a load balancer's DNS name. */
+  readonly apiEndpoint: pulumi.Input<string>;
+  /** @default "10.96.0.0/12" */
+  readonly serviceCidr?: string;
+  /** @default "cluster.local" */
+  readonly clusterDomain?: string;
+  /** Extra DNS names or IPs for the apiserver certificate. @default [] */
+  readonly extraApiServerSans?: readonly string[];
+  /** Validity of the three CAs. @default 87600 (10 years) */
+  readonly caValidityHours?: number;
+  /** Validity of every leaf certificate. @default 8760 (1 year) */
+  readonly certificateValidityHours?: number;
+  /**
+   * A `pulumi up` this many hours or fewer before a leaf certificate expires renews it.
+   * @default 720 (30 days)
+   */
+  readonly earlyRenewalHours?: number;
+}
+
+type Usage = "server" | "client" | "peer";
+
+const USES: Record<Usage, string[]> = {
+  server: ["digital_signature", "key_encipherment", "server_auth"],
+  client: ["digital_signature", "key_encipherment", "client_auth"],
+  peer: ["digital_signature", "key_encipherment", "server_auth", "client_auth"],
+};
+
+/** Names every Kubernetes client resolves the in-cluster API at. */
+export function apiServerDnsNames(clusterDomain: string): string[] {
+  return ["kubernetes", "kubernetes.default", "kubernetes.default.svc", `kubernetes.default.svc.${clusterDomain}`];
+}
+
+/** Splits SAN entries into IP addresses and DNS names (pure, deduplicated, stable order). */
+export function splitSans(entries: readonly string[]): { ipAddresses: string[]; dnsNames: string[] } {
+  const unique = [...new Set(entries)];
+  return { ipAddresses: unique.filter(isIpv4), dnsNames: unique.filter((e) => !isIpv4(e)) };
+}
+
+/**
+ * The cluster's certificates: cluster, etcd and front-proxy CAs, the service-account
+ * key pair, per-member etcd certificates, the apiserver's serving and client
+ * certificates, and client certificates (and kubeconfigs) for controller-manager,
+ * scheduler and an admin. All keys are ECDSA P-256 and Pulumi secrets.
+ */
+export class ClusterPki extends pulumi.ComponentResource {
+  public readonly clusterCa: KeyPair;
+  public readonly etcdCa: KeyPair;
+  public readonly frontProxyCa: KeyPair;
+  /** Signs and verifies service-account tokens; the same pair on every apiserver. */
+  public readonly serviceAccount: { readonly publicKeyPem: pulumi.Output<string>; readonly privateKeyPem: pulumi.Output<string> };
+  /** Per etcd host name. */
+  public readonly etcdServer: Record<string, KeyPair> = {};
+  public readonly etcdPeer: Record<string, KeyPair> = {};
+  public readonly apiServerServing: KeyPair;
+  public readonly apiServerEtcdClient: KeyPair;
+  public readonly apiServerKubeletClient: KeyPair;
+  public readonly frontProxyClient: KeyPair;
+  /** For etcdctl on the hosts (health gates, status). */
+  public readonly etcdHealthcheckClient: KeyPair;
+  public readonly controllerManagerClient: KeyPair;
+  public readonly schedulerClient: KeyPair;
+  public readonly adminClient: KeyPair;
+  /** Every SAN of the apiserver serving certificate. */
+  public readonly apiServerSans: pulumi.Output<string[]>;
+
+  private readonly validityHours: number;
+  private readonly earlyRenewalHours: number;
+
+  constructor(name: string, args: ClusterPkiArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hakube:index:ClusterPki", name, {}, opts);
+    requireHosts(this, "controlPlaneHosts", args.controlPlaneHosts);
+    const etcdHosts = args.etcdHosts ?? args.controlPlaneHosts;
+    requireHosts(this, "etcdHosts", etcdHosts);
+    const serviceCidr = requireCidr(this, "serviceCidr", args.serviceCidr ?? "10.96.0.0/12");
+    const clusterDomain = args.clusterDomain ?? "cluster.local";
+    if (!isDnsName(clusterDomain)) {
+      invalid(this, "clusterDomain", clusterDomain, 'a DNS domain such as "cluster.local"');
+    }
+    (args.extraApiServerSans ?? []).forEach((san, i) => {
+      if (!isIpv4(san) && !isDnsName(san)) {
+        invalid(this, `extraApiServerSans[${i}]`, san, "an IPv4 address or a DNS name");
+      }
+    });
+    const endpoint = knownValue(args.apiEndpoint);
+    if (endpoint !== undefined && !isIpv4(endpoint) && !isDnsName(endpoint)) {
+      invalid(this, "apiEndpoint", endpoint, "an IPv4 address or a DNS name");
+    }
+    const caHours = requireInteger(this, "caValidityHours", args.caValidityHours ?? 87600, 24, 876000);
+    this.validityHours = requireInteger(this, "certificateValidityHours", args.certificateValidityHours ?? 8760, 1, 876000);
+    this.earlyRenewalHours = requireInteger(this, "earlyRenewalHours", args.earlyRenewalHours ?? 720, 0, 876000);
+    if (this.earlyRenewalHours >= this.validityHours) {
+      invalid(this, "earlyRenewalHours", this.earlyRenewalHours, `less than certificateValidityHours (${this.validityHours})`);
+    }
+    if (this.validityHours > caHours) {
+      invalid(this, "certificateValidityHours", this.validityHours, `at most caValidityHours (${caHours})`);
+    }
+
+    this.clusterCa = this.selfSignedCa(`${name}-cluster-ca`, "kubernetes", caHours);
+    this.etcdCa = this.selfSignedCa(`${name}-etcd-ca`, "etcd-ca", caHours);
+    this.frontProxyCa = this.selfSignedCa(`${name}-front-proxy-ca`, "front-proxy-ca", caHours);
+
+    const saKey = this.privateKey(`${name}-service-account`);
+    this.serviceAccount = { publicKeyPem: saKey.publicKeyPem, privateKeyPem: pulumi.secret(saKey.privateKeyPem) };
+
+    for (const host of etcdHosts) {
+      const sans = pulumi.output(host.address).apply((address) => [host.name, "localhost", address, "127.0.0.1"]);
+      this.etcdServer[host.name] = this.leaf(`${name}-etcd-server-${host.name}`, this.etcdCa, { commonName: host.name }, "peer", sans);
+      this.etcdPeer[host.name] = this.leaf(`${name}-etcd-peer-${host.name}`, this.etcdCa, { commonName: host.name }, "peer", sans);
+    }
+    this.etcdHealthcheckClient = this.leaf(`${name}-etcd-healthcheck-client`, this.etcdCa, { commonName: "hakube-etcd-healthcheck" }, "client");
+    this.apiServerEtcdClient = this.leaf(`${name}-apiserver-etcd-client`, this.etcdCa, { commonName: "kube-apiserver-etcd-client" }, "client");
+
+    this.apiServerSans = pulumi
+      .all([args.apiEndpoint, pulumi.all(args.controlPlaneHosts.map((h) => h.address))])
+      .apply(([apiEndpoint, addresses]) => [
+        apiEndpoint,
+        ...addresses,
+        ...args.controlPlaneHosts.map((h) => h.name),
+        firstHostAddress(serviceCidr),
+        "127.0.0.1",
+        "localhost",
+        ...apiServerDnsNames(clusterDomain),
+        ...(args.extraApiServerSans ?? []),
+      ]);
+    this.apiServerServing = this.leaf(`${name}-apiserver`, this.clusterCa, { commonName: "kube-apiserver" }, "server", this.apiServerSans);
+    this.apiServerKubeletClient = this.leaf(
+      `${name}-apiserver-kubelet-client`,
+      this.clusterCa,
+      { commonName: "kube-apiserver-kubelet-client", organization: "system:masters" },
+      "client",
+    );
+    this.frontProxyClient = this.leaf(`${name}-front-proxy-client`, this.frontProxyCa, { commonName: "front-proxy-client" }, "client");
+    this.controllerManagerClient = this.leaf(
+      `${name}-controller-manager`,
+      this.clusterCa,
+      { commonName: "system:kube-controller-manager" },
+      "client",
+    );
+    this.schedulerClient = this.leaf(`${name}-scheduler`, this.clusterCa, { commonName: "system:kube-scheduler" }, "client");
+    this.adminClient = this.leaf(`${name}-admin`, this.clusterCa, { commonName: "hakube-admin", organization: "system:masters" }, "client");
+
+    this.registerOutputs({
+      clusterCaCertPem: this.clusterCa.certPem,
+      etcdCaCertPem: this.etcdCa.certPem,
+      frontProxyCaCertPem: this.frontProxyCa.certPem,
+      apiServerSans: this.apiServerSans,
+    });
+  }
+
+  /** A kubeconfig (secret) for one of this PKI's client certificates and an API URL. */
+  public kubeconfig(client: KeyPair, userName: string, server: pulumi.Input<string>, clusterName = "hakube"): pulumi.Output<string> {
+    return pulumi.secret(
+      pulumi.all([server, this.clusterCa.certPem, client.certPem, client.keyPem]).apply(([srv, ca, cert, key]) =>
+        renderKubeconfig({ clusterName, server: srv, caCertPem: ca, userName, clientCertPem: cert, clientKeyPem: key }),
+      ),
+    );
+  }
+
+  private privateKey(name: string): tls.PrivateKey {
+    return new tls.PrivateKey(
+      name,
+      { algorithm: "ECDSA", ecdsaCurve: "P256" },
+      { parent: this, additionalSecretOutputs: ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"] },
+    );
+  }
+
+  private selfSignedCa(name: string, commonName: string, hours: number): KeyPair {
+    const key = this.privateKey(`${name}-key`);
+    const cert = new tls.SelfSignedCert(
+      name,
+      {
+        privateKeyPem: key.privateKeyPem,
+        subject: { commonName },
+        isCaCertificate: true,
+        validityPeriodHours: hours,
+        earlyRenewalHours: Math.min(this.earlyRenewalHours * 2, hours - 1),
+        allowedUses: ["cert_signing", "crl_signing", "digital_signature", "key_encipherment"],
+      },
+      { parent: this },
+    );
+    return { certPem: cert.certPem, keyPem: pulumi.secret(key.privateKeyPem) };
+  }
+
+  private leaf(
+    name: string,
+    ca: KeyPair,
+    subject: { commonName: string; organization?: string },
+    usage: Usage,
+    sans?: pulumi.Input<string[]>,
+  ): KeyPair {
+    const key = this.privateKey(`${name}-key`);
+    const split = sans ? pulumi.output(sans).apply(splitSans) : undefined;
+    const csr = new tls.CertRequest(
+      `${name}-csr`,
+      {
+        privateKeyPem: key.privateKeyPem,
+        subject,
+        dnsNames: split?.dnsNames,
+        ipAddresses: split?.ipAddresses,
+      },
+      { parent: this },
+    );
+    const cert = new tls.LocallySignedCert(
+      name,
+      {
+        certRequestPem: csr.certRequestPem,
+        caCertPem: ca.certPem,
+        caPrivateKeyPem: ca.keyPem,
+        validityPeriodHours: this.validityHours,
+        earlyRenewalHours: this.earlyRenewalHours,
+        allowedUses: USES[usage],
+      },
+      { parent: this },
+    );
+    return { certPem: cert.certPem, keyPem: pulumi.secret(key.privateKeyPem) };
+  }
+}

@@ -1,0 +1,37 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+
+/** SSH connection to a host, as taken by `@pulumi/command` remote resources. */
+export type HostConnection = command.types.input.remote.ConnectionArgs;
+
+/**
+ * A machine the control plane runs on. Machine layers (`LocalMachines`, `AwsMachines`)
+ * yield these; the control-plane components know nothing else about the machine.
+ */
+export interface Host {
+  /** Unique, stable name; used in resource names and as the etcd member name. */
+  readonly name: string;
+  /** IPv4 address the other hosts and the balancer reach this host at. */
+  readonly address: pulumi.Input<string>;
+  /** SSH connection (holds a private key: pass it as a secret). */
+  readonly connection: pulumi.Input<HostConnection>;
+}
+
+/**
+ * One stable API endpoint in front of the apiservers. Implemented by
+ * `KeepalivedLoadBalancer` (a VRRP virtual IP with HAProxy) and by
+ * `AwsNetworkLoadBalancer`.
+ */
+export interface ApiEndpoint {
+  /** The address clients use: an IP (VIP) or a DNS name (NLB). */
+  readonly endpoint: pulumi.Output<string>;
+  /** The TCP port clients use. */
+  readonly port: pulumi.Output<number>;
+  /** Completes when the API answers through this endpoint, where the balancer can tell. */
+  readonly ready?: pulumi.Resource;
+}
+
+/** `https://<endpoint>:<port>` of an `ApiEndpoint`. */
+export function endpointUrl(endpoint: ApiEndpoint): pulumi.Output<string> {
+  return pulumi.interpolate`https://${endpoint.endpoint}:${endpoint.port}`;
+}

@@ -1,0 +1,48 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { etcdctlEnv, etcdFlags, etcdUnit, initialCluster, EtcdSettings } from "../../components/etcd/render";
+import { verifyUnit } from "../helpers/tools";
+import { assertGolden } from "../helpers/golden";
+
+const settings: EtcdSettings = {
+  clusterToken: "cp-etcd",
+  dataDir: "/var/lib/etcd",
+  clientPort: 2379,
+  peerPort: 2380,
+  heartbeatIntervalMs: 100,
+  electionTimeoutMs: 1000,
+};
+const members = [
+  { name: "cp-1", address: "10.0.0.11" },
+  { name: "cp-2", address: "10.0.0.12" },
+  { name: "cp-3", address: "10.0.0.13" },
+];
+
+test("etcd flags: TLS with client certificate auth on both ports, every member in the initial cluster", () => {
+  const flags = Object.fromEntries(etcdFlags(members[1], members, settings));
+  assert.equal(flags["client-cert-auth"], true);
+  assert.equal(flags["peer-client-cert-auth"], true);
+  assert.equal(flags["listen-client-urls"], "https://10.0.0.12:2379,https://127.0.0.1:2379");
+  assert.equal(flags["listen-peer-urls"], "https://10.0.0.12:2380");
+  assert.equal(flags["initial-cluster"], "cp-1=https://10.0.0.11:2380,cp-2=https://10.0.0.12:2380,cp-3=https://10.0.0.13:2380");
+  assert.equal(flags["heartbeat-interval"], 100);
+  assert.equal(flags["election-timeout"], 1000);
+  assert.ok(!Object.values(flags).some((v) => String(v).startsWith("http://") && !String(v).includes("127.0.0.1")), "only metrics is plain HTTP, on loopback");
+  assert.equal(initialCluster(members.slice(0, 1), settings), "cp-1=https://10.0.0.11:2380");
+});
+
+test("etcd unit passes systemd-analyze verify and matches its golden file", () => {
+  const unit = etcdUnit(members[0], members, settings);
+  assert.match(unit, /Type=notify/);
+  assert.match(unit, /Restart=always/);
+  const r = verifyUnit("etcd.service", unit);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr.trim(), "", `systemd-analyze warned: ${r.stderr}`);
+  assertGolden("etcd.service", unit);
+});
+
+test("etcdctl environment points at every member with the healthcheck client", () => {
+  const env = etcdctlEnv(members, settings);
+  assert.match(env, /^ETCDCTL_ENDPOINTS=https:\/\/10.0.0.11:2379,https:\/\/10.0.0.12:2379,https:\/\/10.0.0.13:2379$/m);
+  assert.match(env, /ETCDCTL_KEY=\/etc\/etcd\/pki\/healthcheck-client.key/);
+});

@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Builds hakube's offline toolchain from Go modules into a cache outside the repo:
+#   pulumi      the Pulumi CLI at the version of @pulumi/pulumi in package.json
+#   plugins     hakube's own pulumi-language-nodejs and pulumi-resource-{command,tls}
+#               (see toolchain/README.md for why they are not the upstream ones)
+#   kubernetes  kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
+#   etcd        etcd, etcdctl, etcdutl
+# Each family lands in $HAKUBE_TOOLCHAIN_DIR/<family>-<version>/ with a .complete
+# marker written only after success; a family whose marker matches its inputs is
+# skipped. Finally $HAKUBE_TOOLCHAIN_DIR/bin holds links to every binary, the
+# provider plugins are installed into $PULUMI_HOME/plugins, and env.sh is written.
+#
+# Usage: toolchain/build.sh [--force] [--update-pins] [family ...]
+#   --force        rebuild the named (or all) families even if cached
+#   --update-pins  rewrite toolchain/pulumi/go.mod to package.json's @pulumi/pulumi
+#                  version (needs the Go module proxy), then build
+set -Eeuo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+TC="${HAKUBE_TOOLCHAIN_DIR:-/var/cache/hakube/toolchain}"
+GOBASE="${HAKUBE_GO_DIR:-/var/cache/hakube/go}"
+
+# Pins that are not read from package.json. Keep in step with the go.mod files.
+K8S_VERSION=v1.36.5    # staging modules at v0.36.5; v1.36.3 and v1.36.4 are served too
+ETCD_VERSION=v3.6.16
+DEFAULT_PULUMI=3.260.0
+DEFAULT_COMMAND=1.2.1
+DEFAULT_TLS=5.6.1
+
+FORCE=0
+UPDATE_PINS=0
+FAMILIES=()
+for a in "$@"; do
+  case "$a" in
+    --force) FORCE=1 ;;
+    --update-pins) UPDATE_PINS=1 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    pulumi|plugins|kubernetes|etcd) FAMILIES+=("$a") ;;
+    *) echo "build.sh: unknown argument '$a' (families: pulumi plugins kubernetes etcd)" >&2; exit 2 ;;
+  esac
+done
+[ ${#FAMILIES[@]} -gt 0 ] || FAMILIES=(pulumi plugins kubernetes etcd)
+
+T0=$(date +%s)
+say() { printf '[toolchain %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
+CURRENT=""
+on_error() {
+  local rc=$?
+  [ -n "$CURRENT" ] || exit "$rc"
+  {
+    echo
+    echo "toolchain: FAILED while building '$CURRENT' (exit $rc)."
+    echo "  log:    $TC/logs/$CURRENT.log (last lines above)"
+    echo "  nothing half-built was kept: $TC/$CURRENT-*.tmp is removed on the next run."
+    echo "  what to do: check the Go module proxy is reachable (go env GOPROXY), that"
+    echo "  $GOBASE has free space, and that go >= 1.26 is on PATH; then run"
+    echo "  toolchain/build.sh $CURRENT again. A go.sum mismatch means the pins in"
+    echo "  toolchain/*/go.mod were edited by hand: run 'go mod tidy' in that folder."
+  } >&2
+  exit "$rc"
+}
+trap on_error ERR
+
+command -v go >/dev/null || { echo "toolchain: 'go' is not on PATH; install Go >= 1.26 (e.g. /usr/local/go/bin)." >&2; exit 1; }
+GOV=$(go env GOVERSION); GOMINOR=$(echo "$GOV" | sed -E 's/^go1\.([0-9]+).*/\1/')
+[ "$GOMINOR" -ge 26 ] 2>/dev/null || { echo "toolchain: $GOV is too old; Kubernetes 1.36 needs Go >= 1.26." >&2; exit 1; }
+
+export GOPATH="$GOBASE" GOMODCACHE="$GOBASE/pkg/mod" GOCACHE="$GOBASE/build"
+export GOFLAGS="-modcacherw -mod=readonly" CGO_ENABLED=0 GOTOOLCHAIN=local GOWORK=off
+mkdir -p "$TC/logs" "$GOBASE"
+
+# Versions from package.json (dependencies, then devDependencies), defaults otherwise.
+npm_version() {
+  local pkg="$1" def="$2" v=""
+  if [ -f "$REPO/package.json" ] && command -v node >/dev/null; then
+    v=$(node -e '
+      const p = require(process.argv[1]); const n = process.argv[2];
+      const v = (p.dependencies || {})[n] || (p.devDependencies || {})[n] || "";
+      process.stdout.write(v.replace(/^[\^~=v]+/, ""));' "$REPO/package.json" "$pkg")
+  fi
+  echo "${v:-$def}"
+}
+PULUMI_VERSION=$(npm_version @pulumi/pulumi "$DEFAULT_PULUMI")
+COMMAND_VERSION=$(npm_version @pulumi/command "$DEFAULT_COMMAND")
+TLS_VERSION=$(npm_version @pulumi/tls "$DEFAULT_TLS")
+for v in "$PULUMI_VERSION" "$COMMAND_VERSION" "$TLS_VERSION"; do
+  [[ "$v" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "toolchain: package.json must pin exact versions of @pulumi/*; got '$v'." >&2; exit 1; }
+done
+
+pinned() { (cd "$1" && go list -m -f '{{.Version}}' "$2"); }
+if [ "$UPDATE_PINS" = 1 ]; then
+  say "updating toolchain/pulumi/go.mod to v$PULUMI_VERSION"
+  (cd "$HERE/pulumi" && GOFLAGS=-modcacherw go get "github.com/pulumi/pulumi/pkg/v3@v$PULUMI_VERSION" "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION" && GOFLAGS=-modcacherw go mod tidy)
+fi
+PIN=$(pinned "$HERE/pulumi" github.com/pulumi/pulumi/pkg/v3)
+if [ "$PIN" != "v$PULUMI_VERSION" ]; then
+  echo "toolchain: package.json wants @pulumi/pulumi $PULUMI_VERSION but toolchain/pulumi/go.mod pins $PIN." >&2
+  echo "  Run: toolchain/build.sh --update-pins   (the module proxy must serve pkg/v3 v$PULUMI_VERSION)" >&2
+  exit 1
+fi
+PIN=$(pinned "$HERE/k8s" k8s.io/kubernetes)
+[ "$PIN" = "$K8S_VERSION" ] || { echo "toolchain: K8S_VERSION=$K8S_VERSION in build.sh but toolchain/k8s/go.mod pins $PIN." >&2; exit 1; }
+PIN=$(pinned "$HERE/etcd" go.etcd.io/etcd/server/v3)
+[ "$PIN" = "$ETCD_VERSION" ] || { echo "toolchain: ETCD_VERSION=$ETCD_VERSION in build.sh but toolchain/etcd/go.mod pins $PIN." >&2; exit 1; }
+
+# A family's inputs: its go.mod, go.sum, own sources, the Go version and the recipe
+# (bump RECIPE when a build command below changes in a way that matters).
+RECIPE="hakube-toolchain-1 k8s=$K8S_VERSION etcd=$ETCD_VERSION pulumi=$PULUMI_VERSION command=$COMMAND_VERSION tls=$TLS_VERSION"
+inputs_hash() {
+  { go env GOVERSION; echo "$RECIPE"; find "$@" -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16
+}
+
+# build_family NAME DIR-NAME HASH FUNCTION
+build_family() {
+  local fam="$1" dir="$TC/$2" hash="$3" fn="$4"
+  if [ "$FORCE" = 0 ] && [ -f "$dir/.complete" ] && grep -qx "inputs=$hash" "$dir/.complete"; then
+    say "$fam: cached ($dir)"
+    return 0
+  fi
+  CURRENT="$fam"
+  rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
+  say "$fam: building into $dir (log: $TC/logs/$fam.log)"
+  local t=$(date +%s)
+  local rc=0
+  set +e
+  ( set -e; "$fn" "$dir.tmp" ) >"$TC/logs/$fam.log" 2>&1
+  rc=$?
+  set -e
+  if [ "$rc" != 0 ]; then
+    tail -n 30 "$TC/logs/$fam.log" >&2
+    false
+  fi
+  local secs=$(( $(date +%s) - t ))
+  printf 'inputs=%s\nbuilt=%s\nseconds=%s\ngo=%s\n' "$hash" "$(date -u +%FT%TZ)" "$secs" "$(go env GOVERSION)" >"$dir.tmp/.complete"
+  rm -rf "$dir"; mv "$dir.tmp" "$dir"
+  CURRENT=""
+  say "$fam: done in ${secs}s"
+}
+
+LDPULUMI="-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION"
+
+b_pulumi() {
+  cd "$HERE/pulumi"
+  go build -v -trimpath -ldflags "$LDPULUMI" -o "$1/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+  "$1/pulumi" version
+}
+
+b_plugins() {
+  cd "$HERE/pulumi"
+  go build -v -trimpath -ldflags "-s -w -X main.version=$PULUMI_VERSION" -o "$1/pulumi-language-nodejs" ./cmd/pulumi-language-nodejs
+  go build -v -trimpath -ldflags "-s -w -X main.version=$COMMAND_VERSION" -o "$1/pulumi-resource-command" ./cmd/pulumi-resource-command
+  go build -v -trimpath -ldflags "-s -w -X main.version=$TLS_VERSION" -o "$1/pulumi-resource-tls" ./cmd/pulumi-resource-tls
+}
+
+b_kubernetes() {
+  cd "$HERE/k8s"
+  local minor date ld k
+  minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+  date=$(go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)
+  ld="-s -w"
+  for k in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    ld="$ld -X $k.gitVersion=$K8S_VERSION -X $k.gitMajor=1 -X $k.gitMinor=$minor -X $k.gitTreeState=clean -X $k.buildDate=$date"
+  done
+  # One go build: the shared packages compile once, then the four programs link.
+  go build -v -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$1/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  "$1/kube-apiserver" --version
+}
+
+b_etcd() {
+  cd "$HERE/etcd"
+  local ld="-s -w" m
+  for m in server etcdctl etcdutl; do
+    local out=$m; [ $m = server ] && out=etcd
+    go build -v -trimpath -ldflags "$ld" -o "$1/$out" "go.etcd.io/etcd/$m/v3"
+  done
+  "$1/etcd" --version
+}
+
+say "versions: pulumi v$PULUMI_VERSION, command $COMMAND_VERSION, tls $TLS_VERSION, kubernetes $K8S_VERSION, etcd $ETCD_VERSION"
+say "cache: $TC (go modules and build cache: $GOBASE)"
+for f in "${FAMILIES[@]}"; do
+  case "$f" in
+    pulumi) build_family pulumi "pulumi-v$PULUMI_VERSION" "$(inputs_hash "$HERE/pulumi/go.mod" "$HERE/pulumi/go.sum")" b_pulumi ;;
+    plugins) build_family plugins "plugins-v$PULUMI_VERSION-command-$COMMAND_VERSION-tls-$TLS_VERSION" "$(inputs_hash "$HERE/pulumi")" b_plugins ;;
+    kubernetes) build_family kubernetes "kubernetes-$K8S_VERSION" "$(inputs_hash "$HERE/k8s")" b_kubernetes ;;
+    etcd) build_family etcd "etcd-$ETCD_VERSION" "$(inputs_hash "$HERE/etcd")" b_etcd ;;
+  esac
+done
+
+# bin/: links to the binaries of every family that is built.
+link_all() {
+  local src="$1"; shift
+  [ -f "$TC/$src/.complete" ] || return 0
+  local b; for b in "$@"; do ln -sfn "../$src/$b" "$TC/bin/$b"; done
+}
+mkdir -p "$TC/bin"
+link_all "pulumi-v$PULUMI_VERSION" pulumi
+link_all "plugins-v$PULUMI_VERSION-command-$COMMAND_VERSION-tls-$TLS_VERSION" pulumi-language-nodejs pulumi-resource-command pulumi-resource-tls
+link_all "kubernetes-$K8S_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubectl
+link_all "etcd-$ETCD_VERSION" etcd etcdctl etcdutl
+
+# Provider plugins into the plugin cache at the npm packages' versions, so the engine
+# finds resource-<name>-v<version> without downloading anything.
+export PULUMI_HOME="${PULUMI_HOME:-$TC/pulumi-home}"
+export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+if [ -x "$TC/bin/pulumi" ] && [ -x "$TC/bin/pulumi-resource-command" ]; then
+  for p in "command $COMMAND_VERSION" "tls $TLS_VERSION"; do
+    set -- $p
+    if [ ! -x "$PULUMI_HOME/plugins/resource-$1-v$2/pulumi-resource-$1" ] || ! cmp -s "$TC/bin/pulumi-resource-$1" "$PULUMI_HOME/plugins/resource-$1-v$2/pulumi-resource-$1"; then
+      CURRENT="plugin-install-$1"
+      "$TC/bin/pulumi" plugin install resource "$1" "$2" --file "$TC/bin/pulumi-resource-$1" --reinstall >"$TC/logs/plugin-install-$1.log" 2>&1 \
+        || { cat "$TC/logs/plugin-install-$1.log" >&2; false; }
+      CURRENT=""
+      say "installed plugin resource-$1 v$2 into $PULUMI_HOME/plugins"
+    fi
+  done
+fi
+
+cat >"$TC/env.sh" <<EOF
+# Generated by toolchain/build.sh: source it to use the offline toolchain.
+export PATH="$TC/bin:\$PATH"
+export PULUMI_HOME="$PULUMI_HOME"
+export PULUMI_SKIP_UPDATE_CHECK=true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+EOF
+say "all done in $(( $(date +%s) - T0 ))s. To use it:"
+sed -n '2,$p' "$TC/env.sh" | sed 's/^/    /'
+echo "    (or: source $TC/env.sh)"
