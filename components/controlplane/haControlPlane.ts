@@ -8,7 +8,17 @@ import { KeepalivedLoadBalancer, KeepalivedLoadBalancerArgs } from "../loadbalan
 import { haproxyDetectionSeconds } from "../loadbalancer/render";
 import { LeaderElectedControllers, LeaderElectedControllersArgs } from "../controllers/leaderElectedControllers";
 import { BinarySource } from "../binaries/source";
-import { invalid, requireCidr, requireConsistentHosts, requireDisjointRanges, requireHosts } from "../validation";
+import { isIpv4 } from "../net";
+import {
+  invalid,
+  knownValue,
+  requireCidr,
+  requireConsistentHosts,
+  requireDisjointRanges,
+  requireEtcdMemberCount,
+  requireHosts,
+  resolveLeaderElection,
+} from "../validation";
 
 /** keepalived + HAProxy options, without what HaControlPlane supplies itself. */
 export type KeepalivedOptions = Omit<KeepalivedLoadBalancerArgs, "hosts" | "apiServers" | "pki"> & {
@@ -79,12 +89,24 @@ export class HaControlPlane extends pulumi.ComponentResource {
     requireHosts(this, "controlPlaneHosts", cp);
     const etcdHosts = args.etcdHosts ?? cp;
     requireHosts(this, "etcdHosts", etcdHosts);
+    // Checked here too so that messages name this component's arguments.
+    requireEtcdMemberCount(this, args.etcdHosts ? "etcdHosts" : "controlPlaneHosts (stacked etcd)", etcdHosts.length);
+    resolveLeaderElection(this, "controllers.leaderElection", args.controllers?.leaderElection);
     if (!args.loadBalancer || (!("keepalived" in args.loadBalancer) && !("external" in args.loadBalancer))) {
       invalid(this, "loadBalancer", args.loadBalancer ?? null, "{ keepalived: {...} } or { external: {...} }");
     }
     const keepalived = "keepalived" in args.loadBalancer ? args.loadBalancer.keepalived : undefined;
     const external = "external" in args.loadBalancer ? args.loadBalancer.external : undefined;
     const balancerHosts = keepalived?.hosts ?? (keepalived ? cp : []);
+    if (keepalived) {
+      if (!isIpv4(keepalived.virtualIp ?? "")) {
+        invalid(this, "loadBalancer.keepalived.virtualIp", keepalived.virtualIp, "an IPv4 address");
+      }
+      const owner = [...cp, ...etcdHosts, ...balancerHosts].find((h) => knownValue(h.address) === keepalived.virtualIp);
+      if (owner) {
+        invalid(this, "loadBalancer.keepalived.virtualIp", keepalived.virtualIp, `an address no host uses (it is ${owner.name}'s address)`);
+      }
+    }
     requireConsistentHosts(this, "hosts", [cp, etcdHosts, balancerHosts]);
     const serviceCidr = requireCidr(this, "serviceCidr", args.serviceCidr ?? "10.96.0.0/12");
     const podCidr = requireCidr(this, "podCidr", args.podCidr ?? "10.244.0.0/16");

@@ -1,0 +1,208 @@
+import assert from "node:assert/strict";
+import { before, test } from "node:test";
+import { byName, decodeBundle, ETCD_DIGEST, hosts, isSecret, nameOf, program, recorded, valueOf } from "../helpers/mocks";
+import { HaControlPlane } from "../../components";
+
+// Two control planes in one program: 3 hosts (VIP on the control-plane hosts) and
+// 5 hosts with 5 external etcd hosts and 2 balancer hosts of their own.
+let three: HaControlPlane;
+let five: HaControlPlane;
+before(async () => {
+  [three, five] = await program(() => [
+  new HaControlPlane("c3", {
+  controlPlaneHosts: hosts(3),
+  loadBalancer: { keepalived: { virtualIp: "10.0.0.100" } },
+  binaries: { etcd: { kind: "release", digest: ETCD_DIGEST } },
+  }),
+  new HaControlPlane("c5", {
+  controlPlaneHosts: hosts(5, "cp5", 20),
+  etcdHosts: hosts(5, "etcd", 40),
+  loadBalancer: { keepalived: { virtualIp: "10.0.0.200", hosts: hosts(2, "lb", 60) } },
+  binaries: { etcd: { kind: "release", digest: ETCD_DIGEST } },
+  controllers: { apiAccess: "balanced", leaderElection: { leaseDurationSeconds: 8, renewDeadlineSeconds: 6, retryPeriodSeconds: 1 } },
+  }),
+  ]);
+});
+
+const of = (prefix: string, type: string) => recorded.filter((r) => r.name.startsWith(prefix) && r.type === type);
+const steps = (prefix: string, component: string) =>
+  recorded.filter((r) => r.type === "command:remote:Command" && new RegExp(`^${prefix}-${component}-[a-z0-9]+-\\d+$`).test(r.name));
+
+async function bundleOf(name: string) {
+  return decodeBundle(await valueOf<string>(byName(name).props.stdin));
+}
+
+test("resource graph: one etcd, apiserver, controller and balancer step per host", () => {
+  assert.equal(steps("c3", "etcd").length, 3);
+  assert.equal(steps("c3", "apiserver").length, 3);
+  assert.equal(steps("c3", "controllers").length, 3);
+  assert.equal(steps("c3", "lb").length, 3, "balancer on the 3 control-plane hosts");
+  assert.equal(steps("c5", "etcd").length, 5);
+  assert.equal(steps("c5", "apiserver").length, 5);
+  assert.equal(steps("c5", "controllers").length, 5);
+  assert.equal(steps("c5", "lb").length, 2, "balancer on its own 2 hosts");
+  for (const component of ["ClusterPki", "EtcdCluster", "ApiServerPool", "KeepalivedLoadBalancer", "LeaderElectedControllers"]) {
+    assert.equal(of("c3", `hakube:index:${component}`).length, 1, component);
+  }
+  assert.equal(of("c3", "pulumi:providers:kubernetes").length, 1);
+  // External etcd: members run on the etcd hosts, not on the control-plane hosts.
+  assert.deepEqual(
+    steps("c5", "etcd").map((r) => r.name),
+    ["c5-etcd-etcd-1", "c5-etcd-etcd-2", "c5-etcd-etcd-3", "c5-etcd-etcd-4", "c5-etcd-etcd-5"],
+  );
+});
+
+test("parenting: every resource descends from its HaControlPlane and is named after its parent", () => {
+  for (const r of recorded) {
+    if (r.type === "hakube:index:HaControlPlane") {
+      assert.equal(r.parent, undefined);
+      continue;
+    }
+    const parentName = nameOf(r.parent);
+    assert.ok(parentName, `${r.name} has a parent`);
+    assert.ok(r.name.startsWith(`${parentName}-`), `${r.name} is named after its parent ${parentName}`);
+    let top = r;
+    while (top.parent) top = recorded.find((x) => x.resource === top.parent)!;
+    assert.equal(top.type, "hakube:index:HaControlPlane");
+  }
+});
+
+test("ordering: etcd ready before apiservers, apiservers ready before controllers and the balancer gate", () => {
+  for (const r of steps("c3", "apiserver")) {
+    assert.ok(r.dependsOn.map(nameOf).includes("c3-etcd-ready"), `${r.name} waits for etcd`);
+  }
+  for (const r of steps("c3", "controllers")) {
+    assert.ok(r.dependsOn.map(nameOf).includes("c3-apiserver-ready"), `${r.name} waits for the apiservers`);
+  }
+  assert.ok(byName("c3-lb-ready").dependsOn.map(nameOf).includes("c3-apiserver-ready"));
+  assert.deepEqual(
+    byName("c3-etcd-ready").dependsOn.map(nameOf),
+    ["c3-etcd-cp-1", "c3-etcd-cp-2", "c3-etcd-cp-3"],
+    "the etcd gate waits for every member",
+  );
+  // Rolling changes: each host's step waits for the previous host's.
+  assert.ok(byName("c3-apiserver-cp-2").dependsOn.map(nameOf).includes("c3-apiserver-cp-1"));
+  assert.ok(byName("c3-etcd-cp-3").dependsOn.map(nameOf).includes("c3-etcd-cp-2"));
+  assert.ok(byName("c3-controllers-cp-3").dependsOn.map(nameOf).includes("c3-controllers-cp-2"));
+  // Balanced controllers also wait for the balancer.
+  assert.ok(byName("c5-controllers-cp5-1").dependsOn.map(nameOf).includes("c5-lb-ready"));
+  const provider = of("c3", "pulumi:providers:kubernetes")[0];
+  assert.deepEqual(provider.dependsOn.map(nameOf).sort(), ["c3-controllers-ready", "c3-lb-ready"]);
+});
+
+test("secrets: every private key, kubeconfig and file bundle is secret; none is on a command line", async () => {
+  const pki = three.pki;
+  for (const pair of [pki.clusterCa, pki.etcdCa, pki.frontProxyCa, pki.apiServerServing, pki.adminClient, pki.controllerManagerClient, pki.schedulerClient, pki.apiServerEtcdClient, pki.etcdServer["cp-1"], pki.etcdPeer["cp-1"]]) {
+    assert.equal(await isSecret(pair.keyPem), true);
+  }
+  assert.equal(await isSecret(pki.serviceAccount.privateKeyPem), true);
+  assert.equal(await isSecret(three.adminKubeconfig), true);
+  for (const r of recorded.filter((x) => x.type === "tls:index/privateKey:PrivateKey")) {
+    assert.ok(r.additionalSecretOutputs.includes("privateKeyPem"), `${r.name} marks its key secret in state`);
+  }
+  assert.ok(byName("c3-apiserver-encryption-key").additionalSecretOutputs.includes("stdout"), "encryption key secret in state");
+  assert.equal(byName("c3-apiserver-encryption-key").props.logging, "none", "encryption key never logged");
+  for (const r of recorded.filter((x) => x.type === "command:remote:Command")) {
+    for (const field of ["create", "update", "delete"]) {
+      const text = await valueOf<string | undefined>(r.props[field]);
+      assert.ok(!text || !/PRIVATE KEY|client-key-data|secretbox/.test(text), `${r.name}.${field} holds no secret`);
+    }
+    if (r.props.stdin !== undefined) {
+      assert.equal(await isSecret(r.props.stdin), true, `${r.name} stdin is secret`);
+    }
+  }
+});
+
+test("key files and kubeconfigs are written with mode 0600, certificates 0644", async () => {
+  const files = await bundleOf("c3-controllers-cp-1");
+  assert.equal(files.get("/etc/kubernetes/controller-manager.conf")?.mode, "0600");
+  assert.equal(files.get("/etc/kubernetes/scheduler.conf")?.mode, "0600");
+  assert.equal(files.get("/etc/kubernetes/pki/ca.key")?.mode, "0600");
+  assert.equal(files.get("/etc/kubernetes/pki/ca.crt")?.mode, "0644");
+  for (const [path, file] of [...files, ...(await bundleOf("c3-apiserver-cp-1")), ...(await bundleOf("c3-etcd-cp-1"))]) {
+    if (/PRIVATE KEY|client-key-data|secretbox/.test(file.content)) {
+      assert.equal(file.mode, "0600", `${path} holds a secret`);
+    }
+  }
+});
+
+test("apiserver certificate SANs: endpoint, every address, kubernetes names, first service IP", async () => {
+  const sans = await valueOf(three.pki.apiServerSans);
+  for (const expected of [
+    "10.0.0.100",
+    "10.0.0.11",
+    "10.0.0.12",
+    "10.0.0.13",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+    "10.96.0.1",
+  ]) {
+    assert.ok(sans.includes(expected), `SAN ${expected}`);
+  }
+  const csr = byName("c3-pki-apiserver-csr");
+  const ips = await valueOf<string[]>(csr.props.ipAddresses);
+  const dns = await valueOf<string[]>(csr.props.dnsNames);
+  assert.ok(ips.includes("10.0.0.100") && ips.includes("10.96.0.1"));
+  assert.ok(dns.includes("kubernetes.default.svc.cluster.local"));
+  assert.ok(!dns.some((d) => /^\d+\.\d+\.\d+\.\d+$/.test(d)), "IPs are not listed as DNS names");
+  const etcdIps = await valueOf<string[]>(byName("c3-pki-etcd-peer-cp-2-csr").props.ipAddresses);
+  assert.deepEqual(etcdIps, ["10.0.0.12", "127.0.0.1"]);
+});
+
+test("leader election through Leases with default and tuned timings", async () => {
+  const defaults = await bundleOf("c3-controllers-cp-1");
+  const cm = defaults.get("/etc/systemd/system/kube-controller-manager.service")!.content;
+  assert.match(cm, /--leader-elect-resource-lock=leases/);
+  assert.match(cm, /--leader-elect-lease-duration=15s/);
+  assert.match(cm, /--leader-elect-renew-deadline=10s/);
+  assert.match(cm, /--leader-elect-retry-period=2s/);
+  assert.match(defaults.get("/etc/kubernetes/scheduler-config.yaml")!.content, /resourceLock: leases/);
+  assert.match(defaults.get("/etc/kubernetes/controller-manager.conf")!.content, /server: "https:\/\/127.0.0.1:6443"/, "local access by default");
+  const tuned = await bundleOf("c5-controllers-cp5-2");
+  assert.match(tuned.get("/etc/systemd/system/kube-controller-manager.service")!.content, /--leader-elect-lease-duration=8s/);
+  assert.match(tuned.get("/etc/kubernetes/scheduler-config.yaml")!.content, /retryPeriod: 1s/);
+  assert.match(tuned.get("/etc/kubernetes/scheduler.conf")!.content, /server: "https:\/\/10.0.0.200:6443"/, "balanced access");
+});
+
+test("no insecure port anywhere; encryption at rest and the same SA key on every apiserver", async () => {
+  const first = await bundleOf("c3-apiserver-cp-1");
+  const second = await bundleOf("c3-apiserver-cp-2");
+  const unit = first.get("/etc/systemd/system/kube-apiserver.service")!.content;
+  assert.doesNotMatch(unit, /insecure|:8080|apiserver-count/);
+  assert.match(unit, /--encryption-provider-config=/);
+  assert.match(first.get("/etc/kubernetes/encryption-config.yaml")!.content, /secretbox/);
+  assert.equal(first.get("/etc/kubernetes/pki/sa.key")!.content, second.get("/etc/kubernetes/pki/sa.key")!.content);
+  assert.equal(
+    first.get("/etc/kubernetes/encryption-config.yaml")!.content,
+    second.get("/etc/kubernetes/encryption-config.yaml")!.content,
+    "one encryption key for the whole pool",
+  );
+  // Shutdown delay is longer than HAProxy's detection time (2 s by default).
+  assert.match(unit, /--shutdown-delay-duration=7s/);
+  assert.match(unit, /--advertise-address=10.0.0.11/);
+});
+
+test("balancer colocated with apiservers listens on 8443; on its own hosts on 6443", async () => {
+  assert.equal(await valueOf(three.loadBalancer.port), 8443);
+  assert.equal(await valueOf(five.loadBalancer.port), 6443);
+  assert.equal(await valueOf(three.endpoint), "https://10.0.0.100:8443");
+  const lb = await bundleOf("c3-lb-cp-2");
+  assert.match(lb.get("/etc/haproxy/haproxy.cfg")!.content, /bind :8443/);
+  assert.match(lb.get("/etc/keepalived/keepalived.conf")!.content, /priority 140/);
+  assert.match(lb.get("/etc/keepalived/keepalived.conf")!.content, /unicast_peer \{\n\s+10.0.0.11\n\s+10.0.0.13\n/);
+});
+
+test("outputs: endpoint, CA, admin kubeconfig through the endpoint, etcd endpoints", async () => {
+  assert.deepEqual(await valueOf(three.etcdEndpoints), ["https://10.0.0.11:2379", "https://10.0.0.12:2379", "https://10.0.0.13:2379"]);
+  assert.equal((await valueOf(five.etcdEndpoints)).length, 5);
+  assert.match(await valueOf(three.caCertificate), /BEGIN CERTIFICATE/);
+  assert.match(await valueOf(three.adminKubeconfig), /server: "https:\/\/10.0.0.100:8443"/);
+});
+
+test("a change re-runs exactly its step: triggers carry per-file hashes and the binaries' identity", async () => {
+  const triggers = await valueOf<any[]>(byName("c3-apiserver-cp-1").props.triggers);
+  assert.ok(Object.keys(triggers[0]).includes("/etc/systemd/system/kube-apiserver.service"));
+  assert.ok(triggers.some((t) => typeof t === "string" && t.startsWith("v1.36.0 sha512:")));
+});

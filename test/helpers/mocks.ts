@@ -1,0 +1,116 @@
+// Pulumi mocks for component tests: records every resource with its parent and
+// dependsOn (through a stack transformation), and fakes the providers' outputs.
+import * as pulumi from "@pulumi/pulumi";
+
+export interface Recorded {
+  readonly type: string;
+  readonly name: string;
+  readonly resource: pulumi.Resource;
+  readonly parent?: pulumi.Resource;
+  readonly dependsOn: pulumi.Resource[];
+  readonly props: Record<string, any>;
+  readonly additionalSecretOutputs: string[];
+}
+
+export const recorded: Recorded[] = [];
+
+pulumi.runtime.setMocks(
+  {
+    newResource(args) {
+      const state: Record<string, any> = { ...args.inputs };
+      switch (args.type) {
+        case "tls:index/privateKey:PrivateKey":
+          state.privateKeyPem = `-----BEGIN PRIVATE KEY-----\nmock-${args.name}\n-----END PRIVATE KEY-----\n`;
+          state.publicKeyPem = `-----BEGIN PUBLIC KEY-----\nmock-${args.name}\n-----END PUBLIC KEY-----\n`;
+          break;
+        case "tls:index/selfSignedCert:SelfSignedCert":
+        case "tls:index/locallySignedCert:LocallySignedCert":
+          state.certPem = `-----BEGIN CERTIFICATE-----\nmock-${args.name}\n-----END CERTIFICATE-----\n`;
+          break;
+        case "tls:index/certRequest:CertRequest":
+          state.certRequestPem = `-----BEGIN CERTIFICATE REQUEST-----\nmock-${args.name}\n-----END CERTIFICATE REQUEST-----\n`;
+          break;
+        case "command:local:Command":
+          state.stdout = Buffer.alloc(32, 9).toString("base64");
+          break;
+        case "command:remote:Command":
+          state.stdout = "";
+          break;
+      }
+      return { id: `${args.name}-id`, state };
+    },
+    call(args) {
+      return args.inputs;
+    },
+  },
+  "hakube",
+  "test",
+  false,
+);
+
+/**
+ * Runs a program inside a stack (as `pulumi up` does) so a stack transformation can
+ * record every resource's parent and dependsOn. Returns what the program returned.
+ */
+export async function program<T>(fn: () => T): Promise<T> {
+  let result: T | undefined;
+  await pulumi.runtime.runInPulumiStack(async () => {
+    pulumi.runtime.registerStackTransformation((args) => {
+      const deps = args.opts.dependsOn;
+      recorded.push({
+        type: args.type,
+        name: args.name,
+        resource: args.resource,
+        parent: args.opts.parent,
+        dependsOn: (Array.isArray(deps) ? deps : deps ? [deps] : []) as pulumi.Resource[],
+        props: args.props,
+        additionalSecretOutputs: (args.opts as pulumi.CustomResourceOptions).additionalSecretOutputs ?? [],
+      });
+      return undefined;
+    });
+    result = fn();
+    return {};
+  });
+  return result as T;
+}
+
+/** The value of an output (mocks resolve everything). */
+export function valueOf<T>(output: pulumi.Input<T>): Promise<T> {
+  return new Promise((resolve) => pulumi.output(output).apply((v) => resolve(v as T)));
+}
+
+export async function isSecret(output: pulumi.Input<unknown>): Promise<boolean> {
+  return (pulumi.output(output) as any).isSecret as Promise<boolean>;
+}
+
+/** Decodes a host step's stdin bundle into path -> { mode, content }. */
+export function decodeBundle(bundle: string): Map<string, { mode: string; content: string }> {
+  const files = new Map<string, { mode: string; content: string }>();
+  for (const line of bundle.split("\n").filter(Boolean)) {
+    const [mode, path, data] = line.split(" ");
+    files.set(path, { mode, content: Buffer.from(data ?? "", "base64").toString("utf8") });
+  }
+  return files;
+}
+
+export function byName(name: string): Recorded {
+  const r = recorded.find((x) => x.name === name);
+  if (!r) {
+    throw new Error(`no resource named ${name}; have ${recorded.map((x) => x.name).join(", ")}`);
+  }
+  return r;
+}
+
+export function nameOf(resource: pulumi.Resource | undefined): string | undefined {
+  return recorded.find((r) => r.resource === resource)?.name;
+}
+
+export function hosts(count: number, prefix = "cp", base = 10) {
+  return Array.from({ length: count }, (_, i) => ({
+    name: `${prefix}-${i + 1}`,
+    address: `10.0.0.${base + i + 1}`,
+    connection: pulumi.secret({ host: `10.0.0.${base + i + 1}`, user: "root", privateKey: "SSH-PRIVATE-KEY" }),
+  }));
+}
+
+export const ETCD_DIGEST = `sha256:${"a".repeat(64)}`;
