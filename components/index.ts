@@ -20,3 +20,5 @@ export * from "./loadbalancer/keepalivedLoadBalancer";
 export * from "./controllers/render";
 export * from "./controllers/leaderElectedControllers";
 export * from "./controlplane/haControlPlane";
+export * from "./machines/localRender";
+export * from "./machines/localMachines";

@@ -50,7 +50,7 @@ export function renderHaproxyConfig(s: HaproxySettings): string {
     "# Managed by hakube; changes are overwritten by the next `pulumi up`.",
     "global",
     "  log /dev/log local0 notice",
-    "  maxconn 20000",
+    "  maxconn 4000",
     "  stats socket /run/haproxy/admin.sock mode 600 level admin",
     "  user haproxy",
     "  group haproxy",

@@ -1,0 +1,178 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import * as tls from "@pulumi/tls";
+import * as fs from "fs";
+import { execFileSync } from "child_process";
+import { createHash } from "crypto";
+import { Host } from "../types";
+import { cidrsOverlap, cidrSize, formatIpv4, parseCidr } from "../net";
+import { invalid, requireCidr, requireInteger } from "../validation";
+import {
+  baseImageScript,
+  defaultImagePackages,
+  machineCreateScript,
+  machineDeleteScript,
+  MachineSpec,
+  networkCreateScript,
+  networkDeleteScript,
+} from "./localRender";
+
+export interface LocalMachinesArgs {
+  /** Number of machines. */
+  readonly count: number;
+  /** Machine names are `<namePrefix>-1` ... @default "node" */
+  readonly namePrefix?: string;
+  /** Private subnet of the bridge; the host takes .1, machines .11 upwards. @default "10.213.7.0/24" */
+  readonly subnet?: string;
+  /** Bridge name (at most 15 characters). @default "hk" + 6 hex of the Pulumi project and stack */
+  readonly bridgeName?: string;
+  /** @default { suite: "bookworm", mirror: "http://deb.debian.org/debian", cacheDir: "/var/cache/hakube/images" } */
+  readonly image?: { readonly suite?: string; readonly mirror?: string; readonly cacheDir?: string; readonly extraPackages?: readonly string[] };
+  /** Where machine root file systems live. @default "/var/lib/hakube/machines" */
+  readonly stateDir?: string;
+  /** @default 120 */
+  readonly bootTimeoutSeconds?: number;
+}
+
+/** What the fault-injection tests need to know about a machine. */
+export interface LocalMachine extends Host {
+  readonly address: string;
+  /** Host-side veth: `ip link set <veth> down` cuts the machine off the network. */
+  readonly veth: string;
+  readonly netns: string;
+}
+
+/**
+ * N systemd-nspawn machines from a cached Debian image, each in its own network
+ * namespace on an isolated bridge with a private subnet and no route out, with sshd and
+ * a per-stack SSH key (a secret). Yields `Host`s. Needs root. `pulumi destroy` removes
+ * the machines, namespaces, links and the bridge.
+ */
+export class LocalMachines extends pulumi.ComponentResource {
+  public readonly hosts: LocalMachine[];
+  public readonly bridge: string;
+  public readonly hostAddress: string;
+  /** The stack's SSH private key (OpenSSH format, secret). */
+  public readonly sshPrivateKey: pulumi.Output<string>;
+
+  constructor(name: string, args: LocalMachinesArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hakube:index:LocalMachines", name, {}, opts);
+    if (typeof process.getuid === "function" && process.getuid() !== 0) {
+      invalid(this, "LocalMachines", `uid ${process.getuid()}`, "root: creating namespaces, links and nspawn machines needs it (run with sudo)");
+    }
+    const count = requireInteger(this, "count", args.count, 1, 50);
+    const prefix = args.namePrefix ?? "node";
+    if (!/^[a-z][a-z0-9-]{0,20}$/.test(prefix)) {
+      invalid(this, "namePrefix", prefix, "a short lowercase DNS label");
+    }
+    const subnet = requireCidr(this, "subnet", args.subnet ?? "10.213.7.0/24");
+    if (cidrSize(subnet) < count + 16) {
+      invalid(this, "subnet", subnet.text, `a subnet with room for ${count} machines from .11 (a /24 is plenty)`);
+    }
+    const id = createHash("sha256").update(`${pulumi.getProject()}/${pulumi.getStack()}/${name}`).digest("hex").slice(0, 6);
+    this.bridge = args.bridgeName ?? `hk${id}`;
+    if (!/^[A-Za-z0-9_-]{1,15}$/.test(this.bridge)) {
+      invalid(this, "bridgeName", this.bridge, "an interface name of 1 to 15 letters, digits, '-' or '_'");
+    }
+    preflight(this, subnet.text, this.bridge);
+    const bootTimeoutSeconds = requireInteger(this, "bootTimeoutSeconds", args.bootTimeoutSeconds ?? 120, 5, 1800);
+    const stateDir = args.stateDir ?? "/var/lib/hakube/machines";
+    const packages = [...defaultImagePackages, ...(args.image?.extraPackages ?? [])];
+    const suite = args.image?.suite ?? "bookworm";
+    const mirror = args.image?.mirror ?? "http://deb.debian.org/debian";
+    const cacheDir = args.image?.cacheDir ?? "/var/cache/hakube/images";
+    const imageKey = `${suite}-${createHash("sha256").update(JSON.stringify([suite, mirror, packages])).digest("hex").slice(0, 12)}`;
+    const hostAddress = formatIpv4(subnet.network + 1);
+    this.hostAddress = hostAddress;
+
+    const key = new tls.PrivateKey(
+      `${name}-ssh-key`,
+      { algorithm: "ED25519" },
+      { parent: this, additionalSecretOutputs: ["privateKeyOpenssh", "privateKeyPem", "privateKeyPemPkcs8"] },
+    );
+    this.sshPrivateKey = pulumi.secret(key.privateKeyOpenssh);
+    const image = new command.local.Command(
+      `${name}-image`,
+      {
+        create: baseImageScript({ cacheDir, suite, mirror, packages, key: imageKey }),
+        interpreter: ["/bin/bash", "-c"],
+        triggers: [imageKey],
+      },
+      { parent: this },
+    );
+    const network = { bridge: this.bridge, hostCidr: `${hostAddress}/${subnet.prefix}` };
+    const bridge = new command.local.Command(
+      `${name}-network`,
+      { create: networkCreateScript(network), delete: networkDeleteScript(network), interpreter: ["/bin/bash", "-c"] },
+      { parent: this },
+    );
+
+    this.hosts = Array.from({ length: count }, (_, i) => {
+      const machineName = `${prefix}-${i + 1}`;
+      const address = formatIpv4(subnet.network + 11 + i);
+      const spec: MachineSpec = {
+        name: machineName,
+        image: `${cacheDir}/${imageKey}`,
+        dir: `${stateDir}/${this.bridge}/${machineName}`,
+        netns: `${this.bridge}-${i + 1}`,
+        veth: `${this.bridge}v${i + 1}`,
+        bridge: this.bridge,
+        address,
+        prefixLength: subnet.prefix,
+        gateway: hostAddress,
+        bootTimeoutSeconds,
+      };
+      const machine = new command.local.Command(
+        `${name}-${machineName}`,
+        {
+          create: machineCreateScript(spec),
+          delete: machineDeleteScript(spec),
+          interpreter: ["/bin/bash", "-c"],
+          environment: { HAKUBE_PUBLIC_KEY: key.publicKeyOpenssh },
+        },
+        { parent: this, dependsOn: [image, bridge] },
+      );
+      return {
+        name: machineName,
+        address,
+        veth: spec.veth,
+        netns: spec.netns,
+        // The connection waits for the machine to answer SSH.
+        connection: pulumi.secret(
+          machine.stdout.apply(() => ({ host: address, user: "root", privateKey: key.privateKeyOpenssh, dialErrorLimit: 30 })),
+        ),
+      };
+    });
+    this.registerOutputs({ bridge: this.bridge, addresses: this.hosts.map((h) => h.address) });
+  }
+}
+
+/**
+ * Checks at preview what would make creation fail half-way: missing tools or kernel
+ * features, and a subnet already routed on this host (other than by our own bridge).
+ */
+function preflight(parent: pulumi.Resource, subnetText: string, bridge: string): void {
+  for (const tool of ["/usr/bin/systemd-nspawn", "/usr/sbin/debootstrap", "/usr/sbin/ip", "/usr/bin/setsid"]) {
+    if (!fs.existsSync(tool) && !fs.existsSync(tool.replace("/usr", ""))) {
+      invalid(parent, "LocalMachines", tool, "installed (Debian packages systemd-container, debootstrap, iproute2, util-linux; scripts/local-up.sh installs them)");
+    }
+  }
+  if (!fs.existsSync("/proc/self/ns/net")) {
+    invalid(parent, "LocalMachines", "no network namespaces", "a kernel with network namespaces (CONFIG_NET_NS)");
+  }
+  let routes = "";
+  try {
+    routes = execFileSync("ip", ["-4", "-o", "route", "show"], { encoding: "utf8" });
+  } catch {
+    return;
+  }
+  const wanted = parseCidr(subnetText)!;
+  for (const line of routes.split("\n").filter(Boolean)) {
+    const [dest] = line.split(" ");
+    const dev = /\bdev (\S+)/.exec(line)?.[1];
+    const cidr = dest === "default" ? undefined : parseCidr(dest.includes("/") ? dest : `${dest}/32`);
+    if (cidr && dev !== bridge && cidrsOverlap(cidr, wanted)) {
+      invalid(parent, "subnet", subnetText, `a subnet not already in use on this host (${dest} is routed via ${dev}); pick another, e.g. 10.213.8.0/24`);
+    }
+  }
+}

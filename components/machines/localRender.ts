@@ -1,0 +1,177 @@
+// Shell for local machines (pure renderers): a cached Debian base image, an isolated
+// bridge with no route out, and systemd-nspawn machines each in a network namespace of
+// its own. Every script is idempotent and cleans up what an earlier failed run left.
+
+export interface BaseImageSpec {
+  /** Where images are cached, keyed by a hash of suite, mirror and packages. */
+  readonly cacheDir: string;
+  readonly suite: string;
+  readonly mirror: string;
+  readonly packages: readonly string[];
+  /** Folder name of this image under cacheDir. */
+  readonly key: string;
+}
+
+export const defaultImagePackages = [
+  "systemd",
+  "systemd-sysv",
+  "dbus",
+  "openssh-server",
+  "iproute2",
+  "procps",
+  "curl",
+  "ca-certificates",
+  "haproxy",
+  "keepalived",
+  "iputils-ping",
+  "psmisc",
+];
+
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** Builds the base image once (debootstrap, then packages in a chroot); prints progress. */
+export function baseImageScript(spec: BaseImageSpec): string {
+  const image = `${spec.cacheDir}/${spec.key}`;
+  return `set -euo pipefail
+image=${q(image)}
+if [ -f "$image/.hakube-complete" ]; then
+  echo "hakube: base image cached at $image"
+  exit 0
+fi
+mkdir -p ${q(spec.cacheDir)}
+exec 9>${q(spec.cacheDir)}/.lock
+flock 9
+if [ -f "$image/.hakube-complete" ]; then exit 0; fi
+tmp="$image.tmp"
+rm -rf "$tmp"
+start=$(date +%s)
+echo "hakube: building base image (${spec.suite}, minbase) into $image"
+if ! debootstrap --variant=minbase --include=${spec.packages.join(",")} ${q(spec.suite)} "$tmp" ${q(spec.mirror)} > "$image.log" 2>&1; then
+  echo "hakube: debootstrap failed; see $image.log (is ${spec.mirror} reachable?)" >&2
+  tail -n 20 "$image.log" >&2
+  rm -rf "$tmp"
+  exit 1
+fi
+# Machines get host keys and a machine id of their own; nothing in the image may start
+# services that need the network from outside.
+rm -f "$tmp"/etc/ssh/ssh_host_*
+: > "$tmp/etc/machine-id"
+chroot "$tmp" systemctl enable ssh.service >/dev/null 2>&1 || true
+chroot "$tmp" systemctl disable haproxy.service keepalived.service >/dev/null 2>&1 || true
+chroot "$tmp" systemctl mask systemd-networkd-wait-online.service >/dev/null 2>&1 || true
+rm -rf "$tmp"/var/cache/apt/archives/*.deb
+touch "$tmp/.hakube-complete"
+mv "$tmp" "$image"
+echo "hakube: base image ready in $(( $(date +%s) - start )) s"`;
+}
+
+export interface NetworkSpec {
+  readonly bridge: string;
+  /** Host address on the bridge with prefix, e.g. 10.213.7.1/24. */
+  readonly hostCidr: string;
+}
+
+export function networkCreateScript(n: NetworkSpec): string {
+  return `set -euo pipefail
+if ! ip link show ${n.bridge} >/dev/null 2>&1; then
+  if ! ip link add ${n.bridge} type bridge; then
+    echo "hakube: cannot create bridge ${n.bridge}: this kernel lacks bridge support or you are not root" >&2
+    exit 1
+  fi
+fi
+ip addr replace ${n.hostCidr} dev ${n.bridge}
+ip link set ${n.bridge} up
+echo "hakube: bridge ${n.bridge} ${n.hostCidr} (no route out)"`;
+}
+
+export function networkDeleteScript(n: NetworkSpec): string {
+  return `ip link del ${n.bridge} 2>/dev/null || true
+echo "hakube: bridge ${n.bridge} removed"`;
+}
+
+export interface MachineSpec {
+  readonly name: string;
+  readonly image: string;
+  readonly dir: string;
+  readonly netns: string;
+  readonly veth: string;
+  readonly bridge: string;
+  readonly address: string;
+  readonly prefixLength: number;
+  readonly gateway: string;
+  readonly bootTimeoutSeconds: number;
+}
+
+/** Stops the machine (clean poweroff, then force) and removes its namespace, link and files. */
+export function machineCleanupScript(m: MachineSpec): string {
+  return `pidfile=${q(m.dir)}.pid
+if [ -f "$pidfile" ]; then
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  fi
+  rm -f "$pidfile"
+fi
+if [ -e /run/netns/${m.netns} ]; then
+  pids=$(ip netns pids ${m.netns} 2>/dev/null || true)
+  if [ -n "$pids" ]; then kill -KILL $pids 2>/dev/null || true; sleep 0.5; fi
+  ip netns del ${m.netns} 2>/dev/null || true
+fi
+ip link del ${m.veth} 2>/dev/null || true
+rm -rf ${q(m.dir)} ${q(m.dir)}.log`;
+}
+
+export function machineCreateScript(m: MachineSpec): string {
+  return `set -euo pipefail
+${machineCleanupScript(m)}
+mkdir -p "$(dirname ${q(m.dir)})"
+cp -a --reflink=auto ${q(m.image)} ${q(m.dir)}
+echo ${q(m.name)} > ${q(m.dir)}/etc/hostname
+printf '127.0.0.1 localhost\\n${m.address} ${m.name}\\n' > ${q(m.dir)}/etc/hosts
+install -d -m 0700 ${q(m.dir)}/root/.ssh
+printf '%s\\n' "$HAKUBE_PUBLIC_KEY" > ${q(m.dir)}/root/.ssh/authorized_keys
+chmod 0600 ${q(m.dir)}/root/.ssh/authorized_keys
+chroot ${q(m.dir)} ssh-keygen -A -q >/dev/null
+ip netns add ${m.netns}
+ip link add ${m.veth} type veth peer name eth0 netns ${m.netns}
+ip link set ${m.veth} master ${m.bridge} up
+ip -n ${m.netns} link set lo up
+ip -n ${m.netns} addr add ${m.address}/${m.prefixLength} dev eth0
+ip -n ${m.netns} link set eth0 up
+ip -n ${m.netns} route add default via ${m.gateway}
+setsid -f systemd-nspawn --quiet --register=no --keep-unit --boot --console=passive \\
+  --directory=${q(m.dir)} --machine=${m.name} --network-namespace-path=/run/netns/${m.netns} \\
+  --capability=CAP_NET_ADMIN,CAP_NET_RAW --rlimit=RLIMIT_NOFILE=1048576:1048576 \\
+  --link-journal=no --resolv-conf=off --timezone=off \\
+  </dev/null >${q(m.dir)}.log 2>&1
+# setsid -f returns at once: find the nspawn process by its machine directory.
+for _ in $(seq 1 20); do
+  pid=$(pgrep -f -o -- "--directory=${m.dir} " || true)
+  [ -n "$pid" ] && break
+  sleep 0.25
+done
+if [ -z "$pid" ]; then
+  echo "hakube: systemd-nspawn for ${m.name} did not start:" >&2
+  cat ${q(m.dir)}.log >&2 || true
+  exit 1
+fi
+echo "$pid" > ${q(m.dir)}.pid
+for i in $(seq 1 $(( ${m.bootTimeoutSeconds} * 2 ))); do
+  if timeout 1 bash -c 'exec 3<>/dev/tcp/${m.address}/22' 2>/dev/null; then
+    echo "hakube: machine ${m.name} at ${m.address} answers SSH"
+    exit 0
+  fi
+  if ! kill -0 "$pid" 2>/dev/null; then break; fi
+  sleep 0.5
+done
+echo "hakube: machine ${m.name} did not answer SSH on ${m.address}:22 within ${m.bootTimeoutSeconds} s; its console log:" >&2
+tail -n 30 ${q(m.dir)}.log >&2 || true
+exit 1`;
+}
+
+export function machineDeleteScript(m: MachineSpec): string {
+  return `set -uo pipefail
+${machineCleanupScript(m)}
+echo "hakube: machine ${m.name} removed"`;
+}
