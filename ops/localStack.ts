@@ -1,0 +1,107 @@
+// Access to the running local stack for the status summary, the end-to-end test and the
+// fault-injection tests: stack outputs, kubectl through the VIP, SSH to the machines.
+// Credentials are written to a private temp dir (0700, files 0600) and removed after use.
+import { spawnSync, SpawnSyncReturns } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+export const ROOT = path.resolve(__dirname, "..", "..");
+export const TOOLCHAIN_BIN = path.join(process.env.HAKUBE_TOOLCHAIN_DIR ?? "/var/cache/hakube/toolchain", "bin");
+
+export interface LocalHost {
+  name: string;
+  address: string;
+  veth: string;
+  netns: string;
+}
+
+export interface LocalOutputs {
+  endpoint: string;
+  virtualIp: string;
+  caCertificate: string;
+  kubeconfig: string;
+  sshPrivateKey: string;
+  etcdEndpoints: string[];
+  bridge: string;
+  hosts: LocalHost[];
+}
+
+export interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  seconds: number;
+}
+
+export function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Run {
+  const start = Date.now();
+  const r: SpawnSyncReturns<string> = spawnSync(cmd, args, {
+    input: opts.input,
+    env: { ...process.env, ...(opts.env ?? {}) },
+    encoding: "utf8",
+    timeout: opts.timeoutMs ?? 120_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (r.error && (r.error as NodeJS.ErrnoException).code !== "ETIMEDOUT") {
+    throw new Error(`${cmd} could not run: ${r.error.message}`);
+  }
+  return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "", seconds: (Date.now() - start) / 1000 };
+}
+
+/** The Pulumi CLI on the local stack (env, backend, passphrase and config copy set up by the script). */
+export function pulumi(args: string[], timeoutMs = 900_000): Run {
+  return run("bash", [path.join(ROOT, "scripts", "pulumi-local.sh"), ...args], { timeoutMs });
+}
+
+export function stackOutputs(): LocalOutputs {
+  const r = pulumi(["stack", "output", "--json", "--show-secrets"], 120_000);
+  if (r.status !== 0) {
+    throw new Error(`pulumi stack output failed: ${r.stderr}`);
+  }
+  return JSON.parse(r.stdout) as LocalOutputs;
+}
+
+export class Credentials {
+  readonly dir: string;
+  readonly kubeconfig: string;
+  readonly sshKey: string;
+  readonly ca: string;
+
+  constructor(readonly outputs: LocalOutputs) {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "hakube-cred-"));
+    fs.chmodSync(this.dir, 0o700);
+    this.kubeconfig = path.join(this.dir, "kubeconfig");
+    this.sshKey = path.join(this.dir, "ssh-key");
+    this.ca = path.join(this.dir, "ca.crt");
+    fs.writeFileSync(this.kubeconfig, outputs.kubeconfig, { mode: 0o600 });
+    fs.writeFileSync(this.sshKey, outputs.sshPrivateKey.endsWith("\n") ? outputs.sshPrivateKey : `${outputs.sshPrivateKey}\n`, { mode: 0o600 });
+    fs.writeFileSync(this.ca, outputs.caCertificate, { mode: 0o644 });
+  }
+
+  kubectl(args: string[], input?: string, timeoutMs = 30_000): Run {
+    return run(path.join(TOOLCHAIN_BIN, "kubectl"), ["--kubeconfig", this.kubeconfig, "--request-timeout=10s", ...args], { input, timeoutMs });
+  }
+
+  /** Runs a bash script on a machine as root (the script travels on stdin). */
+  ssh(address: string, script: string, timeoutMs = 60_000): Run {
+    return run(
+      "ssh",
+      [
+        "-i", this.sshKey,
+        "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "LogLevel=ERROR",
+        "-o", "ConnectTimeout=5",
+        `root@${address}`,
+        "bash -s",
+      ],
+      { input: script, timeoutMs },
+    );
+  }
+
+  dispose(): void {
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,109 @@
+// Status summary of the running local control plane: the API endpoint and /readyz
+// through it, the `kubernetes` Service's endpoints, the Lease holders, and every etcd
+// member with its health and the leader. `node build/ops/status.js [--json]`
+import { Credentials, LocalOutputs, run, stackOutputs } from "./localStack";
+
+export interface EtcdMemberStatus {
+  name: string;
+  endpoint: string;
+  healthy: boolean;
+  leader: boolean;
+  error?: string;
+}
+
+export interface ControlPlaneStatus {
+  endpoint: string;
+  readyz: string;
+  serviceEndpoints: string[];
+  leases: { "kube-controller-manager": string; "kube-scheduler": string };
+  etcd: EtcdMemberStatus[];
+}
+
+export function readyzThroughEndpoint(cred: Credentials, endpoint: string): string {
+  const r = run("curl", ["--silent", "--show-error", "--max-time", "5", "--cacert", cred.ca, `${endpoint}/readyz`]);
+  return r.status === 0 ? r.stdout.trim() : `error: ${r.stderr.trim() || `curl exit ${r.status}`}`;
+}
+
+export function serviceEndpoints(cred: Credentials): string[] {
+  const r = cred.kubectl(["get", "endpointslices", "-n", "default", "-l", "kubernetes.io/service-name=kubernetes", "-o", "json"]);
+  if (r.status !== 0) {
+    throw new Error(`kubectl get endpointslices failed: ${r.stderr}`);
+  }
+  const slices = JSON.parse(r.stdout).items as { endpoints?: { addresses: string[]; conditions?: { ready?: boolean } }[] }[];
+  return slices
+    .flatMap((s) => s.endpoints ?? [])
+    .filter((e) => e.conditions?.ready !== false)
+    .flatMap((e) => e.addresses)
+    .sort();
+}
+
+export function leaseHolder(cred: Credentials, lease: string): string {
+  const r = cred.kubectl(["get", "lease", "-n", "kube-system", lease, "-o", "jsonpath={.spec.holderIdentity}"]);
+  return r.status === 0 ? r.stdout.trim() : "";
+}
+
+/** Health and leadership of every member, asked from the first machine that answers. */
+export function etcdStatus(cred: Credentials, outputs: LocalOutputs): EtcdMemberStatus[] {
+  const script = `set -a; . /etc/etcd/etcdctl.env; set +a
+echo "---health"; etcdctl endpoint health -w json 2>/dev/null || true
+echo "---status"; etcdctl endpoint status -w json 2>/dev/null || true`;
+  for (const host of outputs.hosts) {
+    const r = cred.ssh(host.address, script, 30_000);
+    if (r.status !== 0) continue;
+    const health = JSON.parse(r.stdout.split("---health")[1].split("---status")[0].trim() || "[]") as { endpoint: string; health: boolean; error?: string }[];
+    const statuses = JSON.parse(r.stdout.split("---status")[1].trim() || "[]") as { Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }[];
+    return outputs.etcdEndpoints.map((endpoint) => {
+      const h = health.find((x) => x.endpoint === endpoint);
+      const s = statuses.find((x) => x.Endpoint === endpoint);
+      const name = outputs.hosts.find((x) => endpoint.includes(`//${x.address}:`))?.name ?? endpoint;
+      return {
+        name,
+        endpoint,
+        healthy: h?.health === true,
+        leader: s !== undefined && String(s.Status.header.member_id) === String(s.Status.leader),
+        error: h?.error,
+      };
+    });
+  }
+  return outputs.etcdEndpoints.map((endpoint) => ({ name: endpoint, endpoint, healthy: false, leader: false, error: "no machine answered SSH" }));
+}
+
+export function collectStatus(outputs: LocalOutputs, cred: Credentials): ControlPlaneStatus {
+  return {
+    endpoint: outputs.endpoint,
+    readyz: readyzThroughEndpoint(cred, outputs.endpoint),
+    serviceEndpoints: serviceEndpoints(cred),
+    leases: {
+      "kube-controller-manager": leaseHolder(cred, "kube-controller-manager"),
+      "kube-scheduler": leaseHolder(cred, "kube-scheduler"),
+    },
+    etcd: etcdStatus(cred, outputs),
+  };
+}
+
+export function formatStatus(s: ControlPlaneStatus): string {
+  const lines = [
+    "hakube control plane (stack local)",
+    `  API endpoint (VIP)          ${s.endpoint}`,
+    `  /readyz through the VIP     ${s.readyz}`,
+    `  kubernetes Service          ${s.serviceEndpoints.join(", ")} (${s.serviceEndpoints.length} apiservers)`,
+    `  Lease kube-controller-mgr   ${s.leases["kube-controller-manager"] || "(no holder)"}`,
+    `  Lease kube-scheduler        ${s.leases["kube-scheduler"] || "(no holder)"}`,
+    "  etcd members",
+    ...s.etcd.map(
+      (m) => `    ${m.name.padEnd(8)} ${m.endpoint.padEnd(28)} ${m.healthy ? "healthy" : `UNHEALTHY${m.error ? ` (${m.error})` : ""}`}${m.leader ? "  leader" : ""}`,
+    ),
+  ];
+  return lines.join("\n");
+}
+
+if (require.main === module) {
+  const outputs = stackOutputs();
+  const cred = new Credentials(outputs);
+  try {
+    const s = collectStatus(outputs, cred);
+    console.log(process.argv.includes("--json") ? JSON.stringify(s, null, 2) : formatStatus(s));
+  } finally {
+    cred.dispose();
+  }
+}

@@ -1,0 +1,54 @@
+# Shared settings for the scripts (sourced, not run).
+HAKUBE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HAKUBE_TOOLCHAIN_DIR=${HAKUBE_TOOLCHAIN_DIR:-/var/cache/hakube/toolchain}
+HAKUBE_STATE_DIR=${HAKUBE_STATE_DIR:-$HAKUBE_ROOT/.pulumi-state}
+HAKUBE_STACK=${HAKUBE_STACK:-local}
+_hakube_t0=${_hakube_t0:-$(date +%s)}
+
+say() { printf '[hakube %4ss] %s\n' "$(( $(date +%s) - _hakube_t0 ))" "$*"; }
+die() { printf 'hakube: %s\n' "$*" >&2; exit 1; }
+
+require_root() {
+  [ "$(id -u)" -eq 0 ] || die "run as root (sudo): local machines need network namespaces, a bridge and systemd-nspawn"
+}
+
+# Environment for the offline Pulumi CLI, the file backend inside the project and the
+# local stack's passphrase (random, generated once, mode 0600, never committed).
+pulumi_env() {
+  [ -f "$HAKUBE_TOOLCHAIN_DIR/env.sh" ] || die "the toolchain is not built: run scripts/setup.sh (or toolchain/build.sh)"
+  # shellcheck disable=SC1091
+  . "$HAKUBE_TOOLCHAIN_DIR/env.sh"
+  mkdir -p "$HAKUBE_STATE_DIR"
+  chmod 0700 "$HAKUBE_STATE_DIR"
+  if [ ! -s "$HAKUBE_STATE_DIR/passphrase" ]; then
+    (umask 077; head -c 32 /dev/urandom | base64 > "$HAKUBE_STATE_DIR/passphrase")
+  fi
+  export PULUMI_BACKEND_URL="file://$HAKUBE_STATE_DIR"
+  export PULUMI_CONFIG_PASSPHRASE_FILE="$HAKUBE_STATE_DIR/passphrase"
+  unset PULUMI_CONFIG_PASSPHRASE
+  # The stack's config is read from a copy, so that the encryption salt Pulumi adds
+  # stays out of the committed stacks/Pulumi.<stack>.yaml.
+  cp "$HAKUBE_ROOT/stacks/Pulumi.$HAKUBE_STACK.yaml" "$HAKUBE_STATE_DIR/Pulumi.$HAKUBE_STACK.yaml"
+  HAKUBE_CONFIG_FILE="$HAKUBE_STATE_DIR/Pulumi.$HAKUBE_STACK.yaml"
+}
+
+# pulumi with the stack and its config copy: hpulumi up --yes
+hpulumi() {
+  local extra=()
+  case "${1:-}" in
+    up | preview | destroy | refresh | import) extra=(--config-file "$HAKUBE_CONFIG_FILE") ;;
+  esac
+  (cd "$HAKUBE_ROOT" && pulumi "$@" --stack "$HAKUBE_STACK" "${extra[@]}" --non-interactive)
+}
+
+ensure_stack() {
+  if ! (cd "$HAKUBE_ROOT" && pulumi stack ls --json 2>/dev/null | grep -q "\"name\": \"$HAKUBE_STACK\""); then
+    say "creating stack $HAKUBE_STACK (file backend in $HAKUBE_STATE_DIR)"
+    local keep
+    keep=$(mktemp)
+    cp "$HAKUBE_ROOT/stacks/Pulumi.$HAKUBE_STACK.yaml" "$keep"
+    (cd "$HAKUBE_ROOT" && pulumi stack init "$HAKUBE_STACK" --secrets-provider passphrase --non-interactive >/dev/null)
+    cp "$keep" "$HAKUBE_ROOT/stacks/Pulumi.$HAKUBE_STACK.yaml"
+    rm -f "$keep"
+  fi
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Tears the local stack down: pulumi destroy removes the machines, their namespaces and
+# links, and the bridge.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+require_root
+pulumi_env
+ensure_stack
+say "pulumi destroy --stack $HAKUBE_STACK"
+hpulumi destroy --yes --skip-preview
+say "destroyed"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs the offline Pulumi CLI on the local stack: scripts/pulumi-local.sh preview --diff
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+pulumi_env
+ensure_stack
+hpulumi "$@"

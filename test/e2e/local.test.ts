@@ -1,0 +1,126 @@
+// End to end on real machines: `pulumi up` of the local stack, the status checks as
+// assertions, kubectl through the VIP, encryption at rest, no private key in plain state,
+// a no-change preview, and a destroy that leaves nothing behind. Needs root and the
+// toolchain (scripts/setup.sh); .ci/run provides both.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "fs";
+import * as path from "path";
+import { Credentials, LocalOutputs, pulumi, ROOT, run, stackOutputs } from "../../ops/localStack";
+import { collectStatus, ControlPlaneStatus, formatStatus } from "../../ops/status";
+
+let outputs: LocalOutputs;
+let cred: Credentials;
+let status: ControlPlaneStatus;
+let destroyed = false;
+const timings: Record<string, number> = {};
+
+function up(): void {
+  const r = pulumi(["up", "--yes", "--skip-preview"], 900_000);
+  timings.upSeconds = r.seconds;
+  assert.equal(r.status, 0, `pulumi up failed:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`);
+}
+
+function destroy() {
+  const r = pulumi(["destroy", "--yes", "--skip-preview"], 600_000);
+  timings.destroySeconds = r.seconds;
+  return r;
+}
+
+before(() => {
+  // A clean start: remove whatever an interrupted earlier run left.
+  destroy();
+  up();
+  outputs = stackOutputs();
+  cred = new Credentials(outputs);
+  status = collectStatus(outputs, cred);
+  console.log(formatStatus(status));
+});
+
+after(() => {
+  cred?.dispose();
+  if (!destroyed) {
+    destroy();
+  }
+  console.log(`e2e timings: ${JSON.stringify(timings)}`);
+});
+
+test("the API answers /readyz through the VIP", () => {
+  assert.equal(status.readyz, "ok");
+  assert.equal(outputs.endpoint, `https://${outputs.virtualIp}:8443`);
+});
+
+test("the kubernetes Service lists all three apiservers", () => {
+  assert.deepEqual(status.serviceEndpoints, outputs.hosts.map((h) => h.address).sort());
+});
+
+test("controller-manager and scheduler Leases are held by control-plane hosts", () => {
+  for (const lease of ["kube-controller-manager", "kube-scheduler"] as const) {
+    const holder = status.leases[lease];
+    assert.ok(outputs.hosts.some((h) => holder.startsWith(`${h.name}_`)), `${lease} holder ${JSON.stringify(holder)}`);
+  }
+});
+
+test("every etcd member is healthy and exactly one leads", () => {
+  assert.equal(status.etcd.length, 3);
+  assert.ok(status.etcd.every((m) => m.healthy), JSON.stringify(status.etcd));
+  assert.equal(status.etcd.filter((m) => m.leader).length, 1);
+});
+
+const NS = "hakube-e2e";
+const SECRET_VALUE = `hakube-e2e-plaintext-${process.pid}-${Date.now()}`;
+
+test("kubectl through the VIP creates and reads back a namespace and a Secret", () => {
+  assert.equal(cred.kubectl(["create", "namespace", NS]).status, 0);
+  const created = cred.kubectl(["-n", NS, "create", "secret", "generic", "probe", `--from-literal=value=${SECRET_VALUE}`]);
+  assert.equal(created.status, 0, created.stderr);
+  const read = cred.kubectl(["-n", NS, "get", "secret", "probe", "-o", "jsonpath={.data.value}"]);
+  assert.equal(read.status, 0, read.stderr);
+  assert.equal(Buffer.from(read.stdout, "base64").toString(), SECRET_VALUE);
+  assert.equal(cred.kubectl(["get", "namespace", NS, "-o", "jsonpath={.status.phase}"]).stdout, "Active");
+});
+
+test("the Secret is encrypted at rest in etcd", () => {
+  const r = cred.ssh(
+    outputs.hosts[0].address,
+    `set -a; . /etc/etcd/etcdctl.env; set +a
+etcdctl get /registry/secrets/${NS}/probe --print-value-only | head -c 64 | tr -c '[:print:]' '.'; echo
+if etcdctl get /registry/secrets/${NS}/probe --print-value-only | grep -c -a -F -- "$1" >/dev/null; then echo PLAINTEXT-FOUND; fi`.replace("$1", SECRET_VALUE),
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^k8s:enc:secretbox:v1:key1:/, "stored with the secretbox provider");
+  assert.doesNotMatch(r.stdout, /PLAINTEXT-FOUND/);
+});
+
+test("the Pulumi state file holds no private key or kubeconfig in plain text", () => {
+  const stateFile = path.join(ROOT, ".pulumi-state", ".pulumi", "stacks", "hakube", "local.json");
+  assert.ok(fs.existsSync(stateFile), stateFile);
+  const state = fs.readFileSync(stateFile, "utf8");
+  assert.ok(state.length > 10_000, "the state holds the deployment");
+  assert.doesNotMatch(state, /BEGIN (EC |OPENSSH |RSA )?PRIVATE KEY/);
+  assert.doesNotMatch(state, /client-key-data/);
+  assert.ok(!state.includes(Buffer.from("-----BEGIN EC PRIVATE KEY").toString("base64").slice(0, 20)), "no base64 key either");
+  assert.match(state, /"4dabf18193072939515e22adb298388d"/, "secrets are stored as Pulumi secrets");
+});
+
+test("a second preview reports no changes", () => {
+  const r = pulumi(["preview", "--expect-no-changes", "--diff"], 300_000);
+  timings.noChangePreviewSeconds = r.seconds;
+  assert.equal(r.status, 0, `preview found changes or failed:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`);
+});
+
+test("destroy leaves no machine, namespace, link or bridge behind", () => {
+  const r = destroy();
+  destroyed = true;
+  assert.equal(r.status, 0, r.stderr);
+  const links = run("ip", ["-o", "link", "show"]).stdout;
+  assert.ok(!links.includes(`${outputs.bridge}:`) && !links.includes(`${outputs.bridge}v`), `links left: ${links}`);
+  const namespaces = run("ip", ["netns", "list"]).stdout;
+  for (const h of outputs.hosts) {
+    assert.ok(!namespaces.includes(h.netns), `namespace ${h.netns} left`);
+  }
+  const procs = run("pgrep", ["-f", `systemd-nspawn.*${outputs.bridge}`]);
+  assert.equal(procs.stdout.trim(), "", "no nspawn process left");
+  const dir = `/var/lib/hakube/machines/${outputs.bridge}`;
+  assert.ok(!fs.existsSync(dir) || fs.readdirSync(dir).length === 0, `machine files left in ${dir}`);
+});
