@@ -178,7 +178,7 @@ export class ApiServerPool extends pulumi.ComponentResource {
           create: apiServerCreateScript,
           update: apiServerUpdateScript(this.securePort, readyAttempts, detection + 2),
           delete: apiServerDeleteScript,
-          triggers: [this.binaries.identity],
+          identity: [`binaries ${this.binaries.identity}`],
         },
         { parent: this, dependsOn: [args.etcd.ready, binaries, ...(previous ? [previous] : [])] },
       );

@@ -21,7 +21,7 @@ export interface BinaryPlan {
   readonly version: string;
   readonly binaries: readonly string[];
   readonly source: BinarySource;
-  /** Changes whenever the installed bytes change: dependents put it in their triggers. */
+  /** Changes whenever the installed bytes change: dependent steps list it in their script header. */
   readonly identity: string;
 }
 

@@ -129,7 +129,7 @@ export class LeaderElectedControllers extends pulumi.ComponentResource {
           create: controllersCreateScript,
           update: controllersUpdateScript(readyAttempts),
           delete: controllersDeleteScript,
-          triggers: [plan.identity],
+          identity: [`binaries ${plan.identity}`],
         },
         {
           parent: this,

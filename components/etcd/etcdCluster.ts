@@ -122,7 +122,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
           create: etcdCreateScript,
           update: etcdUpdateScript(readyAttempts, clientPort),
           delete: etcdDeleteScript,
-          triggers: [plan.identity],
+          identity: [`binaries ${plan.identity}`],
         },
         { parent: this, dependsOn: previous ? [binaries, previous] : [binaries] },
       );

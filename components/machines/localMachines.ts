@@ -12,6 +12,7 @@ import {
   defaultImagePackages,
   machineCreateScript,
   machineDeleteScript,
+  machineUpdateScript,
   MachineSpec,
   networkCreateScript,
   networkDeleteScript,
@@ -126,6 +127,7 @@ export class LocalMachines extends pulumi.ComponentResource {
         `${name}-${machineName}`,
         {
           create: machineCreateScript(spec),
+          update: machineUpdateScript(spec),
           delete: machineDeleteScript(spec),
           interpreter: ["/bin/bash", "-c"],
           environment: { HAKUBE_PUBLIC_KEY: key.publicKeyOpenssh },

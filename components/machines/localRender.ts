@@ -175,3 +175,19 @@ export function machineDeleteScript(m: MachineSpec): string {
 ${machineCleanupScript(m)}
 echo "hakube: machine ${m.name} removed"`;
 }
+
+/**
+ * Update: a machine is never rebuilt in place (its services would be lost while Pulumi
+ * believes them installed); only the authorized key is refreshed. Other changes need
+ * `pulumi destroy` and `pulumi up` (scripts/local-down.sh, scripts/local-up.sh).
+ */
+export function machineUpdateScript(m: MachineSpec): string {
+  return `set -euo pipefail
+if [ ! -d ${q(m.dir)}/root ]; then
+  echo "hakube: machine ${m.name} is missing; run scripts/local-down.sh then scripts/local-up.sh" >&2
+  exit 1
+fi
+printf '%s\\n' "$HAKUBE_PUBLIC_KEY" > ${q(m.dir)}/root/.ssh/authorized_keys
+chmod 0600 ${q(m.dir)}/root/.ssh/authorized_keys
+echo "hakube: machine ${m.name} kept; its authorized key refreshed (other machine changes need destroy and up)"`;
+}

@@ -33,7 +33,7 @@ export function renderFileBundle(files: readonly FileSpec[]): string {
     .join("");
 }
 
-/** SHA-256 (hex) of a text; used in triggers so a change re-runs exactly its step. */
+/** SHA-256 (hex) of a text; listed in step headers so a change re-runs exactly its step. */
 export function sha256(text: string): string {
   return createHash("sha256").update(text).digest("hex");
 }

@@ -20,12 +20,17 @@ export interface HostStepArgs {
   readonly update?: string;
   /** Shell run on deletion (failures are tolerated). */
   readonly delete?: string;
-  /** Values whose change re-runs the step (e.g. the binaries' identity). */
-  readonly triggers?: pulumi.Input<unknown>[];
+  /**
+   * Other values whose change re-runs the step's `update` (e.g. the binaries' identity).
+   * They are written into the script's header, not into `triggers`: the command SDK
+   * replaces a command whose triggers change, and replacing a step would run its
+   * delete script (stopping the service) instead of a rolling update.
+   */
+  readonly identity?: readonly pulumi.Input<string>[];
 }
 
-function script(body: string, withFiles: boolean): string {
-  return [scriptPrologue, writeFilesFunction, retryFunction, withFiles ? "hakube_write_files" : "", body].filter(Boolean).join("\n");
+function script(header: string, body: string, withFiles: boolean): string {
+  return [header, scriptPrologue, writeFilesFunction, retryFunction, withFiles ? "hakube_write_files" : "", body].filter(Boolean).join("\n");
 }
 
 function resolve(files: readonly StepFile[]): pulumi.Output<FileSpec[]> {
@@ -43,19 +48,30 @@ export function hostStep(name: string, args: HostStepArgs, opts: pulumi.CustomRe
   const withFiles = files.length > 0;
   const publicFiles = files.filter((f) => f.mode !== "0600");
   const secretFiles = files.filter((f) => f.mode === "0600");
-  const publicHashes = pulumi
-    .all(publicFiles.map((f) => pulumi.output(f.content).apply((c) => [f.path, sha256(c).slice(0, 16)] as const)))
-    .apply((pairs) => Object.fromEntries(pairs));
-  const secretHash = pulumi.secret(resolve(secretFiles).apply((f) => sha256(renderFileBundle(f))));
+  // The header names every input with a short hash, so `pulumi preview --diff` shows
+  // which file changed; private files are listed by path only (their contents travel
+  // in the secret stdin, whose change re-runs the step as well).
+  const header = pulumi
+    .all([
+      pulumi.all(publicFiles.map((f) => pulumi.output(f.content).apply((c) => `#   ${f.path} sha256:${sha256(c).slice(0, 16)}`))),
+      pulumi.all([...(args.identity ?? [])]),
+    ])
+    .apply(([fileLines, identity]) =>
+      [
+        "# hakube step inputs (a change re-runs this step):",
+        ...fileLines,
+        ...secretFiles.map((f) => `#   ${f.path} (secret)`),
+        ...identity.map((i) => `#   ${i}`),
+      ].join("\n"),
+    );
   return new command.remote.Command(
     name,
     {
       connection: args.host.connection,
-      create: script(args.create, withFiles),
-      update: script(args.update ?? args.create, withFiles),
+      create: header.apply((h) => script(h, args.create, withFiles)),
+      update: header.apply((h) => script(h, args.update ?? args.create, withFiles)),
       delete: args.delete ? [scriptPrologue, `{\n${args.delete}\n} || true`].join("\n") : undefined,
       stdin: withFiles ? pulumi.secret(resolve(files).apply(renderFileBundle)) : undefined,
-      triggers: withFiles ? [publicHashes, secretHash, ...(args.triggers ?? [])] : [...(args.triggers ?? [])],
       addPreviousOutputInEnv: false,
     },
     opts,
@@ -82,7 +98,10 @@ export function gateStep(
     {
       connection: args.host.connection,
       create: pulumi.output(args.script).apply((body) => [scriptPrologue, retryFunction, body].join("\n")),
-      triggers: args.guards.map((g) => g.triggers),
+      // Replaced (so run again) whenever a guarded step's script or files change.
+      triggers: args.guards.map((g) =>
+        pulumi.secret(pulumi.all([g.update, g.stdin]).apply(([u, i]) => sha256(`${u ?? ""}\n${i ?? ""}`))),
+      ),
     },
     { ...opts, dependsOn: [...args.guards, ...(args.after ?? [])] },
   );

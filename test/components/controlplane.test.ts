@@ -201,8 +201,19 @@ test("outputs: endpoint, CA, admin kubeconfig through the endpoint, etcd endpoin
   assert.match(await valueOf(three.adminKubeconfig), /server: "https:\/\/10.0.0.100:8443"/);
 });
 
-test("a change re-runs exactly its step: triggers carry per-file hashes and the binaries' identity", async () => {
-  const triggers = await valueOf<any[]>(byName("c3-apiserver-cp-1").props.triggers);
-  assert.ok(Object.keys(triggers[0]).includes("/etc/systemd/system/kube-apiserver.service"));
-  assert.ok(triggers.some((t) => typeof t === "string" && t.startsWith("v1.36.0 sha512:")));
+test("a change re-runs exactly its step's update (never a replacement that would stop the service)", async () => {
+  const step = byName("c3-apiserver-cp-1");
+  const update = await valueOf<string>(step.props.update);
+  assert.match(update, /^# hakube step inputs/);
+  assert.match(update, /^#   \/etc\/systemd\/system\/kube-apiserver.service sha256:[0-9a-f]{16}$/m);
+  assert.match(update, /^#   \/etc\/kubernetes\/pki\/apiserver.key \(secret\)$/m);
+  assert.match(update, /^#   binaries v1.36.0 sha512:/m);
+  assert.doesNotMatch(update, /BEGIN|PRIVATE/);
+  // The command SDK replaces a command whose triggers change: no per-host step has any.
+  for (const r of recorded.filter((x) => x.type === "command:remote:Command" && /-(etcd|apiserver|controllers|lb)-[a-z0-9]+-\d+$/.test(x.name))) {
+    assert.equal(r.props.triggers, undefined, `${r.name} has no triggers`);
+    assert.ok(r.props.update, `${r.name} has an update script`);
+  }
+  // A gate is re-run (replaced) when a step it guards changes.
+  assert.equal((await valueOf<unknown[]>(byName("c3-apiserver-ready").props.triggers)).length, 3);
 });
