@@ -168,13 +168,24 @@ function preflight(parent: pulumi.Resource, subnetText: string, bridge: string):
   } catch {
     return;
   }
-  const wanted = parseCidr(subnetText)!;
+  const conflict = findSubnetConflict(routes, subnetText, bridge);
+  if (conflict) {
+    invalid(parent, "subnet", subnetText, `a subnet not already in use on this host (${conflict}); pick another, e.g. 10.213.8.0/24`);
+  }
+}
+
+/** A route of `ip -4 -o route show` output that overlaps the subnet, other than our bridge's. */
+export function findSubnetConflict(routes: string, subnetText: string, bridge: string): string | undefined {
+  const wanted = parseCidr(subnetText);
+  if (!wanted) return undefined;
   for (const line of routes.split("\n").filter(Boolean)) {
     const [dest] = line.split(" ");
     const dev = /\bdev (\S+)/.exec(line)?.[1];
     const cidr = dest === "default" ? undefined : parseCidr(dest.includes("/") ? dest : `${dest}/32`);
     if (cidr && dev !== bridge && cidrsOverlap(cidr, wanted)) {
-      invalid(parent, "subnet", subnetText, `a subnet not already in use on this host (${dest} is routed via ${dev}); pick another, e.g. 10.213.8.0/24`);
+      return `${dest} is routed via ${dev}`;
     }
   }
+  return undefined;
+
 }

@@ -1,0 +1,46 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { findSubnetConflict } from "../../components/machines/localMachines";
+import { baseImageScript, machineCreateScript, machineDeleteScript, MachineSpec, networkCreateScript } from "../../components/machines/localRender";
+import { run } from "../helpers/tools";
+
+const routes = `default via 192.0.2.1 dev eth0
+192.0.2.0/24 dev eth0 proto kernel scope link src 192.0.2.2
+10.213.7.0/24 dev hkabc123 proto kernel scope link src 10.213.7.1
+`;
+
+test("a bridge subnet already routed on the host is found; our own bridge's route is not a conflict", () => {
+  assert.equal(findSubnetConflict(routes, "192.0.2.0/25", "hkabc123"), "192.0.2.0/24 is routed via eth0");
+  assert.equal(findSubnetConflict(routes, "10.213.7.0/24", "hkabc123"), undefined);
+  assert.equal(findSubnetConflict(routes, "10.213.7.0/24", "other"), "10.213.7.0/24 is routed via hkabc123");
+  assert.equal(findSubnetConflict(routes, "10.214.0.0/24", "hkabc123"), undefined, "the default route is no conflict");
+});
+
+const spec: MachineSpec = {
+  name: "cp-1",
+  image: "/var/cache/hakube/images/bookworm-x",
+  dir: "/var/lib/hakube/machines/hkabc123/cp-1",
+  netns: "hkabc123-1",
+  veth: "hkabc123v1",
+  bridge: "hkabc123",
+  address: "10.213.7.11",
+  prefixLength: 24,
+  gateway: "10.213.7.1",
+  bootTimeoutSeconds: 60,
+};
+
+test("machine scripts are valid bash, clean up leftovers first, and bound their waits", () => {
+  for (const script of [machineCreateScript(spec), machineDeleteScript(spec), networkCreateScript({ bridge: "hkabc123", hostCidr: "10.213.7.1/24" }),
+    baseImageScript({ cacheDir: "/var/cache/hakube/images", suite: "bookworm", mirror: "http://deb.debian.org/debian", packages: ["systemd"], key: "k" })]) {
+    const r = run("bash", ["-n", "-c", script]);
+    assert.equal(r.status, 0, r.stderr);
+  }
+  const create = machineCreateScript(spec);
+  assert.ok(create.indexOf("ip netns del hkabc123-1") < create.indexOf("ip netns add hkabc123-1"), "leftovers removed before creating");
+  assert.match(create, /--network-namespace-path=\/run\/netns\/hkabc123-1/);
+  assert.match(create, /--register=no --keep-unit/);
+  assert.match(create, /--capability=CAP_NET_ADMIN,CAP_NET_RAW/);
+  assert.match(create, /for i in \$\(seq 1 \$\(\( 60 \* 2 \)\)\)/, "SSH wait bounded by bootTimeoutSeconds");
+  assert.doesNotMatch(create, /PRIVATE KEY/);
+  assert.match(machineDeleteScript(spec), /ip link del hkabc123v1/);
+});
