@@ -17,6 +17,28 @@ export interface ControlPlaneStatus {
   serviceEndpoints: string[];
   leases: { "kube-controller-manager": string; "kube-scheduler": string };
   etcd: EtcdMemberStatus[];
+  /** Resident memory (MiB) of the control-plane processes per machine. */
+  memoryMiB: Record<string, Record<string, number>>;
+}
+
+const PROCESSES = ["etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "haproxy", "keepalived"];
+
+/** RSS of the control-plane processes on each machine (ps, summed per process name). */
+export function memoryByHost(cred: Credentials, outputs: LocalOutputs): Record<string, Record<string, number>> {
+  const result: Record<string, Record<string, number>> = {};
+  for (const host of outputs.hosts) {
+    const r = cred.ssh(host.address, "ps -eo rss=,comm=", 15_000);
+    if (r.status !== 0) continue;
+    const perProcess: Record<string, number> = {};
+    for (const line of r.stdout.split("\n")) {
+      const [rss, comm] = line.trim().split(/\s+/, 2);
+      if (comm && PROCESSES.includes(comm)) {
+        perProcess[comm] = (perProcess[comm] ?? 0) + Number(rss) / 1024;
+      }
+    }
+    result[host.name] = Object.fromEntries(Object.entries(perProcess).map(([k, v]) => [k, Math.round(v)]));
+  }
+  return result;
 }
 
 export function readyzThroughEndpoint(cred: Credentials, endpoint: string): string {
@@ -78,6 +100,7 @@ export function collectStatus(outputs: LocalOutputs, cred: Credentials): Control
       "kube-scheduler": leaseHolder(cred, "kube-scheduler"),
     },
     etcd: etcdStatus(cred, outputs),
+    memoryMiB: memoryByHost(cred, outputs),
   };
 }
 
@@ -93,6 +116,14 @@ export function formatStatus(s: ControlPlaneStatus): string {
     ...s.etcd.map(
       (m) => `    ${m.name.padEnd(8)} ${m.endpoint.padEnd(28)} ${m.healthy ? "healthy" : `UNHEALTHY${m.error ? ` (${m.error})` : ""}`}${m.leader ? "  leader" : ""}`,
     ),
+    "  memory (RSS, MiB)",
+    ...Object.entries(s.memoryMiB).map(
+      ([host, procs]) =>
+        `    ${host.padEnd(8)} ${String(Object.values(procs).reduce((a, b) => a + b, 0)).padStart(5)}  (${Object.entries(procs)
+          .map(([p, m]) => `${p} ${m}`)
+          .join(", ")})`,
+    ),
+    `    total    ${String(Object.values(s.memoryMiB).flatMap((p) => Object.values(p)).reduce((a, b) => a + b, 0)).padStart(5)}`,
   ];
   return lines.join("\n");
 }
