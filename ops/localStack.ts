@@ -1,7 +1,7 @@
 // Access to the running local stack for the status summary, the end-to-end test and the
 // fault-injection tests: stack outputs, kubectl through the VIP, SSH to the machines.
 // Credentials are written to a private temp dir (0700, files 0600) and removed after use.
-import { spawnSync, SpawnSyncReturns } from "child_process";
+import { spawn, spawnSync, SpawnSyncReturns } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -49,6 +49,36 @@ export function run(cmd: string, args: string[], opts: { input?: string; env?: N
   return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "", seconds: (Date.now() - start) / 1000 };
 }
 
+/**
+ * Like `run`, without blocking the event loop (probes keep their timing while a fault is
+ * injected or `pulumi up` runs). Killed after timeoutMs.
+ */
+export function runAsync(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> {
+  const start = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d));
+    child.stderr.on("data", (d: Buffer) => (stderr += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 120_000);
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      resolve({ status: -1, stdout, stderr: `${stderr}${e.message}`, seconds: (Date.now() - start) / 1000 });
+    });
+    child.on("close", (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr, seconds: (Date.now() - start) / 1000 });
+    });
+    child.stdin.on("error", () => undefined); // a command that exits without reading its input
+    child.stdin.end(opts.input ?? "");
+  });
+}
+
+export function pulumiAsync(args: string[], timeoutMs = 900_000): Promise<Run> {
+  return runAsync("bash", [path.join(ROOT, "scripts", "pulumi-local.sh"), ...args], { timeoutMs });
+}
+
 /** The Pulumi CLI on the local stack (env, backend, passphrase and config copy set up by the script). */
 export function pulumi(args: string[], timeoutMs = 900_000): Run {
   return run("bash", [path.join(ROOT, "scripts", "pulumi-local.sh"), ...args], { timeoutMs });
@@ -85,9 +115,15 @@ export class Credentials {
 
   /** Runs a bash script on a machine as root (the script travels on stdin). */
   ssh(address: string, script: string, timeoutMs = 60_000): Run {
-    return run(
-      "ssh",
-      [
+    return run("ssh", this.sshArgs(address), { input: script, timeoutMs });
+  }
+
+  sshAsync(address: string, script: string, timeoutMs = 60_000): Promise<Run> {
+    return runAsync("ssh", this.sshArgs(address), { input: script, timeoutMs });
+  }
+
+  private sshArgs(address: string): string[] {
+    return [
         "-i", this.sshKey,
         "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=no",
@@ -96,9 +132,7 @@ export class Credentials {
         "-o", "ConnectTimeout=5",
         `root@${address}`,
         "bash -s",
-      ],
-      { input: script, timeoutMs },
-    );
+    ];
   }
 
   dispose(): void {

@@ -5,6 +5,11 @@ import { formatIpv4, HaControlPlane, LocalMachines, parseCidr } from "../compone
 
 const config = new pulumi.Config("hakube");
 
+/** Structured config set with `--config-path` may arrive as strings: make numbers of them. */
+function numbers(o: Record<string, unknown> | undefined): Record<string, number> | undefined {
+  return o && Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Number(v)]));
+}
+
 function local() {
   const subnet = config.get("subnet") ?? "10.213.7.0/24";
   const machines = new LocalMachines("local", {
@@ -15,7 +20,11 @@ function local() {
   });
   const network = parseCidr(subnet);
   const virtualIp = config.get("virtualIp") ?? (network ? formatIpv4(network.network + 100) : "");
-  const toolchain = config.get("toolchainBin") ?? "/var/cache/hakube/toolchain/bin";
+  // The toolchain keeps each version in a folder of its own, so changing
+  // kubernetesVersion rolls the cluster to the binaries of that version.
+  const toolchain = config.get("toolchainDir") ?? "/var/cache/hakube/toolchain";
+  const kubernetesVersion = config.require("kubernetesVersion");
+  const etcdVersion = config.require("etcdVersion");
   const cluster = new HaControlPlane("local", {
     controlPlaneHosts: machines.hosts,
     loadBalancer: {
@@ -24,14 +33,15 @@ function local() {
         advertIntervalSeconds: config.getNumber("advertIntervalSeconds"),
       },
     },
-    kubernetesVersion: config.require("kubernetesVersion"),
-    etcdVersion: config.require("etcdVersion"),
+    kubernetesVersion,
+    etcdVersion,
     binaries: {
-      kubernetes: { kind: "localDirectory", directory: toolchain },
-      etcd: { kind: "localDirectory", directory: toolchain },
+      kubernetes: { kind: "localDirectory", directory: `${toolchain}/kubernetes-${kubernetesVersion}` },
+      etcd: { kind: "localDirectory", directory: `${toolchain}/etcd-${etcdVersion}` },
     },
+    etcd: numbers(config.getObject<Record<string, unknown>>("etcd")),
     apiServer: { extraFlags: config.getObject<Record<string, string>>("apiServerExtraFlags") },
-    controllers: { leaderElection: config.getObject("leaderElection") },
+    controllers: { leaderElection: numbers(config.getObject<Record<string, unknown>>("leaderElection")) },
     kubernetesProvider: config.getBoolean("kubernetesProvider") ?? true,
   });
   return {

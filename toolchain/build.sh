@@ -27,6 +27,7 @@ ETCD_VERSION=v3.6.16
 DEFAULT_PULUMI=3.260.0
 DEFAULT_COMMAND=1.2.1
 DEFAULT_TLS=5.6.1
+DEFAULT_KUBERNETES=4.34.2
 
 FORCE=0
 UPDATE_PINS=0
@@ -46,8 +47,13 @@ T0=$(date +%s)
 say() { printf '[toolchain %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 CURRENT=""
 on_error() {
-  local rc=$?
-  [ -n "$CURRENT" ] || exit "$rc"
+  local rc=$? line=${BASH_LINENO[0]} cmd=$BASH_COMMAND
+  if [ -z "$CURRENT" ]; then
+    echo "toolchain: FAILED (exit $rc) at build.sh line $line: $cmd" >&2
+    echo "  what to do: read the error above; 'go list -m' failures mean the Go module proxy is" >&2
+    echo "  unreachable or a pin in toolchain/*/go.mod is not served; run 'go mod tidy' there." >&2
+    exit "$rc"
+  fi
   {
     echo
     echo "toolchain: FAILED while building '$CURRENT' (exit $rc)."
@@ -84,7 +90,8 @@ npm_version() {
 PULUMI_VERSION=$(npm_version @pulumi/pulumi "$DEFAULT_PULUMI")
 COMMAND_VERSION=$(npm_version @pulumi/command "$DEFAULT_COMMAND")
 TLS_VERSION=$(npm_version @pulumi/tls "$DEFAULT_TLS")
-for v in "$PULUMI_VERSION" "$COMMAND_VERSION" "$TLS_VERSION"; do
+KUBERNETES_VERSION=$(npm_version @pulumi/kubernetes "$DEFAULT_KUBERNETES")
+for v in "$PULUMI_VERSION" "$COMMAND_VERSION" "$TLS_VERSION" "$KUBERNETES_VERSION"; do
   [[ "$v" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "toolchain: package.json must pin exact versions of @pulumi/*; got '$v'." >&2; exit 1; }
 done
 
@@ -106,7 +113,7 @@ PIN=$(pinned "$HERE/etcd" go.etcd.io/etcd/server/v3)
 
 # A family's inputs: its go.mod, go.sum, own sources, the Go version and the recipe
 # (bump RECIPE when a build command below changes in a way that matters).
-RECIPE="hakube-toolchain-1 k8s=$K8S_VERSION etcd=$ETCD_VERSION pulumi=$PULUMI_VERSION command=$COMMAND_VERSION tls=$TLS_VERSION"
+RECIPE="hakube-toolchain-1 k8s=$K8S_VERSION etcd=$ETCD_VERSION pulumi=$PULUMI_VERSION command=$COMMAND_VERSION tls=$TLS_VERSION kubernetes=$KUBERNETES_VERSION"
 inputs_hash() {
   { go env GOVERSION; echo "$RECIPE"; find "$@" -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16
 }
@@ -122,11 +129,19 @@ build_family() {
   rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
   say "$fam: building into $dir (log: $TC/logs/$fam.log)"
   local t=$(date +%s)
-  local rc=0
-  set +e
-  ( set -e; "$fn" "$dir.tmp" ) >"$TC/logs/$fam.log" 2>&1
-  rc=$?
-  set -e
+  local rc=0 pid n=0
+  # The build runs in the background; every 30 s a line says it is still going and
+  # how many packages `go build -v` has compiled so far.
+  ( trap - ERR; set -e; "$fn" "$dir.tmp" ) >"$TC/logs/$fam.log" 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    n=$((n + 1))
+    if [ $((n % 30)) = 0 ] && kill -0 "$pid" 2>/dev/null; then
+      say "$fam: still building (${n}s, $(wc -l <"$TC/logs/$fam.log") log lines)"
+    fi
+  done
+  wait "$pid" || rc=$?
   if [ "$rc" != 0 ]; then
     tail -n 30 "$TC/logs/$fam.log" >&2
     false
@@ -138,6 +153,7 @@ build_family() {
   say "$fam: done in ${secs}s"
 }
 
+PLUGINS_DIR="plugins-v$PULUMI_VERSION-command-$COMMAND_VERSION-tls-$TLS_VERSION-kubernetes-$KUBERNETES_VERSION"
 LDPULUMI="-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION"
 
 b_pulumi() {
@@ -151,6 +167,7 @@ b_plugins() {
   go build -v -trimpath -ldflags "-s -w -X main.version=$PULUMI_VERSION" -o "$1/pulumi-language-nodejs" ./cmd/pulumi-language-nodejs
   go build -v -trimpath -ldflags "-s -w -X main.version=$COMMAND_VERSION" -o "$1/pulumi-resource-command" ./cmd/pulumi-resource-command
   go build -v -trimpath -ldflags "-s -w -X main.version=$TLS_VERSION" -o "$1/pulumi-resource-tls" ./cmd/pulumi-resource-tls
+  go build -v -trimpath -ldflags "-s -w -X main.version=$KUBERNETES_VERSION" -o "$1/pulumi-resource-kubernetes" ./cmd/pulumi-resource-kubernetes
 }
 
 b_kubernetes() {
@@ -179,35 +196,39 @@ b_etcd() {
   "$1/etcd" --version
 }
 
-say "versions: pulumi v$PULUMI_VERSION, command $COMMAND_VERSION, tls $TLS_VERSION, kubernetes $K8S_VERSION, etcd $ETCD_VERSION"
+say "versions: pulumi v$PULUMI_VERSION; plugins command $COMMAND_VERSION, tls $TLS_VERSION, kubernetes $KUBERNETES_VERSION (hakube builds); Kubernetes $K8S_VERSION; etcd $ETCD_VERSION"
 say "cache: $TC (go modules and build cache: $GOBASE)"
 for f in "${FAMILIES[@]}"; do
   case "$f" in
     pulumi) build_family pulumi "pulumi-v$PULUMI_VERSION" "$(inputs_hash "$HERE/pulumi/go.mod" "$HERE/pulumi/go.sum")" b_pulumi ;;
-    plugins) build_family plugins "plugins-v$PULUMI_VERSION-command-$COMMAND_VERSION-tls-$TLS_VERSION" "$(inputs_hash "$HERE/pulumi")" b_plugins ;;
+    plugins) build_family plugins "$PLUGINS_DIR" "$(inputs_hash "$HERE/pulumi")" b_plugins ;;
     kubernetes) build_family kubernetes "kubernetes-$K8S_VERSION" "$(inputs_hash "$HERE/k8s")" b_kubernetes ;;
     etcd) build_family etcd "etcd-$ETCD_VERSION" "$(inputs_hash "$HERE/etcd")" b_etcd ;;
   esac
 done
 
-# bin/: links to the binaries of every family that is built.
+# bin/: hard links (copies across filesystems) to the binaries of every built family.
+# Not symlinks: pulumi looks for its language host next to its own resolved path.
 link_all() {
   local src="$1"; shift
   [ -f "$TC/$src/.complete" ] || return 0
-  local b; for b in "$@"; do ln -sfn "../$src/$b" "$TC/bin/$b"; done
+  local b; for b in "$@"; do
+    rm -f "$TC/bin/$b"
+    ln "$TC/$src/$b" "$TC/bin/$b" 2>/dev/null || cp "$TC/$src/$b" "$TC/bin/$b"
+  done
 }
 mkdir -p "$TC/bin"
 link_all "pulumi-v$PULUMI_VERSION" pulumi
-link_all "plugins-v$PULUMI_VERSION-command-$COMMAND_VERSION-tls-$TLS_VERSION" pulumi-language-nodejs pulumi-resource-command pulumi-resource-tls
+link_all "$PLUGINS_DIR" pulumi-language-nodejs pulumi-resource-command pulumi-resource-tls pulumi-resource-kubernetes
 link_all "kubernetes-$K8S_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubectl
 link_all "etcd-$ETCD_VERSION" etcd etcdctl etcdutl
 
 # Provider plugins into the plugin cache at the npm packages' versions, so the engine
 # finds resource-<name>-v<version> without downloading anything.
 export PULUMI_HOME="${PULUMI_HOME:-$TC/pulumi-home}"
-export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true PULUMI_IGNORE_AMBIENT_PLUGINS=true
 if [ -x "$TC/bin/pulumi" ] && [ -x "$TC/bin/pulumi-resource-command" ]; then
-  for p in "command $COMMAND_VERSION" "tls $TLS_VERSION"; do
+  for p in "command $COMMAND_VERSION" "tls $TLS_VERSION" "kubernetes $KUBERNETES_VERSION"; do
     set -- $p
     if [ ! -x "$PULUMI_HOME/plugins/resource-$1-v$2/pulumi-resource-$1" ] || ! cmp -s "$TC/bin/pulumi-resource-$1" "$PULUMI_HOME/plugins/resource-$1-v$2/pulumi-resource-$1"; then
       CURRENT="plugin-install-$1"
@@ -225,6 +246,9 @@ export PATH="$TC/bin:\$PATH"
 export PULUMI_HOME="$PULUMI_HOME"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+# Plugins come from \$PULUMI_HOME/plugins at the npm packages' exact versions, the
+# language host from beside the pulumi binary; none from PATH.
+export PULUMI_IGNORE_AMBIENT_PLUGINS=true
 EOF
 say "all done in $(( $(date +%s) - T0 ))s. To use it:"
 sed -n '2,$p' "$TC/env.sh" | sed 's/^/    /'

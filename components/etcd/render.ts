@@ -92,7 +92,8 @@ export function etcdUpdateScript(attempts: number, clientPort: number): string {
 systemctl enable etcd.service >/dev/null 2>&1
 systemctl restart etcd.service
 ${loadEnv}
-hakube_retry ${attempts} 2 "etcd member health" -- etcdctl --endpoints=https://127.0.0.1:${clientPort} endpoint health
+# etcdctl refuses a flag that shadows its environment: override the variable instead.
+ETCDCTL_ENDPOINTS=https://127.0.0.1:${clientPort} hakube_retry ${attempts} 2 "etcd member health" -- etcdctl endpoint health
 echo "hakube: etcd member restarted and healthy"`;
 }
 

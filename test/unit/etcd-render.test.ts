@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { etcdctlEnv, etcdFlags, etcdUnit, initialCluster, EtcdSettings } from "../../components/etcd/render";
+import { etcdctlEnv, etcdFlags, etcdGateScript, etcdUnit, etcdUpdateScript, initialCluster, EtcdSettings } from "../../components/etcd/render";
 import { verifyUnit } from "../helpers/tools";
 import { assertGolden } from "../helpers/golden";
 
@@ -45,4 +45,11 @@ test("etcdctl environment points at every member with the healthcheck client", (
   const env = etcdctlEnv(members, settings);
   assert.match(env, /^ETCDCTL_ENDPOINTS=https:\/\/10.0.0.11:2379,https:\/\/10.0.0.12:2379,https:\/\/10.0.0.13:2379$/m);
   assert.match(env, /ETCDCTL_KEY=\/etc\/etcd\/pki\/healthcheck-client.key/);
+});
+
+test("the update script checks the local member without a flag that shadows the etcdctl environment", () => {
+  const script = etcdUpdateScript(30, 2379);
+  assert.match(script, /ETCDCTL_ENDPOINTS=https:\/\/127.0.0.1:2379 hakube_retry 30 2 "etcd member health" -- etcdctl endpoint health/);
+  assert.doesNotMatch(script, /--endpoints/, "etcdctl exits when a flag shadows ETCDCTL_ENDPOINTS");
+  assert.doesNotMatch(etcdGateScript(30), /--endpoints/);
 });

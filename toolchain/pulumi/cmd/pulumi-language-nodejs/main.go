@@ -258,7 +258,11 @@ func (h *host) GetRequiredPlugins(_ context.Context, req *pulumirpc.GetRequiredP
 	if err != nil {
 		return nil, err
 	}
-	return &pulumirpc.GetRequiredPluginsResponse{Plugins: deps}, nil
+	plugins := make([]*pulumirpc.PluginDependency, 0, len(deps))
+	for _, d := range deps {
+		plugins = append(plugins, &pulumirpc.PluginDependency{Name: d.Name, Kind: d.Kind, Version: d.Version, Server: d.Server})
+	}
+	return &pulumirpc.GetRequiredPluginsResponse{Plugins: plugins}, nil
 }
 
 func (h *host) GetProgramDependencies(_ context.Context, req *pulumirpc.GetProgramDependenciesRequest) (*pulumirpc.GetProgramDependenciesResponse, error) {

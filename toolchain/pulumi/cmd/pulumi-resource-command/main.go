@@ -49,15 +49,19 @@ func main() {
 			"command:local:Command": {
 				Updatable: commandUpdatable,
 				Create:    func(ctx context.Context, _ string, in V) (string, V, error) { return runCreate(ctx, in, localRunner) },
-				Update:    func(ctx context.Context, _, _ string, st, oi, ni V, ch []string) (V, error) { return runUpdate(ctx, st, ni, ch, localRunner) },
-				Delete:    func(ctx context.Context, _, _ string, st V) error { return runDelete(ctx, st, localRunner) },
+				Update: func(ctx context.Context, _, _ string, st, oi, ni V, ch []string) (V, error) {
+					return runUpdate(ctx, st, ni, ch, localRunner)
+				},
+				Delete: func(ctx context.Context, _, _ string, st V) error { return runDelete(ctx, st, localRunner) },
 			},
 			"command:remote:Command": {
 				Updatable: commandUpdatable,
 				Validate:  validateConnection,
 				Create:    func(ctx context.Context, _ string, in V) (string, V, error) { return runCreate(ctx, in, remoteRunner) },
-				Update:    func(ctx context.Context, _, _ string, st, oi, ni V, ch []string) (V, error) { return runUpdate(ctx, st, ni, ch, remoteRunner) },
-				Delete:    func(ctx context.Context, _, _ string, st V) error { return runDelete(ctx, st, remoteRunner) },
+				Update: func(ctx context.Context, _, _ string, st, oi, ni V, ch []string) (V, error) {
+					return runUpdate(ctx, st, ni, ch, remoteRunner)
+				},
+				Delete: func(ctx context.Context, _, _ string, st V) error { return runDelete(ctx, st, remoteRunner) },
 			},
 			"command:remote:CopyToRemote": {
 				Updatable: []string{"source", "remotePath", "connection"},

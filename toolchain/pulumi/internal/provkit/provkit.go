@@ -64,12 +64,18 @@ type Server struct {
 	Version string
 	Kinds   map[string]*Kind
 	Invokes map[string]func(ctx context.Context, args Values) (Values, error)
+	// Unsupported, when set, is the message for any resource type or function not in
+	// the tables.
+	Unsupported string
 }
 
 // Main serves the provider; it returns when the engine disconnects.
-func Main(s *Server) error {
-	return provider.Main(s.Name, func(*provider.HostClient) (pulumirpc.ResourceProviderServer, error) {
-		return s, nil
+func Main(s *Server) error { return MainServer(s.Name, s) }
+
+// MainServer serves a server that wraps a Server (to override some methods).
+func MainServer(name string, srv pulumirpc.ResourceProviderServer) error {
+	return provider.Main(name, func(*provider.HostClient) (pulumirpc.ResourceProviderServer, error) {
+		return srv, nil
 	})
 }
 
@@ -166,6 +172,9 @@ func (s *Server) kind(urn string, typ string) (*Kind, error) {
 		typ = string(resource.URN(urn).Type())
 	}
 	k, ok := s.Kinds[typ]
+	if !ok && s.Unsupported != "" {
+		return nil, status.Errorf(codes.Unimplemented, "%s: %s", typ, s.Unsupported)
+	}
 	if !ok {
 		return nil, status.Errorf(codes.InvalidArgument, "%s provider (hakube build): unknown resource type %q", s.Name, typ)
 	}
@@ -414,6 +423,9 @@ func (s *Server) Read(_ context.Context, req *pulumirpc.ReadRequest) (*pulumirpc
 
 func (s *Server) Invoke(ctx context.Context, req *pulumirpc.InvokeRequest) (*pulumirpc.InvokeResponse, error) {
 	fn, ok := s.Invokes[req.GetTok()]
+	if !ok && s.Unsupported != "" {
+		return nil, status.Errorf(codes.Unimplemented, "%s: %s", req.GetTok(), s.Unsupported)
+	}
 	if !ok {
 		return nil, status.Errorf(codes.InvalidArgument, "%s provider (hakube build): unknown function %q", s.Name, req.GetTok())
 	}

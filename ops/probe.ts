@@ -1,0 +1,295 @@
+// Probes that send reads and writes through the API endpoint at a fixed rate and record
+// every failure and every slow answer. Two kinds, as real clients behave:
+// - "per-request": a new TCP+TLS connection for every request;
+// - "http2": one long-lived HTTP/2 connection, reused like client-go does; it is only
+//   replaced when it closes or when a ping gets no answer (client-go's health check).
+// Every loop is bounded in count and in time. Writes create ConfigMaps; each one the API
+// acknowledged is checked at the end (none may be lost).
+import * as http2 from "http2";
+import * as https from "https";
+import * as yaml from "js-yaml";
+
+export interface ClientCredentials {
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** Client credentials from an admin kubeconfig (embedded data). */
+export function credentialsFromKubeconfig(kubeconfig: string): ClientCredentials {
+  const doc = yaml.load(kubeconfig) as any;
+  const b64 = (s: string) => Buffer.from(s, "base64").toString("utf8");
+  return {
+    ca: b64(doc.clusters[0].cluster["certificate-authority-data"]),
+    cert: b64(doc.users[0].user["client-certificate-data"]),
+    key: b64(doc.users[0].user["client-key-data"]),
+  };
+}
+
+export interface ProbeOptions {
+  readonly name: string;
+  readonly kind: "per-request" | "http2";
+  /** https://host:port */
+  readonly endpoint: string;
+  readonly credentials: ClientCredentials;
+  /** Namespace the probe writes ConfigMaps into (must exist). */
+  readonly namespace: string;
+  /** @default 100 */
+  readonly intervalMs?: number;
+  /** A request not answered in this time is a failure. @default 2000 */
+  readonly timeoutMs?: number;
+  /** An answer slower than this is counted as slow. @default 1000 */
+  readonly slowMs?: number;
+  /** Hard bounds on the loop. @default 3000 requests, 300 s */
+  readonly maxRequests?: number;
+  readonly maxDurationMs?: number;
+}
+
+export interface RequestRecord {
+  readonly at: number; // ms since epoch when sent
+  readonly ms: number;
+  readonly op: "read" | "write";
+  readonly ok: boolean;
+  readonly status?: number;
+  readonly error?: string;
+}
+
+export interface ProbeReport {
+  readonly name: string;
+  readonly kind: ProbeOptions["kind"];
+  readonly requests: number;
+  readonly failedRequests: number;
+  readonly slowRequests: number;
+  /** Longest span from the first failed request to the next success (ms). */
+  readonly longestFailureMs: number;
+  readonly failureWindows: { start: number; end: number }[];
+  readonly acknowledgedWrites: string[];
+  readonly reconnects: number;
+  readonly records: RequestRecord[];
+}
+
+interface Answer {
+  status: number;
+  body: string;
+}
+
+export class Probe {
+  private readonly records: RequestRecord[] = [];
+  private readonly acknowledged: string[] = [];
+  private timer?: NodeJS.Timeout;
+  private session?: http2.ClientHttp2Session;
+  private reconnects = 0;
+  private seq = 0;
+  private startedAt = 0;
+  private pending = new Set<Promise<void>>();
+  private stopped = false;
+  private readonly o: Required<ProbeOptions>;
+
+  constructor(options: ProbeOptions) {
+    this.o = { intervalMs: 100, timeoutMs: 2000, slowMs: 1000, maxRequests: 3000, maxDurationMs: 300_000, ...options };
+  }
+
+  start(): void {
+    this.startedAt = Date.now();
+    this.timer = setInterval(() => this.tick(), this.o.intervalMs);
+  }
+
+  /** Stops sending, waits for the requests in flight, and reports. */
+  async stop(): Promise<ProbeReport> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await Promise.allSettled([...this.pending]);
+    this.session?.destroy();
+    return this.report();
+  }
+
+  private tick(): void {
+    if (this.stopped) return;
+    if (this.records.length + this.pending.size >= this.o.maxRequests || Date.now() - this.startedAt > this.o.maxDurationMs) {
+      if (this.timer) clearInterval(this.timer);
+      return;
+    }
+    const n = this.seq++;
+    const op: "read" | "write" = n % 2 === 0 ? "read" : "write";
+    const name = `probe-${this.o.name}-${n}`;
+    const path =
+      op === "read"
+        ? `/api/v1/namespaces/${this.o.namespace}/configmaps?limit=1`
+        : `/api/v1/namespaces/${this.o.namespace}/configmaps`;
+    const body =
+      op === "write"
+        ? JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name, labels: { "hakube-probe": this.o.name } }, data: { n: String(n) } })
+        : undefined;
+    const at = Date.now();
+    const p = this.send(op === "read" ? "GET" : "POST", path, body)
+      .then((a) => {
+        const ok = op === "read" ? a.status === 200 : a.status === 201;
+        if (ok && op === "write") this.acknowledged.push(name);
+        this.records.push({ at, ms: Date.now() - at, op, ok, status: a.status, error: ok ? undefined : a.body.slice(0, 200) });
+      })
+      .catch((e: Error) => {
+        this.records.push({ at, ms: Date.now() - at, op, ok: false, error: e.message });
+      });
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+  }
+
+  private send(method: string, path: string, body?: string): Promise<Answer> {
+    return this.o.kind === "per-request" ? this.sendHttps(method, path, body) : this.sendHttp2(method, path, body);
+  }
+
+  private sendHttps(method: string, path: string, body?: string): Promise<Answer> {
+    const url = new URL(path, this.o.endpoint);
+    return new Promise((resolve, reject) => {
+      const req = https.request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname + url.search,
+          method,
+          agent: false, // a new connection for every request
+          ca: this.o.credentials.ca,
+          cert: this.o.credentials.cert,
+          key: this.o.credentials.key,
+          headers: { "content-type": "application/json", accept: "application/json", connection: "close" },
+          timeout: this.o.timeoutMs,
+        },
+        (res) => {
+          let data = "";
+          res.setEncoding("utf8");
+          res.on("data", (c) => (data += c));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: data }));
+          res.on("error", reject);
+        },
+      );
+      req.on("timeout", () => req.destroy(new Error(`timeout after ${this.o.timeoutMs} ms`)));
+      req.on("error", reject);
+      req.end(body);
+    });
+  }
+
+  private connect(): http2.ClientHttp2Session {
+    if (this.session && !this.session.closed && !this.session.destroyed) {
+      return this.session;
+    }
+    if (this.session) this.reconnects++;
+    const session = http2.connect(this.o.endpoint, {
+      ca: this.o.credentials.ca,
+      cert: this.o.credentials.cert,
+      key: this.o.credentials.key,
+    });
+    session.on("error", () => session.destroy());
+    session.on("goaway", () => session.close());
+    this.session = session;
+    return session;
+  }
+
+  /**
+   * Like client-go: requests share the connection; a request that times out does not
+   * drop it, but then a ping is sent and the connection is dropped if the ping is not
+   * answered in time (client-go: ReadIdleTimeout, then PingTimeout).
+   */
+  private sendHttp2(method: string, path: string, body?: string): Promise<Answer> {
+    const session = this.connect();
+    return new Promise((resolve, reject) => {
+      let data = "";
+      let status = 0;
+      const req = session.request({
+        ":method": method,
+        ":path": path,
+        "content-type": "application/json",
+        accept: "application/json",
+      });
+      const timer = setTimeout(() => {
+        req.close(http2.constants.NGHTTP2_CANCEL);
+        this.healthCheck(session);
+        reject(new Error(`timeout after ${this.o.timeoutMs} ms`));
+      }, this.o.timeoutMs);
+      req.setEncoding("utf8");
+      req.on("response", (headers) => (status = Number(headers[":status"] ?? 0)));
+      req.on("data", (c) => (data += c));
+      req.on("end", () => {
+        clearTimeout(timer);
+        resolve({ status, body: data });
+      });
+      req.on("error", (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      req.end(body);
+    });
+  }
+
+  private pinging = false;
+
+  private healthCheck(session: http2.ClientHttp2Session): void {
+    if (this.pinging || session.destroyed) return;
+    this.pinging = true;
+    const timer = setTimeout(() => {
+      session.destroy(new Error("ping timeout"));
+      this.pinging = false;
+    }, this.o.timeoutMs);
+    const sent = session.ping((err) => {
+      clearTimeout(timer);
+      this.pinging = false;
+      if (err) session.destroy();
+    });
+    if (!sent) {
+      clearTimeout(timer);
+      this.pinging = false;
+    }
+  }
+
+  private report(): ProbeReport {
+    const records = [...this.records].sort((a, b) => a.at - b.at);
+    const windows: { start: number; end: number }[] = [];
+    let open: number | undefined;
+    for (const r of records) {
+      if (!r.ok && open === undefined) open = r.at;
+      if (r.ok && open !== undefined) {
+        windows.push({ start: open, end: r.at + r.ms });
+        open = undefined;
+      }
+    }
+    if (open !== undefined) {
+      const last = records[records.length - 1];
+      windows.push({ start: open, end: last.at + last.ms });
+    }
+    return {
+      name: this.o.name,
+      kind: this.o.kind,
+      requests: records.length,
+      failedRequests: records.filter((r) => !r.ok).length,
+      slowRequests: records.filter((r) => r.ok && r.ms > this.o.slowMs).length,
+      longestFailureMs: windows.reduce((m, w) => Math.max(m, w.end - w.start), 0),
+      failureWindows: windows,
+      acknowledgedWrites: [...this.acknowledged],
+      reconnects: this.reconnects,
+      records,
+    };
+  }
+}
+
+/** Names of the acknowledged writes that are not in the API (read back through the endpoint). */
+export async function lostWrites(
+  endpoint: string,
+  credentials: ClientCredentials,
+  namespace: string,
+  probeName: string,
+  acknowledged: readonly string[],
+): Promise<string[]> {
+  const probe = new Probe({ name: "verify", kind: "per-request", endpoint, credentials, namespace, timeoutMs: 15_000 });
+  for (let attempt = 0; attempt < 10; attempt++) {
+    try {
+      const answer = await (probe as any).sendHttps("GET", `/api/v1/namespaces/${namespace}/configmaps?labelSelector=hakube-probe%3D${probeName}`);
+      if (answer.status === 200) {
+        const present = new Set((JSON.parse(answer.body).items as { metadata: { name: string } }[]).map((i) => i.metadata.name));
+        return acknowledged.filter((n) => !present.has(n));
+      }
+    } catch {
+      // retried below
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  throw new Error(`could not list the probe's ConfigMaps through ${endpoint}`);
+}

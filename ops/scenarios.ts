@@ -1,0 +1,436 @@
+// Fault-injection scenarios on the running local stack. Each one runs two probes through
+// the VIP (a new connection per request, and one long-lived HTTP/2 connection), injects
+// a fault, observes the control plane, undoes the fault, waits for full recovery, and
+// returns facts (for the tests to assert) and figures (for the benchmark to report).
+// Faults and probes touch only the machines of this stack and the host's own links.
+import * as https from "https";
+import { Credentials, LocalHost, LocalOutputs, pulumiAsync, Run, runAsync } from "./localStack";
+import { ClientCredentials, credentialsFromKubeconfig, lostWrites, Probe, ProbeReport } from "./probe";
+
+export const PROBE_NAMESPACE = "hakube-probe";
+
+export interface Cluster {
+  outputs: LocalOutputs;
+  cred: Credentials;
+  client: ClientCredentials;
+}
+
+export function cluster(outputs: LocalOutputs): Cluster {
+  return { outputs, cred: new Credentials(outputs), client: credentialsFromKubeconfig(outputs.kubeconfig) };
+}
+
+export interface ScenarioResult {
+  name: string;
+  failedRequests: number;
+  longestFailureMs: number;
+  acknowledgedWritesLost: number;
+  acknowledgedWrites: number;
+  requests: number;
+  slowRequests: number;
+  probes: Omit<ProbeReport, "records">[];
+  /** Scenario-specific observations (booleans for tests, figures for the benchmark). */
+  facts: Record<string, unknown>;
+  /** Probe records, for per-phase checks. */
+  records: { probe: string; at: number; ok: boolean; op: string; ms: number; error?: string }[];
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until check() returns a value (not undefined), at most `timeoutMs`. */
+export async function waitFor<T>(what: string, timeoutMs: number, intervalMs: number, check: () => Promise<T | undefined>): Promise<{ value: T; ms: number }> {
+  const start = Date.now();
+  const attempts = Math.ceil(timeoutMs / intervalMs) + 1;
+  for (let i = 0; i < attempts; i++) {
+    const value = await check().catch(() => undefined);
+    if (value !== undefined) return { value, ms: Date.now() - start };
+    await sleep(intervalMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** GET through an address with the admin client certificate (no blocking). */
+export function apiGet(c: Cluster, baseUrl: string, path: string, timeoutMs = 3000): Promise<{ status: number; body: string }> {
+  const url = new URL(path, baseUrl);
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname + url.search,
+        method: "GET",
+        agent: false,
+        ca: c.client.ca,
+        cert: c.client.cert,
+        key: c.client.key,
+        timeout: timeoutMs,
+      },
+      (res) => {
+        let data = "";
+        res.setEncoding("utf8");
+        res.on("data", (d) => (data += d));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: data }));
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+export async function ensureProbeNamespace(c: Cluster): Promise<void> {
+  const r = await runAsync("bash", ["-c", `KUBECONFIG=${c.cred.kubeconfig} ${kubectlPath()} create namespace ${PROBE_NAMESPACE} --dry-run=client -o yaml | KUBECONFIG=${c.cred.kubeconfig} ${kubectlPath()} apply -f -`]);
+  if (r.status !== 0) throw new Error(`cannot create namespace ${PROBE_NAMESPACE}: ${r.stderr}`);
+}
+
+function kubectlPath(): string {
+  return `${process.env.HAKUBE_TOOLCHAIN_DIR ?? "/var/cache/hakube/toolchain"}/bin/kubectl`;
+}
+
+/** The machine whose eth0 holds the VIP (read from the host, through the namespace). */
+export async function vipHolder(c: Cluster): Promise<LocalHost | undefined> {
+  for (const h of c.outputs.hosts) {
+    const r = await runAsync("ip", ["-n", h.netns, "-o", "-4", "addr", "show", "dev", "eth0"], { timeoutMs: 5000 });
+    if (r.stdout.includes(` ${c.outputs.virtualIp}/`)) return h;
+  }
+  return undefined;
+}
+
+export interface LeaseState {
+  holder: string;
+  acquireTime?: string;
+  renewTime?: string;
+}
+
+export async function lease(c: Cluster, name: string, baseUrl = c.outputs.endpoint): Promise<LeaseState | undefined> {
+  const r = await apiGet(c, baseUrl, `/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/${name}`);
+  if (r.status !== 200) return undefined;
+  const spec = JSON.parse(r.body).spec ?? {};
+  return { holder: spec.holderIdentity ?? "", acquireTime: spec.acquireTime, renewTime: spec.renewTime };
+}
+
+export function hostOfHolder(c: Cluster, holder: string): LocalHost | undefined {
+  return c.outputs.hosts.find((h) => holder.startsWith(`${h.name}_`));
+}
+
+export async function serviceEndpoints(c: Cluster): Promise<string[] | undefined> {
+  const r = await apiGet(c, c.outputs.endpoint, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes");
+  if (r.status !== 200) return undefined;
+  const items = JSON.parse(r.body).items as { endpoints?: { addresses: string[]; conditions?: { ready?: boolean } }[] }[];
+  return items
+    .flatMap((i) => i.endpoints ?? [])
+    .filter((e) => e.conditions?.ready !== false)
+    .flatMap((e) => e.addresses)
+    .sort();
+}
+
+export async function apiserverReady(c: Cluster, address: string): Promise<boolean> {
+  try {
+    const r = await apiGet(c, `https://${address}:6443`, "/readyz", 2000);
+    return r.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+/** Health of every etcd member as seen from one reachable machine. */
+export async function etcdHealth(c: Cluster, from: LocalHost): Promise<Record<string, boolean> | undefined> {
+  const r = await c.cred.sshAsync(from.address, `set -a; . /etc/etcd/etcdctl.env; set +a; etcdctl endpoint health -w json 2>/dev/null || true`, 20_000);
+  if (r.status !== 0 || !r.stdout.trim()) return undefined;
+  const list = JSON.parse(r.stdout) as { endpoint: string; health: boolean }[];
+  return Object.fromEntries(c.outputs.hosts.map((h) => [h.name, list.some((e) => e.endpoint.includes(`//${h.address}:`) && e.health)]));
+}
+
+export async function setLink(host: LocalHost, up: boolean): Promise<void> {
+  const r = await runAsync("ip", ["link", "set", host.veth, up ? "up" : "down"], { timeoutMs: 5000 });
+  if (r.status !== 0) throw new Error(`ip link set ${host.veth} failed: ${r.stderr}`);
+}
+
+/** Everything back to normal: 3 apiservers in the Service, etcd all healthy, both leases held. */
+export async function waitHealthy(c: Cluster, timeoutMs = 120_000): Promise<number> {
+  const all = c.outputs.hosts.map((h) => h.address).sort().join(",");
+  const { ms } = await waitFor("the control plane to be fully healthy", timeoutMs, 1000, async () => {
+    const eps = await serviceEndpoints(c);
+    if (eps?.join(",") !== all) return undefined;
+    const health = await etcdHealth(c, c.outputs.hosts[0]);
+    if (!health || !Object.values(health).every(Boolean)) return undefined;
+    for (const name of ["kube-controller-manager", "kube-scheduler"]) {
+      const l = await lease(c, name);
+      if (!l || !hostOfHolder(c, l.holder)) return undefined;
+    }
+    return true;
+  });
+  return ms;
+}
+
+/** Runs `during` with both probes running; returns their combined result. */
+export async function withProbes(
+  c: Cluster,
+  name: string,
+  during: (facts: Record<string, unknown>) => Promise<void>,
+  opts: { maxDurationMs?: number } = {},
+): Promise<ScenarioResult> {
+  await ensureProbeNamespace(c);
+  const facts: Record<string, unknown> = {};
+  const probes = (["per-request", "http2"] as const).map(
+    (kind) =>
+      new Probe({
+        name: `${name}-${kind}`,
+        kind,
+        endpoint: c.outputs.endpoint,
+        credentials: c.client,
+        namespace: PROBE_NAMESPACE,
+        maxDurationMs: opts.maxDurationMs ?? 300_000,
+        maxRequests: Math.ceil((opts.maxDurationMs ?? 300_000) / 100) + 10,
+      }),
+  );
+  probes.forEach((p) => p.start());
+  let error: unknown;
+  try {
+    await during(facts);
+  } catch (e) {
+    error = e;
+  }
+  const reports = await Promise.all(probes.map((p) => p.stop()));
+  if (error) throw error;
+  let lost = 0;
+  for (const r of reports) {
+    lost += (await lostWrites(c.outputs.endpoint, c.client, PROBE_NAMESPACE, r.name, r.acknowledgedWrites)).length;
+  }
+  return {
+    name,
+    failedRequests: reports.reduce((a, r) => a + r.failedRequests, 0),
+    longestFailureMs: reports.reduce((a, r) => Math.max(a, r.longestFailureMs), 0),
+    acknowledgedWritesLost: lost,
+    acknowledgedWrites: reports.reduce((a, r) => a + r.acknowledgedWrites.length, 0),
+    requests: reports.reduce((a, r) => a + r.requests, 0),
+    slowRequests: reports.reduce((a, r) => a + r.slowRequests, 0),
+    probes: reports.map(({ records: _records, ...rest }) => rest),
+    facts,
+    records: reports.flatMap((r) => r.records.map((x) => ({ probe: r.kind, at: x.at, ok: x.ok, op: x.op, ms: x.ms, error: x.error }))),
+  };
+}
+
+/** Requests sent in [from, to) (ms since epoch). */
+export function between(result: ScenarioResult, from: number, to: number) {
+  return result.records.filter((r) => r.at >= from && r.at < to);
+}
+
+// ---------------------------------------------------------------------------------------
+
+/** 1. A machine that holds neither the VIP nor a lease loses its link. */
+export async function loseQuietMachine(c: Cluster): Promise<ScenarioResult> {
+  const vip = await vipHolder(c);
+  const holders = await Promise.all(["kube-controller-manager", "kube-scheduler"].map((l) => lease(c, l)));
+  const victim = c.outputs.hosts.find((h) => h !== vip && holders.every((l) => !l || !hostOfHolder(c, l.holder) || hostOfHolder(c, l.holder) !== h));
+  if (!victim) throw new Error("every machine holds the VIP or a lease; cannot pick a quiet one");
+  const others = c.outputs.hosts.filter((h) => h !== victim);
+  return withProbes(c, "lose-quiet-machine", async (facts) => {
+    facts.victim = victim.name;
+    await sleep(3000);
+    facts.cutAt = Date.now();
+    await setLink(victim, false);
+    const dropped = await waitFor("the kubernetes Service to drop the lost apiserver", 90_000, 500, async () => {
+      const eps = await serviceEndpoints(c);
+      return eps && !eps.includes(victim.address) && eps.length === others.length ? eps : undefined;
+    });
+    facts.endpointsDroppedMs = dropped.ms;
+    facts.endpointsWhileLost = dropped.value;
+    const health = await etcdHealth(c, others[0]);
+    facts.etcdQuorumKept = health !== undefined && others.every((h) => health[h.name]);
+    await sleep(5000);
+    facts.restoreAt = Date.now();
+    await setLink(victim, true);
+    const back = await waitFor("the lost apiserver to rejoin the kubernetes Service", 120_000, 500, async () => {
+      const eps = await serviceEndpoints(c);
+      return eps?.includes(victim.address) ? eps : undefined;
+    });
+    facts.rejoinedMs = back.ms;
+    facts.endpointsAfter = back.value;
+    facts.healthyAfterMs = await waitHealthy(c);
+    await sleep(2000);
+  });
+}
+
+/** 2. The machine holding the controller-manager (and scheduler) lease loses its link. */
+export async function loseLeaseHolder(c: Cluster, label: string): Promise<ScenarioResult> {
+  const cm = await lease(c, "kube-controller-manager");
+  const victim = cm && hostOfHolder(c, cm.holder);
+  if (!victim) throw new Error(`no holder of kube-controller-manager: ${JSON.stringify(cm)}`);
+  return withProbes(c, `lose-lease-holder-${label}`, async (facts) => {
+    facts.victim = victim.name;
+    const sched = await lease(c, "kube-scheduler");
+    facts.schedulerHolderWasVictim = sched ? hostOfHolder(c, sched.holder) === victim : false;
+    await sleep(2000);
+    const cutAt = Date.now();
+    facts.cutAt = cutAt;
+    await setLink(victim, false);
+    for (const name of ["kube-controller-manager", "kube-scheduler"]) {
+      const taken = await waitFor(`a new holder of ${name}`, 120_000, 200, async () => {
+        const l = await lease(c, name);
+        const h = l && hostOfHolder(c, l.holder);
+        return l && h && h !== victim ? l : undefined;
+      });
+      // The new holder's own timestamp of its first successful acquire (same host clock).
+      const acquired = Date.parse(taken.value.acquireTime ?? taken.value.renewTime ?? "");
+      facts[`${name}NewHolder`] = hostOfHolder(c, taken.value.holder)?.name;
+      facts[`${name}TakeoverMs`] = Number.isFinite(acquired) ? acquired - cutAt : undefined;
+    }
+    await sleep(2000);
+    await setLink(victim, true);
+    facts.healthyAfterMs = await waitHealthy(c);
+  });
+}
+
+/** 3. The machine holding the VIP loses its link. */
+export async function loseVipHolder(c: Cluster): Promise<ScenarioResult> {
+  const victim = await vipHolder(c);
+  if (!victim) throw new Error("no machine holds the VIP");
+  return withProbes(c, "lose-vip-holder", async (facts) => {
+    facts.victim = victim.name;
+    await sleep(3000);
+    const cutAt = Date.now();
+    facts.cutAt = cutAt;
+    await setLink(victim, false);
+    const moved = await waitFor("the VIP to move", 60_000, 50, async () => {
+      for (const h of c.outputs.hosts.filter((x) => x !== victim)) {
+        const r = await runAsync("ip", ["-n", h.netns, "-o", "-4", "addr", "show", "dev", "eth0"], { timeoutMs: 2000 });
+        if (r.stdout.includes(` ${c.outputs.virtualIp}/`)) return h;
+      }
+      return undefined;
+    });
+    facts.newVipHolder = moved.value.name;
+    facts.vipFailoverMs = Date.now() - cutAt;
+    await sleep(10_000);
+    facts.restoreAt = Date.now();
+    await setLink(victim, true);
+    facts.healthyAfterMs = await waitHealthy(c);
+    await sleep(3000);
+  });
+}
+
+async function apiserverPid(c: Cluster, host: LocalHost): Promise<string> {
+  const r = await c.cred.sshAsync(host.address, "systemctl show -p MainPID --value kube-apiserver.service", 15_000);
+  return r.stdout.trim();
+}
+
+/** 4. kill -9 of kube-apiserver on one machine; systemd restarts it. */
+export async function killApiserver(c: Cluster): Promise<ScenarioResult> {
+  const vip = await vipHolder(c);
+  const victim = c.outputs.hosts.find((h) => h !== vip) ?? c.outputs.hosts[0];
+  return withProbes(c, "kill-apiserver", async (facts) => {
+    facts.victim = victim.name;
+    const before = await apiserverPid(c, victim);
+    facts.pidBefore = before;
+    await sleep(3000);
+    const killedAt = Date.now();
+    await c.cred.sshAsync(victim.address, "kill -9 $(systemctl show -p MainPID --value kube-apiserver.service)", 15_000);
+    const restarted = await waitFor("systemd to restart kube-apiserver", 60_000, 250, async () => {
+      const pid = await apiserverPid(c, victim);
+      return pid && pid !== "0" && pid !== before ? pid : undefined;
+    });
+    facts.pidAfter = restarted.value;
+    const ready = await waitFor("the restarted kube-apiserver to be ready", 90_000, 250, async () => ((await apiserverReady(c, victim.address)) ? true : undefined));
+    facts.readyAgainMs = Date.now() - killedAt;
+    void ready;
+    await sleep(5000);
+  });
+}
+
+async function etcd(c: Cluster, host: LocalHost, action: "stop" | "start"): Promise<Run> {
+  return c.cred.sshAsync(host.address, `systemctl ${action === "start" ? "start --no-block" : "stop"} etcd.service`, 60_000);
+}
+
+/** 5. etcd: stop 1 of 3 (writes go on), stop 2 of 3 (writes fail), start both (recovers). */
+export async function etcdQuorum(c: Cluster): Promise<ScenarioResult> {
+  const [a, b, survivor] = c.outputs.hosts;
+  const result = await withProbes(c, "etcd-quorum", async (facts) => {
+    await sleep(3000);
+    facts.oneStoppedAt = Date.now();
+    await etcd(c, a, "stop");
+    await sleep(10_000);
+    facts.twoStoppedAt = Date.now();
+    await etcd(c, b, "stop");
+    await sleep(12_000);
+    const show = await c.cred.sshAsync(survivor.address, "systemctl show -p NRestarts -p ActiveState etcd.service", 15_000);
+    facts.survivorEtcd = show.stdout.trim().replace(/\n/g, " ");
+    facts.survivorNoCrashLoop = /NRestarts=0/.test(show.stdout) && /ActiveState=active/.test(show.stdout);
+    facts.restartAt = Date.now();
+    await etcd(c, a, "start");
+    await etcd(c, b, "start");
+    facts.healthyAfterMs = await waitHealthy(c, 180_000);
+    facts.recoveredAt = Date.now();
+    await sleep(5000);
+  });
+  // Every member holds the same data (compared at the same revision, after the probes stopped).
+  const hashes = await c.cred.sshAsync(
+    survivor.address,
+    `set -a; . /etc/etcd/etcdctl.env; set +a
+rev=$(ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 etcdctl endpoint status -w json | sed -n 's/.*"revision":\\([0-9]*\\).*/\\1/p')
+etcdctl endpoint hashkv --rev="$rev" -w json`,
+    30_000,
+  );
+  const list = JSON.parse(hashes.stdout || "[]") as { HashKV: { hash: number } }[];
+  result.facts.hashKvMembers = list.length;
+  result.facts.hashKvEqual = list.length === c.outputs.hosts.length && new Set(list.map((x) => x.HashKV.hash)).size === 1;
+  return result;
+}
+
+/** Samples each apiserver's own /readyz while `pulumi up` runs; returns not-ready intervals. */
+export async function rollingUp(c: Cluster, label: string, upArgs: string[]): Promise<ScenarioResult> {
+  const pidsBefore = await Promise.all(c.outputs.hosts.map((h) => apiserverPid(c, h)));
+  return withProbes(
+    c,
+    `rolling-${label}`,
+    async (facts) => {
+      const samples: { at: number; ready: boolean[]; etcdHealthy?: number }[] = [];
+      let done = false;
+      const sampler = (async () => {
+        for (let i = 0; i < 4000 && !done; i++) {
+          const ready = await Promise.all(c.outputs.hosts.map((h) => apiserverReady(c, h.address)));
+          samples.push({ at: Date.now(), ready });
+          await sleep(200);
+        }
+      })();
+      const etcdSampler = (async () => {
+        let minHealthy = c.outputs.hosts.length;
+        for (let i = 0; i < 400 && !done; i++) {
+          const h = await etcdHealth(c, c.outputs.hosts[i % c.outputs.hosts.length]);
+          if (h) minHealthy = Math.min(minHealthy, Object.values(h).filter(Boolean).length);
+          await sleep(1500);
+        }
+        return minHealthy;
+      })();
+      await sleep(2000);
+      const up = await pulumiAsync(["up", "--yes", "--skip-preview", ...upArgs], 900_000);
+      facts.upSeconds = up.seconds;
+      facts.upOk = up.status === 0;
+      if (up.status !== 0) facts.upOutput = `${up.stdout.slice(-3000)}\n${up.stderr.slice(-2000)}`;
+      await sleep(3000);
+      done = true;
+      await sampler;
+      facts.etcdMinHealthyMembers = await etcdSampler;
+      facts.maxApiserversNotReadyAtOnce = samples.reduce((m, s) => Math.max(m, s.ready.filter((r) => !r).length), 0);
+      const order: string[] = [];
+      for (const s of samples) {
+        s.ready.forEach((r, i) => {
+          const n = c.outputs.hosts[i].name;
+          if (!r && order[order.length - 1] !== n) order.push(n);
+        });
+      }
+      facts.notReadyOrder = order;
+      facts.samples = samples.length;
+    },
+    { maxDurationMs: 900_000 },
+  ).then(async (result) => {
+    const pidsAfter = await Promise.all(c.outputs.hosts.map((h) => apiserverPid(c, h)));
+    result.facts.apiserversRestarted = pidsAfter.filter((p, i) => p !== pidsBefore[i]).length;
+    const versions = await Promise.all(
+      c.outputs.hosts.map(async (h) => {
+        const r = await apiGet(c, `https://${h.address}:6443`, "/version");
+        return JSON.parse(r.body).gitVersion as string;
+      }),
+    );
+    result.facts.versionsAfter = versions;
+    return result;
+  });
+}

@@ -1,0 +1,173 @@
+// Fault injection on the local stack: the control plane survives the loss of any one
+// machine. Tests assert behaviour (it keeps serving, it recovers, nothing acknowledged is
+// lost, hosts change one at a time); the figures are reported, and written as JSON when
+// HAKUBE_BENCH_OUT is set (npm run bench:ha).
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { pulumi, stackOutputs } from "../../ops/localStack";
+import {
+  between,
+  Cluster,
+  cluster,
+  etcdQuorum,
+  killApiserver,
+  loseLeaseHolder,
+  loseQuietMachine,
+  loseVipHolder,
+  rollingUp,
+  ScenarioResult,
+  waitHealthy,
+} from "../../ops/scenarios";
+
+/** The cluster starts one patch release below the stack's version, to roll it up in scenario 6. */
+const FROM_VERSION = process.env.HAKUBE_HA_FROM_VERSION ?? "v1.36.4";
+const TUNED = { leaseDurationSeconds: 8, renewDeadlineSeconds: 6, retryPeriodSeconds: 1 };
+const FLAG = JSON.stringify({ "max-requests-inflight": "500" });
+/** Also rolls etcd, one member at a time, in the same `pulumi up`. */
+const ETCD_TUNING = JSON.stringify({ electionTimeoutMs: 1200 });
+const config = (pairs: Record<string, string>) => Object.entries(pairs).flatMap(([k, v]) => ["--config", `hakube:${k}=${v}`]);
+
+let c: Cluster;
+const results: Record<string, ScenarioResult> = {};
+const figures: Record<string, unknown> = {};
+
+function summary(r: ScenarioResult): string {
+  return `${r.name}: ${r.requests} requests, ${r.failedRequests} failed, longest failure ${r.longestFailureMs} ms, ` +
+    `${r.acknowledgedWrites} writes acknowledged, ${r.acknowledgedWritesLost} lost; ${JSON.stringify(r.facts, (k, v) => (k === "upOutput" ? undefined : v))}`;
+}
+
+function record(r: ScenarioResult): ScenarioResult {
+  results[r.name] = r;
+  if (process.env.HAKUBE_HA_DEBUG_DIR) {
+    fs.mkdirSync(process.env.HAKUBE_HA_DEBUG_DIR, { recursive: true });
+    fs.writeFileSync(path.join(process.env.HAKUBE_HA_DEBUG_DIR, `${r.name}.json`), JSON.stringify(r, null, 1));
+  }
+  console.log(summary(r));
+  return r;
+}
+
+before(async () => {
+  pulumi(["destroy", "--yes", "--skip-preview"], 600_000);
+  const up = pulumi(["up", "--yes", "--skip-preview", ...config({ kubernetesVersion: FROM_VERSION })], 900_000);
+  assert.equal(up.status, 0, `pulumi up failed:\n${up.stdout.slice(-4000)}\n${up.stderr.slice(-2000)}`);
+  figures.upSeconds = up.seconds;
+  const preview = pulumi(["preview", "--expect-no-changes", ...config({ kubernetesVersion: FROM_VERSION })], 300_000);
+  assert.equal(preview.status, 0, `no-change preview failed:\n${preview.stdout.slice(-3000)}`);
+  figures.noChangePreviewSeconds = preview.seconds;
+  c = cluster(stackOutputs());
+  await waitHealthy(c);
+});
+
+after(() => {
+  c?.cred.dispose();
+  const down = pulumi(["destroy", "--yes", "--skip-preview"], 600_000);
+  figures.destroySeconds = down.seconds;
+  const out = process.env.HAKUBE_BENCH_OUT;
+  if (out) {
+    const json = {
+      machine: { hostname: os.hostname(), cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), date: new Date().toISOString() },
+      scenarios: Object.fromEntries(
+        Object.entries(results).map(([name, r]) => [
+          name,
+          { failedRequests: r.failedRequests, longestFailureMs: r.longestFailureMs, acknowledgedWritesLost: r.acknowledgedWritesLost, acknowledgedWrites: r.acknowledgedWrites, requests: r.requests, slowRequests: r.slowRequests, facts: Object.fromEntries(Object.entries(r.facts).filter(([k]) => k !== "upOutput")) },
+        ]),
+      ),
+      leaseTakeoverMs: {
+        default: results["lose-lease-holder-default"]?.facts["kube-controller-managerTakeoverMs"],
+        tuned: results["lose-lease-holder-tuned"]?.facts["kube-controller-managerTakeoverMs"],
+        defaultScheduler: results["lose-lease-holder-default"]?.facts["kube-schedulerTakeoverMs"],
+        tunedScheduler: results["lose-lease-holder-tuned"]?.facts["kube-schedulerTakeoverMs"],
+      },
+      vipFailoverMs: results["lose-vip-holder"]?.facts.vipFailoverMs,
+      ...figures,
+    };
+    fs.mkdirSync(path.dirname(out), { recursive: true });
+    fs.writeFileSync(out, JSON.stringify(json, null, 2) + "\n");
+  }
+});
+
+test("1. losing a machine that holds neither VIP nor lease: the API keeps serving, etcd keeps quorum, the Service drops and regains it", async () => {
+  const r = record(await loseQuietMachine(c));
+  const f = r.facts as any;
+  assert.equal(f.etcdQuorumKept, true, "the two other etcd members stay healthy");
+  assert.equal(f.endpointsWhileLost.length, 2, "the Service lists the two live apiservers");
+  assert.equal(f.endpointsAfter.length, 3, "the apiserver rejoins after the link returns");
+  const whileLost = between(r, f.cutAt, f.restoreAt);
+  assert.ok(whileLost.filter((x) => x.ok && x.op === "write").length > 10, "writes succeed while the machine is lost");
+  assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "it serves without failures once the balancer noticed");
+  assert.equal(r.acknowledgedWritesLost, 0);
+});
+
+test("2. losing the lease holder: new holders take over the controller-manager and scheduler Leases (default timings)", async () => {
+  const r = record(await loseLeaseHolder(c, "default"));
+  const f = r.facts as any;
+  assert.notEqual(f["kube-controller-managerNewHolder"], f.victim);
+  assert.notEqual(f["kube-schedulerNewHolder"], f.victim);
+  assert.ok(f["kube-controller-managerTakeoverMs"] > 0, "taken over after the cut");
+  assert.equal(r.acknowledgedWritesLost, 0);
+});
+
+test("3. losing the VIP holder: the VIP moves and the API serves again", async () => {
+  const r = record(await loseVipHolder(c));
+  const f = r.facts as any;
+  assert.notEqual(f.newVipHolder, f.victim);
+  assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "serving through the moved VIP");
+  assert.equal(r.acknowledgedWritesLost, 0);
+});
+
+test("4. kill -9 of one kube-apiserver: systemd restarts it and the API keeps serving", async () => {
+  const r = record(await killApiserver(c));
+  const f = r.facts as any;
+  assert.notEqual(f.pidAfter, f.pidBefore);
+  const last = r.records[r.records.length - 1].at;
+  assert.ok(between(r, last - 3000, last + 1).every((x) => x.ok), "serving after the restart");
+  assert.equal(r.acknowledgedWritesLost, 0);
+});
+
+test("5. etcd: writes go on with 1 of 3 down, fail cleanly with 2 down, and everything recovers with no loss or divergence", async () => {
+  const r = record(await etcdQuorum(c));
+  const f = r.facts as any;
+  const oneDown = between(r, f.oneStoppedAt + 3000, f.twoStoppedAt).filter((x) => x.op === "write");
+  assert.ok(oneDown.length > 10 && oneDown.every((x) => x.ok), "writes succeed with one member stopped");
+  const twoDown = between(r, f.twoStoppedAt + 8000, f.restartAt).filter((x) => x.op === "write");
+  assert.ok(twoDown.length > 5 && twoDown.every((x) => !x.ok), "writes fail with two members stopped");
+  assert.equal(f.survivorNoCrashLoop, true, `the surviving member neither crashed nor restarted (${f.survivorEtcd})`);
+  const recovered = between(r, f.recoveredAt, f.recoveredAt + 5000).filter((x) => x.op === "write");
+  assert.ok(recovered.length > 5 && recovered.every((x) => x.ok), "writes succeed again after recovery");
+  assert.equal(f.hashKvEqual, true, "all members hold the same data");
+  assert.equal(r.acknowledgedWritesLost, 0, "every acknowledged write is present");
+});
+
+test("6a. a rolling apiserver flag (and etcd setting) change through pulumi up: one host at a time, etcd quorum kept", async () => {
+  const r = record(await rollingUp(c, "flag", config({ kubernetesVersion: FROM_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING })));
+  const f = r.facts as any;
+  assert.equal(f.upOk, true, f.upOutput);
+  assert.equal(f.apiserversRestarted, 3, "every apiserver restarted");
+  assert.ok(f.maxApiserversNotReadyAtOnce <= 1, `never more than one apiserver down (${f.maxApiserversNotReadyAtOnce})`);
+  assert.ok(f.etcdMinHealthyMembers >= 2, "etcd quorum kept");
+  assert.equal(r.acknowledgedWritesLost, 0);
+});
+
+test("6b. a rolling Kubernetes patch upgrade through pulumi up: one host at a time, every apiserver on the new version", async () => {
+  const r = record(await rollingUp(c, "upgrade", config({ apiServerExtraFlags: FLAG, etcd: ETCD_TUNING })));
+  const f = r.facts as any;
+  assert.equal(f.upOk, true, f.upOutput);
+  assert.ok(f.versionsAfter.every((v: string) => v !== FROM_VERSION && v.startsWith("v1.36.")), `versions ${f.versionsAfter}`);
+  assert.ok(f.maxApiserversNotReadyAtOnce <= 1, `never more than one apiserver down (${f.maxApiserversNotReadyAtOnce})`);
+  assert.ok(f.etcdMinHealthyMembers >= 2, "etcd quorum kept");
+  assert.equal(r.acknowledgedWritesLost, 0);
+});
+
+test("2b. losing the lease holder with tuned timings (8/6/1)", async () => {
+  const tune = pulumi(["up", "--yes", "--skip-preview", ...config({ apiServerExtraFlags: FLAG, etcd: ETCD_TUNING, leaderElection: JSON.stringify(TUNED) })], 900_000);
+  assert.equal(tune.status, 0, tune.stdout.slice(-3000));
+  await waitHealthy(c);
+  const r = record(await loseLeaseHolder(c, "tuned"));
+  const f = r.facts as any;
+  assert.notEqual(f["kube-controller-managerNewHolder"], f.victim);
+  assert.notEqual(f["kube-schedulerNewHolder"], f.victim);
+  assert.equal(r.acknowledgedWritesLost, 0);
+});
