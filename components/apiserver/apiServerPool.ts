@@ -62,6 +62,15 @@ export interface ApiServerPoolArgs {
   readonly extraFlags?: Readonly<Record<string, string>>;
   /** How long the readiness gate waits for every /readyz. @default 300 */
   readonly readyTimeoutSeconds?: number;
+  /**
+   * Which etcd members an apiserver talks to. "local": only the member on its own host
+   * (stacked topology, as kubeadm does): losing another machine never leaves an
+   * apiserver with requests or watches stuck on an unreachable member, and an apiserver
+   * whose member is down fails /readyz, so the balancer stops using it. "cluster": every
+   * member (external topology).
+   * @default "local" when every apiserver host runs an etcd member, else "cluster"
+   */
+  readonly etcdAccess?: "local" | "cluster";
 }
 
 /**
@@ -128,10 +137,21 @@ export class ApiServerPool extends pulumi.ComponentResource {
       { parent: this, additionalSecretOutputs: ["stdout"] },
     );
 
+    const etcdMembers = new Set(args.etcd.memberNames);
+    const stacked = args.hosts.every((h) => etcdMembers.has(h.name));
+    const etcdAccess = args.etcdAccess ?? (stacked ? "local" : "cluster");
+    if (etcdAccess !== "local" && etcdAccess !== "cluster") {
+      invalid(this, "etcdAccess", etcdAccess, '"local" or "cluster"');
+    }
+    if (etcdAccess === "local" && !stacked) {
+      const missing = args.hosts.find((h) => !etcdMembers.has(h.name))!;
+      invalid(this, "etcdAccess", etcdAccess, `"cluster": host ${missing.name} runs no etcd member`);
+    }
+    const localEtcd = [`https://127.0.0.1:${args.etcd.clientPort}`];
     const settings = args.etcd.clientEndpoints.apply(
-      (etcdServers): ApiServerSettings => ({
+      (clusterEndpoints): Omit<ApiServerSettings, "etcdServers"> & { clusterEndpoints: string[] } => ({
         securePort: this.securePort,
-        etcdServers,
+        clusterEndpoints,
         serviceCidr: serviceCidr.text,
         serviceAccountIssuer: `https://kubernetes.default.svc.${clusterDomain}`,
         shutdownDelayDurationSeconds: shutdownDelay,
@@ -172,7 +192,11 @@ export class ApiServerPool extends pulumi.ComponentResource {
             {
               path: "/etc/systemd/system/kube-apiserver.service",
               mode: "0644",
-              content: pulumi.all([host.address, settings]).apply(([address, s]) => apiServerUnit(address, s)),
+              content: pulumi
+                .all([host.address, settings])
+                .apply(([address, { clusterEndpoints, ...s }]) =>
+                  apiServerUnit(address, { ...s, etcdServers: etcdAccess === "local" ? localEtcd : clusterEndpoints }),
+                ),
             },
           ],
           create: apiServerCreateScript,

@@ -56,7 +56,10 @@ export interface HaControlPlaneArgs {
   readonly clusterName?: string;
   readonly certificates?: Pick<ClusterPkiArgs, "caValidityHours" | "certificateValidityHours" | "earlyRenewalHours" | "extraApiServerSans">;
   readonly etcd?: Pick<EtcdClusterArgs, "heartbeatIntervalMs" | "electionTimeoutMs" | "clientPort" | "peerPort" | "dataDir" | "readyTimeoutSeconds">;
-  readonly apiServer?: Pick<ApiServerPoolArgs, "securePort" | "shutdownDelayDurationSeconds" | "audit" | "extraFlags" | "readyTimeoutSeconds">;
+  readonly apiServer?: Pick<
+    ApiServerPoolArgs,
+    "securePort" | "shutdownDelayDurationSeconds" | "audit" | "extraFlags" | "readyTimeoutSeconds" | "etcdAccess"
+  >;
   readonly controllers?: Pick<LeaderElectedControllersArgs, "apiAccess" | "leaderElection" | "readyTimeoutSeconds">;
   /** Make a `@pulumi/kubernetes` Provider for the new cluster (loads the kubernetes plugin). @default true */
   readonly kubernetesProvider?: boolean;

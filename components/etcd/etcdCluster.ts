@@ -57,6 +57,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
   public readonly ready: pulumi.Resource;
   public readonly memberNames: string[];
   public readonly version: string;
+  public readonly clientPort: number;
 
   constructor(name: string, args: EtcdClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hakube:index:EtcdCluster", name, {}, opts);
@@ -69,6 +70,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
       invalid(this, "electionTimeoutMs", electionTimeoutMs, `at least 5 x heartbeatIntervalMs (${5 * heartbeatIntervalMs})`);
     }
     const clientPort = requireInteger(this, "clientPort", args.clientPort ?? 2379, 1, 65533);
+    this.clientPort = clientPort;
     const peerPort = requireInteger(this, "peerPort", args.peerPort ?? 2380, 1, 65535);
     if (peerPort === clientPort || peerPort === clientPort + 2) {
       invalid(this, "peerPort", peerPort, `a port other than clientPort (${clientPort}) and the metrics port (${clientPort + 2})`);

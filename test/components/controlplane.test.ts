@@ -217,3 +217,10 @@ test("a change re-runs exactly its step's update (never a replacement that would
   // A gate is re-run (replaced) when a step it guards changes.
   assert.equal((await valueOf<unknown[]>(byName("c3-apiserver-ready").props.triggers)).length, 3);
 });
+
+test("stacked apiservers use their local etcd member; external topology uses every member", async () => {
+  const stacked = (await bundleOf("c3-apiserver-cp-2")).get("/etc/systemd/system/kube-apiserver.service")!.content;
+  assert.match(stacked, /--etcd-servers=https:\/\/127.0.0.1:2379 /);
+  const external = (await bundleOf("c5-apiserver-cp5-1")).get("/etc/systemd/system/kube-apiserver.service")!.content;
+  assert.match(external, /--etcd-servers=https:\/\/10.0.0.41:2379,https:\/\/10.0.0.42:2379,https:\/\/10.0.0.43:2379,https:\/\/10.0.0.44:2379,https:\/\/10.0.0.45:2379 /);
+});

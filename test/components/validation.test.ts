@@ -130,6 +130,13 @@ test("etcd timings and apiserver shutdown delay", () => {
   );
 });
 
+test("local etcd access needs an etcd member on every apiserver host", () => {
+  rejects(
+    { ...base(), etcdHosts: hosts(3, "etcd", 40), apiServer: { etcdAccess: "local" } },
+    /invalid argument etcdAccess: got "local"; expected "cluster": host cp-1 runs no etcd member/,
+  );
+});
+
 test("binaries: missing digest, malformed digest, missing local directory", () => {
   rejects(
     { ...base(), binaries: {} },
