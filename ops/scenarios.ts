@@ -347,7 +347,7 @@ export async function etcdQuorum(c: Cluster): Promise<ScenarioResult> {
     await sleep(3000);
     facts.oneStoppedAt = Date.now();
     await etcd(c, a, "stop");
-    await sleep(10_000);
+    await sleep(15_000);
     facts.twoStoppedAt = Date.now();
     await etcd(c, b, "stop");
     await sleep(12_000);

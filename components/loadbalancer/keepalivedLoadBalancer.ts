@@ -39,7 +39,10 @@ export interface KeepalivedLoadBalancerArgs {
   readonly interface?: string;
   /** VRRP router id, unique on the network segment. @default 51 */
   readonly virtualRouterId?: number;
-  /** VRRP advertisement interval (VRRPv3 accepts fractions, e.g. 0.5). @default 1 */
+  /**
+   * VRRP advertisement interval (VRRPv3 accepts fractions). A backup takes the VIP after
+   * about 3 intervals without adverts. @default 0.5
+   */
   readonly advertIntervalSeconds?: number;
   /** One per host, distinct, 1-254; the highest takes the VIP first. @default 150, 140, 130, ... */
   readonly priorities?: readonly number[];
@@ -49,6 +52,8 @@ export interface KeepalivedLoadBalancerArgs {
   readonly healthCheck?: HealthCheck;
   /** Close client connections to an apiserver once it is marked down. @default true */
   readonly shutdownSessionsOnDown?: boolean;
+  /** HAProxy's connect timeout to an apiserver before it retries on another. @default 500 */
+  readonly connectTimeoutMs?: number;
   /** Local port of HAProxy's monitor endpoint keepalived tracks. @default 8404 */
   readonly monitorPort?: number;
   /** How long the gate waits for /readyz through the VIP. @default 120 */
@@ -98,7 +103,7 @@ export class KeepalivedLoadBalancer extends pulumi.ComponentResource implements 
       invalid(this, "interface", iface, "a network interface name such as eth0");
     }
     const routerId = requireInteger(this, "virtualRouterId", args.virtualRouterId ?? 51, 1, 255);
-    const advert = requireNumber(this, "advertIntervalSeconds", args.advertIntervalSeconds ?? 1, 0.01, 40.95);
+    const advert = requireNumber(this, "advertIntervalSeconds", args.advertIntervalSeconds ?? 0.5, 0.01, 40.95);
     if (Math.round(advert * 100) !== advert * 100) {
       invalid(this, "advertIntervalSeconds", advert, "a multiple of 0.01 s (VRRPv3 centiseconds)");
     }
@@ -115,6 +120,7 @@ export class KeepalivedLoadBalancer extends pulumi.ComponentResource implements 
     requireInteger(this, "healthCheck.fall", healthCheck.fall, 1, 100);
     requireInteger(this, "healthCheck.rise", healthCheck.rise, 1, 100);
     const readyAttempts = requireInteger(this, "readyTimeoutSeconds", args.readyTimeoutSeconds ?? 120, 5, 3600);
+    const connectTimeoutMs = requireInteger(this, "connectTimeoutMs", args.connectTimeoutMs ?? 500, 10, 60000);
     this.detectionTimeSeconds = haproxyDetectionSeconds(healthCheck);
 
     const backendHosts = args.apiServers.hosts;
@@ -128,6 +134,7 @@ export class KeepalivedLoadBalancer extends pulumi.ComponentResource implements 
         backends: bs,
         healthCheck,
         shutdownSessionsOnDown: args.shutdownSessionsOnDown ?? true,
+        connectTimeoutMs,
       }),
     );
     const addresses = pulumi.all(args.hosts.map((h) => h.address));

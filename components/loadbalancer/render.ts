@@ -28,6 +28,11 @@ export interface HaproxySettings {
   readonly healthCheck: Required<HealthCheck>;
   /** Close client connections to a backend once it is marked down. */
   readonly shutdownSessionsOnDown: boolean;
+  /**
+   * Time to connect to an apiserver before trying another (every retry redispatches):
+   * a machine that vanished costs a client this long, not a failed request.
+   */
+  readonly connectTimeoutMs: number;
   /** HAProxy's own config check needs a CA file path that exists; tests point it elsewhere. */
   readonly caFile?: string;
 }
@@ -60,11 +65,11 @@ export function renderHaproxyConfig(s: HaproxySettings): string {
     "  log global",
     "  option tcplog",
     "  option dontlognull",
-    "  timeout connect 2s",
+    `  timeout connect ${s.connectTimeoutMs}ms`,
     "  timeout client 1h",
     "  timeout server 1h",
     "  timeout check 2s",
-    "  retries 2",
+    "  retries 3",
     "  option redispatch 1",
     "",
     "frontend hakube-monitor",

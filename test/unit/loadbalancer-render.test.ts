@@ -33,10 +33,12 @@ function haproxyCheck(config: string): { status: number | null; out: string } {
 }
 
 test("haproxy.cfg forwards TCP to every apiserver, checks /readyz over TLS, and passes haproxy -c", () => {
-  const config = renderHaproxyConfig({ port: 6443, monitorPort: 8404, backends, healthCheck: defaultHealthCheck, shutdownSessionsOnDown: true });
+  const config = renderHaproxyConfig({ port: 6443, monitorPort: 8404, backends, healthCheck: defaultHealthCheck, shutdownSessionsOnDown: true, connectTimeoutMs: 500 });
   assert.match(config, /^\s+mode tcp$/m);
   assert.match(config, /http-check send meth GET uri \/readyz/);
   assert.match(config, /http-check expect status 200/);
+  assert.match(config, /timeout connect 500ms\n  timeout client 1h/);
+  assert.match(config, /retries 3\n  option redispatch 1/, "every retry goes to another apiserver");
   assert.match(config, /default-server check check-ssl verify required ca-file \S+ inter 1000ms/);
   for (const b of backends) {
     assert.match(config, new RegExp(`server ${b.name} ${b.address}:6443$`, "m"));
@@ -48,7 +50,7 @@ test("haproxy.cfg forwards TCP to every apiserver, checks /readyz over TLS, and 
 });
 
 test("haproxy -c really rejects a broken config (the validator is live)", () => {
-  const config = renderHaproxyConfig({ port: 6443, monitorPort: 8404, backends, healthCheck: defaultHealthCheck, shutdownSessionsOnDown: false });
+  const config = renderHaproxyConfig({ port: 6443, monitorPort: 8404, backends, healthCheck: defaultHealthCheck, shutdownSessionsOnDown: false, connectTimeoutMs: 500 });
   assert.doesNotMatch(config, /shutdown-sessions/);
   const r = haproxyCheck(config.replace("balance roundrobin", "balance nonsense"));
   assert.notEqual(r.status, 0);
