@@ -3,7 +3,8 @@
 #   pulumi      the Pulumi CLI at the version of @pulumi/pulumi in package.json
 #   plugins     hakube's own pulumi-language-nodejs and pulumi-resource-{command,tls}
 #               (see toolchain/README.md for why they are not the upstream ones)
-#   kubernetes  kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
+#   kubernetes  kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, for
+#               every version in K8S_VERSIONS (one folder and one marker each)
 #   etcd        etcd, etcdctl, etcdutl
 # Each family lands in $HAKUBE_TOOLCHAIN_DIR/<family>-<version>/ with a .complete
 # marker written only after success; a family whose marker matches its inputs is
@@ -11,6 +12,8 @@
 # provider plugins are installed into $PULUMI_HOME/plugins, and env.sh is written.
 #
 # Usage: toolchain/build.sh [--force] [--update-pins] [family ...]
+#   family         pulumi, plugins, kubernetes (all versions), kubernetes-vX.Y.Z
+#                  (one listed version) or etcd; default: all
 #   --force        rebuild the named (or all) families even if cached
 #   --update-pins  rewrite toolchain/pulumi/go.mod to package.json's @pulumi/pulumi
 #                  version (needs the Go module proxy), then build
@@ -22,7 +25,10 @@ TC="${HAKUBE_TOOLCHAIN_DIR:-/var/cache/hakube/toolchain}"
 GOBASE="${HAKUBE_GO_DIR:-/var/cache/hakube/go}"
 
 # Pins that are not read from package.json. Keep in step with the go.mod files.
-K8S_VERSION=v1.36.5    # staging modules at v0.36.5; v1.36.3 and v1.36.4 are served too
+# Kubernetes: every version listed is built into kubernetes-<version>/ from its own Go
+# module toolchain/k8s/<version>/ (k8s.io/kubernetes at that version, staging modules at
+# v0.<minor>.<patch>); the newest is linked into bin/. v1.36.3 is served too.
+K8S_VERSIONS=(v1.36.4 v1.36.5)
 ETCD_VERSION=v3.6.16
 DEFAULT_PULUMI=3.260.0
 DEFAULT_COMMAND=1.2.1
@@ -36,33 +42,39 @@ for a in "$@"; do
   case "$a" in
     --force) FORCE=1 ;;
     --update-pins) UPDATE_PINS=1 ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     pulumi|plugins|kubernetes|etcd) FAMILIES+=("$a") ;;
-    *) echo "build.sh: unknown argument '$a' (families: pulumi plugins kubernetes etcd)" >&2; exit 2 ;;
+    kubernetes-v*)
+      [[ " ${K8S_VERSIONS[*]} " == *" ${a#kubernetes-} "* ]] \
+        || { echo "build.sh: ${a#kubernetes-} is not in K8S_VERSIONS (${K8S_VERSIONS[*]}) in toolchain/build.sh" >&2; exit 2; }
+      FAMILIES+=("$a") ;;
+    *) echo "build.sh: unknown argument '$a' (families: pulumi plugins kubernetes kubernetes-<version> etcd)" >&2; exit 2 ;;
   esac
 done
 [ ${#FAMILIES[@]} -gt 0 ] || FAMILIES=(pulumi plugins kubernetes etcd)
 
 T0=$(date +%s)
 say() { printf '[toolchain %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
-CURRENT=""
+CURRENT="" CURRENT_FAMILY="" CURRENT_DIR=""
 on_error() {
   local rc=$? line=${BASH_LINENO[0]} cmd=$BASH_COMMAND
   if [ -z "$CURRENT" ]; then
     echo "toolchain: FAILED (exit $rc) at build.sh line $line: $cmd" >&2
     echo "  what to do: read the error above; 'go list -m' failures mean the Go module proxy is" >&2
-    echo "  unreachable or a pin in toolchain/*/go.mod is not served; run 'go mod tidy' there." >&2
+    echo "  unreachable or a pin in toolchain/*/go.mod (toolchain/k8s/<version>/go.mod) is not" >&2
+    echo "  served; run 'go mod tidy' there." >&2
     exit "$rc"
   fi
   {
     echo
     echo "toolchain: FAILED while building '$CURRENT' (exit $rc)."
     echo "  log:    $TC/logs/$CURRENT.log (last lines above)"
-    echo "  nothing half-built was kept: $TC/$CURRENT-*.tmp is removed on the next run."
+    [ -z "$CURRENT_DIR" ] || echo "  nothing half-built was kept: $CURRENT_DIR.tmp is removed on the next run."
     echo "  what to do: check the Go module proxy is reachable (go env GOPROXY), that"
     echo "  $GOBASE has free space, and that go >= 1.26 is on PATH; then run"
-    echo "  toolchain/build.sh $CURRENT again. A go.sum mismatch means the pins in"
-    echo "  toolchain/*/go.mod were edited by hand: run 'go mod tidy' in that folder."
+    echo "  toolchain/build.sh $CURRENT_FAMILY again. A go.sum mismatch means the pins in"
+    echo "  toolchain/*/go.mod (toolchain/k8s/<version>/go.mod) were edited by hand: run"
+    echo "  'go mod tidy' in that folder."
   } >&2
   exit "$rc"
 }
@@ -106,33 +118,53 @@ if [ "$PIN" != "v$PULUMI_VERSION" ]; then
   echo "  Run: toolchain/build.sh --update-pins   (the module proxy must serve pkg/v3 v$PULUMI_VERSION)" >&2
   exit 1
 fi
-PIN=$(pinned "$HERE/k8s" k8s.io/kubernetes)
-[ "$PIN" = "$K8S_VERSION" ] || { echo "toolchain: K8S_VERSION=$K8S_VERSION in build.sh but toolchain/k8s/go.mod pins $PIN." >&2; exit 1; }
+for v in "${K8S_VERSIONS[@]}"; do
+  [[ "$v" =~ ^v1\.[0-9]+\.[0-9]+$ ]] || { echo "toolchain: K8S_VERSIONS in build.sh holds '$v'; want v1.<minor>.<patch>." >&2; exit 1; }
+  m="$HERE/k8s/$v/go.mod"
+  if [ ! -f "$m" ]; then
+    echo "toolchain: K8S_VERSIONS in build.sh lists $v but toolchain/k8s/$v/go.mod does not exist." >&2
+    echo "  Make it from another version's folder (see 'Changing versions' in toolchain/README.md)." >&2
+    exit 1
+  fi
+  PIN=$(pinned "$HERE/k8s/$v" k8s.io/kubernetes)
+  [ "$PIN" = "$v" ] || { echo "toolchain: K8S_VERSIONS in build.sh lists $v but toolchain/k8s/$v/go.mod pins k8s.io/kubernetes $PIN." >&2; exit 1; }
+  # Every staging module must be replaced by its release for this version.
+  BAD=$(awk -v want="v0.${v#v1.}" '/=>/ && $(NF-1) ~ /^k8s\.io\// && $NF != want { printf " %s@%s", $(NF-1), $NF }' "$m")
+  [ -z "$BAD" ] || { echo "toolchain: toolchain/k8s/$v/go.mod replaces staging modules with other versions than v0.${v#v1.}:$BAD" >&2; exit 1; }
+done
+K8S_LATEST=$(printf '%s\n' "${K8S_VERSIONS[@]}" | sort -V | tail -n 1)
 PIN=$(pinned "$HERE/etcd" go.etcd.io/etcd/server/v3)
 [ "$PIN" = "$ETCD_VERSION" ] || { echo "toolchain: ETCD_VERSION=$ETCD_VERSION in build.sh but toolchain/etcd/go.mod pins $PIN." >&2; exit 1; }
 
 # A family's inputs: its go.mod, go.sum, own sources, the Go version and the recipe
-# (bump RECIPE when a build command below changes in a way that matters).
-RECIPE="hakube-toolchain-1 k8s=$K8S_VERSION etcd=$ETCD_VERSION pulumi=$PULUMI_VERSION command=$COMMAND_VERSION tls=$TLS_VERSION kubernetes=$KUBERNETES_VERSION"
+# (bump hakube-toolchain-N when a build command below changes in a way that matters).
+# k8s= is the version built for kubernetes-<version>, and the newest one for the other
+# families (from when only one was built; kept so that existing markers stay valid).
+recipe() {
+  echo "hakube-toolchain-1 k8s=$1 etcd=$ETCD_VERSION pulumi=$PULUMI_VERSION command=$COMMAND_VERSION tls=$TLS_VERSION kubernetes=$KUBERNETES_VERSION"
+}
+# inputs_hash K8S-VERSION PATH...
 inputs_hash() {
-  { go env GOVERSION; echo "$RECIPE"; find "$@" -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16
+  local k8s="$1"; shift
+  { echo "$GOV"; recipe "$k8s"; find "$@" -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16
 }
 
-# build_family NAME DIR-NAME HASH FUNCTION
+# build_family FAMILY LABEL DIR-NAME HASH FUNCTION [ARG...]
+# LABEL names the log and the progress lines; FUNCTION gets the output folder and ARGs.
 build_family() {
-  local fam="$1" dir="$TC/$2" hash="$3" fn="$4"
+  local family="$1" fam="$2" dir="$TC/$3" hash="$4" fn="$5"; shift 5
   if [ "$FORCE" = 0 ] && [ -f "$dir/.complete" ] && grep -qx "inputs=$hash" "$dir/.complete"; then
     say "$fam: cached ($dir)"
     return 0
   fi
-  CURRENT="$fam"
+  CURRENT="$fam" CURRENT_FAMILY="$family" CURRENT_DIR="$dir"
   rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
   say "$fam: building into $dir (log: $TC/logs/$fam.log)"
   local t=$(date +%s)
   local rc=0 pid n=0
   # The build runs in the background; every 30 s a line says it is still going and
   # how many packages `go build -v` has compiled so far.
-  ( trap - ERR; set -e; "$fn" "$dir.tmp" ) >"$TC/logs/$fam.log" 2>&1 &
+  ( trap - ERR; set -e; "$fn" "$dir.tmp" "$@" ) >"$TC/logs/$fam.log" 2>&1 &
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1
@@ -147,9 +179,14 @@ build_family() {
     false
   fi
   local secs=$(( $(date +%s) - t ))
-  printf 'inputs=%s\nbuilt=%s\nseconds=%s\ngo=%s\n' "$hash" "$(date -u +%FT%TZ)" "$secs" "$(go env GOVERSION)" >"$dir.tmp/.complete"
-  rm -rf "$dir"; mv "$dir.tmp" "$dir"
-  CURRENT=""
+  printf 'inputs=%s\nbuilt=%s\nseconds=%s\ngo=%s\n' "$hash" "$(date -u +%FT%TZ)" "$secs" "$GOV" >"$dir.tmp/.complete"
+  # Swap by two renames, so the folder is missing for an instant at most; bin/ holds
+  # hard links and is unaffected.
+  rm -rf "$dir.old"
+  [ ! -e "$dir" ] || mv "$dir" "$dir.old"
+  mv "$dir.tmp" "$dir"
+  rm -rf "$dir.old"
+  CURRENT="" CURRENT_FAMILY="" CURRENT_DIR=""
   say "$fam: done in ${secs}s"
 }
 
@@ -170,20 +207,24 @@ b_plugins() {
   go build -v -trimpath -ldflags "-s -w -X main.version=$KUBERNETES_VERSION" -o "$1/pulumi-resource-kubernetes" ./cmd/pulumi-resource-kubernetes
 }
 
+# b_kubernetes OUT VERSION
 b_kubernetes() {
-  cd "$HERE/k8s"
-  local minor date ld k
-  minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+  local out="$1" version="$2" minor date ld k
+  cd "$HERE/k8s/$version"
+  minor=$(echo "$version" | cut -d. -f2)
   date=$(go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)
   ld="-s -w"
   for k in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
-    ld="$ld -X $k.gitVersion=$K8S_VERSION -X $k.gitMajor=1 -X $k.gitMinor=$minor -X $k.gitTreeState=clean -X $k.buildDate=$date"
+    ld="$ld -X $k.gitVersion=$version -X $k.gitMajor=1 -X $k.gitMinor=$minor -X $k.gitTreeState=clean -X $k.buildDate=$date"
   done
-  # One go build: the shared packages compile once, then the four programs link.
-  go build -v -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$1/" \
+  # One go build: the shared packages compile once, then the four programs link. The
+  # build cache ($GOBASE/build) is shared, so packages that two versions have in common
+  # (most third-party ones) compile only once.
+  go build -v -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$out/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
-  "$1/kube-apiserver" --version
+  local got; got=$("$out/kube-apiserver" --version); echo "$got"
+  [ "$got" = "Kubernetes $version" ] || { echo "kube-apiserver --version says '$got', want 'Kubernetes $version'"; exit 1; }
 }
 
 b_etcd() {
@@ -196,31 +237,39 @@ b_etcd() {
   "$1/etcd" --version
 }
 
-say "versions: pulumi v$PULUMI_VERSION; plugins command $COMMAND_VERSION, tls $TLS_VERSION, kubernetes $KUBERNETES_VERSION (hakube builds); Kubernetes $K8S_VERSION; etcd $ETCD_VERSION"
+build_kubernetes() {
+  build_family "kubernetes-$1" "kubernetes-$1" "kubernetes-$1" "$(inputs_hash "$1" "$HERE/k8s/$1")" b_kubernetes "$1"
+}
+
+say "versions: pulumi v$PULUMI_VERSION; plugins command $COMMAND_VERSION, tls $TLS_VERSION, kubernetes $KUBERNETES_VERSION (hakube builds); Kubernetes ${K8S_VERSIONS[*]} (bin/: $K8S_LATEST); etcd $ETCD_VERSION"
 say "cache: $TC (go modules and build cache: $GOBASE)"
 for f in "${FAMILIES[@]}"; do
   case "$f" in
-    pulumi) build_family pulumi "pulumi-v$PULUMI_VERSION" "$(inputs_hash "$HERE/pulumi/go.mod" "$HERE/pulumi/go.sum")" b_pulumi ;;
-    plugins) build_family plugins "$PLUGINS_DIR" "$(inputs_hash "$HERE/pulumi")" b_plugins ;;
-    kubernetes) build_family kubernetes "kubernetes-$K8S_VERSION" "$(inputs_hash "$HERE/k8s")" b_kubernetes ;;
-    etcd) build_family etcd "etcd-$ETCD_VERSION" "$(inputs_hash "$HERE/etcd")" b_etcd ;;
+    pulumi) build_family pulumi pulumi "pulumi-v$PULUMI_VERSION" "$(inputs_hash "$K8S_LATEST" "$HERE/pulumi/go.mod" "$HERE/pulumi/go.sum")" b_pulumi ;;
+    plugins) build_family plugins plugins "$PLUGINS_DIR" "$(inputs_hash "$K8S_LATEST" "$HERE/pulumi")" b_plugins ;;
+    kubernetes) for v in "${K8S_VERSIONS[@]}"; do build_kubernetes "$v"; done ;;
+    kubernetes-v*) build_kubernetes "${f#kubernetes-}" ;;
+    etcd) build_family etcd etcd "etcd-$ETCD_VERSION" "$(inputs_hash "$K8S_LATEST" "$HERE/etcd")" b_etcd ;;
   esac
 done
 
-# bin/: hard links (copies across filesystems) to the binaries of every built family.
-# Not symlinks: pulumi looks for its language host next to its own resolved path.
+# bin/: hard links (copies across filesystems) to the binaries of every built family,
+# Kubernetes at its newest version. Not symlinks: pulumi looks for its language host next
+# to its own resolved path. Each link is replaced by a rename, so it never goes missing.
 link_all() {
   local src="$1"; shift
   [ -f "$TC/$src/.complete" ] || return 0
   local b; for b in "$@"; do
-    rm -f "$TC/bin/$b"
-    ln "$TC/$src/$b" "$TC/bin/$b" 2>/dev/null || cp "$TC/$src/$b" "$TC/bin/$b"
+    [ ! "$TC/$src/$b" -ef "$TC/bin/$b" ] || continue
+    rm -f "$TC/bin/.$b.new"
+    ln "$TC/$src/$b" "$TC/bin/.$b.new" 2>/dev/null || cp "$TC/$src/$b" "$TC/bin/.$b.new"
+    mv -f "$TC/bin/.$b.new" "$TC/bin/$b"
   done
 }
 mkdir -p "$TC/bin"
 link_all "pulumi-v$PULUMI_VERSION" pulumi
 link_all "$PLUGINS_DIR" pulumi-language-nodejs pulumi-resource-command pulumi-resource-tls pulumi-resource-kubernetes
-link_all "kubernetes-$K8S_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubectl
+link_all "kubernetes-$K8S_LATEST" kube-apiserver kube-controller-manager kube-scheduler kubectl
 link_all "etcd-$ETCD_VERSION" etcd etcdctl etcdutl
 
 # Provider plugins into the plugin cache at the npm packages' versions, so the engine
@@ -231,10 +280,10 @@ if [ -x "$TC/bin/pulumi" ] && [ -x "$TC/bin/pulumi-resource-command" ]; then
   for p in "command $COMMAND_VERSION" "tls $TLS_VERSION" "kubernetes $KUBERNETES_VERSION"; do
     set -- $p
     if [ ! -x "$PULUMI_HOME/plugins/resource-$1-v$2/pulumi-resource-$1" ] || ! cmp -s "$TC/bin/pulumi-resource-$1" "$PULUMI_HOME/plugins/resource-$1-v$2/pulumi-resource-$1"; then
-      CURRENT="plugin-install-$1"
+      CURRENT="plugin-install-$1" CURRENT_FAMILY="plugins"
       "$TC/bin/pulumi" plugin install resource "$1" "$2" --file "$TC/bin/pulumi-resource-$1" --reinstall >"$TC/logs/plugin-install-$1.log" 2>&1 \
         || { cat "$TC/logs/plugin-install-$1.log" >&2; false; }
-      CURRENT=""
+      CURRENT="" CURRENT_FAMILY=""
       say "installed plugin resource-$1 v$2 into $PULUMI_HOME/plugins"
     fi
   done
