@@ -140,6 +140,15 @@ export async function etcdHealth(c: Cluster, from: LocalHost): Promise<Record<st
   return Object.fromEntries(c.outputs.hosts.map((h) => [h.name, list.some((e) => e.endpoint.includes(`//${h.address}:`) && e.health)]));
 }
 
+/** The machine whose etcd member leads (asked from a reachable machine). */
+export async function etcdLeader(c: Cluster, from: LocalHost): Promise<LocalHost | undefined> {
+  const r = await c.cred.sshAsync(from.address, `set -a; . /etc/etcd/etcdctl.env; set +a; etcdctl endpoint status -w json 2>/dev/null || true`, 20_000);
+  if (r.status !== 0 || !r.stdout.trim()) return undefined;
+  const list = JSON.parse(r.stdout) as { Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }[];
+  const leader = list.find((e) => String(e.Status.header.member_id) === String(e.Status.leader));
+  return leader && c.outputs.hosts.find((h) => leader.Endpoint.includes(`//${h.address}:`));
+}
+
 export async function setLink(host: LocalHost, up: boolean): Promise<void> {
   const r = await runAsync("ip", ["link", "set", host.veth, up ? "up" : "down"], { timeoutMs: 5000 });
   if (r.status !== 0) throw new Error(`ip link set ${host.veth} failed: ${r.stderr}`);
@@ -217,15 +226,22 @@ export function between(result: ScenarioResult, from: number, to: number) {
 
 // ---------------------------------------------------------------------------------------
 
-/** 1. A machine that holds neither the VIP nor a lease loses its link. */
+/**
+ * 1. A machine that holds neither the VIP nor a lease (nor etcd's leadership, whose loss
+ * stalls writes for an election) loses its link.
+ */
 export async function loseQuietMachine(c: Cluster): Promise<ScenarioResult> {
   const vip = await vipHolder(c);
+  const etcdLeaderHost = await etcdLeader(c, c.outputs.hosts[0]);
   const holders = await Promise.all(["kube-controller-manager", "kube-scheduler"].map((l) => lease(c, l)));
-  const victim = c.outputs.hosts.find((h) => h !== vip && holders.every((l) => !l || !hostOfHolder(c, l.holder) || hostOfHolder(c, l.holder) !== h));
+  const leaseHosts = holders.map((l) => l && hostOfHolder(c, l.holder));
+  const quiet = (h: LocalHost) => h !== vip && !leaseHosts.includes(h);
+  const victim = c.outputs.hosts.find((h) => quiet(h) && h !== etcdLeaderHost) ?? c.outputs.hosts.find(quiet);
   if (!victim) throw new Error("every machine holds the VIP or a lease; cannot pick a quiet one");
   const others = c.outputs.hosts.filter((h) => h !== victim);
   return withProbes(c, "lose-quiet-machine", async (facts) => {
     facts.victim = victim.name;
+    facts.victimLedEtcd = victim === etcdLeaderHost;
     await sleep(3000);
     facts.cutAt = Date.now();
     await setLink(victim, false);

@@ -134,9 +134,18 @@ export class HaControlPlane extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+    const cpNames = new Set(cp.map((h) => h.name));
+    const stacked = etcdHosts.every((h) => cpNames.has(h.name));
     this.etcd = new EtcdCluster(
       `${name}-etcd`,
-      { hosts: etcdHosts, pki: this.pki, version: args.etcdVersion, binaries: args.binaries?.etcd, ...args.etcd },
+      {
+        hosts: etcdHosts,
+        pki: this.pki,
+        version: args.etcdVersion,
+        binaries: args.binaries?.etcd,
+        localApiServer: stacked ? { securePort: args.apiServer?.securePort ?? 6443, settleSeconds: detectionSeconds + 2 } : undefined,
+        ...args.etcd,
+      },
       { parent: this },
     );
     this.apiServers = new ApiServerPool(

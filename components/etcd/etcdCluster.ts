@@ -43,6 +43,13 @@ export interface EtcdClusterArgs {
   readonly dataDir?: string;
   /** How long the readiness gate waits for every member to be healthy. @default 300 */
   readonly readyTimeoutSeconds?: number;
+  /**
+   * Stacked topology: a rolling restart of a member first stops the kube-apiserver on the
+   * same host (it drains through its shutdown delay and the balancer stops using it), and
+   * starts it again after the member is healthy, waiting `settleSeconds` for the
+   * balancer to use it again. @default undefined (nothing else is touched)
+   */
+  readonly localApiServer?: { readonly securePort: number; readonly settleSeconds: number };
 }
 
 /**
@@ -122,7 +129,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
             },
           ],
           create: etcdCreateScript,
-          update: etcdUpdateScript(readyAttempts, clientPort),
+          update: etcdUpdateScript(readyAttempts, clientPort, args.localApiServer),
           delete: etcdDeleteScript,
           identity: [`binaries ${plan.identity}`],
         },

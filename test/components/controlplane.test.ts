@@ -224,3 +224,8 @@ test("stacked apiservers use their local etcd member; external topology uses eve
   const external = (await bundleOf("c5-apiserver-cp5-1")).get("/etc/systemd/system/kube-apiserver.service")!.content;
   assert.match(external, /--etcd-servers=https:\/\/10.0.0.41:2379,https:\/\/10.0.0.42:2379,https:\/\/10.0.0.43:2379,https:\/\/10.0.0.44:2379,https:\/\/10.0.0.45:2379 /);
 });
+
+test("rolling etcd restarts drain the local apiserver only in the stacked topology", async () => {
+  assert.match(await valueOf<string>(byName("c3-etcd-cp-1").props.update), /systemctl stop kube-apiserver.service/);
+  assert.doesNotMatch(await valueOf<string>(byName("c5-etcd-etcd-1").props.update), /systemctl stop kube-apiserver.service/);
+});

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { etcdctlEnv, etcdFlags, etcdGateScript, etcdUnit, etcdUpdateScript, initialCluster, EtcdSettings } from "../../components/etcd/render";
-import { verifyUnit } from "../helpers/tools";
+import { run, verifyUnit } from "../helpers/tools";
 import { assertGolden } from "../helpers/golden";
 
 const settings: EtcdSettings = {
@@ -52,4 +52,17 @@ test("the update script checks the local member without a flag that shadows the 
   assert.match(script, /ETCDCTL_ENDPOINTS=https:\/\/127.0.0.1:2379 hakube_retry 30 2 "etcd member health" -- etcdctl endpoint health/);
   assert.doesNotMatch(script, /--endpoints/, "etcdctl exits when a flag shadows ETCDCTL_ENDPOINTS");
   assert.doesNotMatch(etcdGateScript(30), /--endpoints/);
+});
+
+test("a stacked member drains its local apiserver around the restart; an external one touches nothing else", () => {
+  const stacked = etcdUpdateScript(30, 2379, { securePort: 6443, settleSeconds: 4 });
+  assert.ok(stacked.indexOf("systemctl stop kube-apiserver") < stacked.indexOf("systemctl restart etcd"));
+  assert.ok(stacked.indexOf("systemctl restart etcd") < stacked.indexOf("systemctl start kube-apiserver"));
+  assert.match(stacked, /https:\/\/127.0.0.1:6443\/readyz/);
+  const external = etcdUpdateScript(30, 2379);
+  assert.match(external, /^if false; then/m, "no apiserver drain without a local apiserver");
+  for (const script of [stacked, external]) {
+    const r = run("bash", ["-n", "-c", script]);
+    assert.equal(r.status, 0, r.stderr);
+  }
 });

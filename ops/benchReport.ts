@@ -1,0 +1,28 @@
+// Prints bench/results/ha.json (written by the HA scenarios) as a table.
+import * as fs from "fs";
+
+const file = process.argv[2] ?? "bench/results/ha.json";
+if (!fs.existsSync(file)) {
+  console.error(`no results at ${file}: run npm run bench:ha (as root)`);
+  process.exit(1);
+}
+const r = JSON.parse(fs.readFileSync(file, "utf8"));
+const rows: string[][] = [["scenario", "requests", "failed", "longest failure (ms)", "acked writes", "lost"]];
+for (const [name, s] of Object.entries<any>(r.scenarios)) {
+  rows.push([name, s.requests, s.failedRequests, s.longestFailureMs, s.acknowledgedWrites, s.acknowledgedWritesLost].map(String));
+}
+const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+const line = (row: string[]) => row.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
+console.log(`HA benchmark (${r.machine.date}, ${r.machine.cpus} CPUs ${r.machine.cpuModel}, ${r.machine.memoryGiB} GiB, kernel ${r.machine.kernel})`);
+console.log(line(rows[0]));
+console.log(widths.map((w) => "-".repeat(w)).join("  "));
+rows.slice(1).forEach((row) => console.log(line(row)));
+const ms = (v: unknown) => (typeof v === "number" ? `${(v / 1000).toFixed(1)} s` : "n/a");
+console.log("");
+console.log(`lease takeover, default 15/10/2   controller-manager ${ms(r.leaseTakeoverMs.default)}, scheduler ${ms(r.leaseTakeoverMs.defaultScheduler)}`);
+console.log(`lease takeover, tuned 8/6/1       controller-manager ${ms(r.leaseTakeoverMs.tuned)}, scheduler ${ms(r.leaseTakeoverMs.tunedScheduler)}`);
+console.log(`VIP failover                      ${ms(r.vipFailoverMs)}`);
+console.log(`pulumi up from nothing to ready   ${typeof r.upSeconds === "number" ? r.upSeconds.toFixed(1) : "n/a"} s`);
+console.log(`no-change preview                 ${typeof r.noChangePreviewSeconds === "number" ? r.noChangePreviewSeconds.toFixed(1) : "n/a"} s`);
+console.log("");
+console.log(JSON.stringify({ scenarios: r.scenarios, leaseTakeoverMs: r.leaseTakeoverMs, vipFailoverMs: r.vipFailoverMs, upSeconds: r.upSeconds, noChangePreviewSeconds: r.noChangePreviewSeconds, machine: r.machine }));
