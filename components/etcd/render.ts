@@ -97,24 +97,30 @@ export function etcdUpdateScript(
   clientPort: number,
   localApiServer?: { readonly securePort: number; readonly settleSeconds: number },
 ): string {
-  return `systemctl daemon-reload
-systemctl enable etcd.service >/dev/null 2>&1
-drained=0
-if ${localApiServer ? "systemctl is-active --quiet kube-apiserver.service" : "false"}; then
+  const drain = localApiServer
+    ? `if systemctl is-active --quiet kube-apiserver.service; then
   echo "hakube: draining the local kube-apiserver before restarting etcd"
   systemctl stop kube-apiserver.service
   drained=1
 fi
-systemctl restart etcd.service
+`
+    : "";
+  const undrain = localApiServer
+    ? `if [ "$drained" = 1 ]; then
+  systemctl start kube-apiserver.service
+  hakube_retry ${attempts} 2 "kube-apiserver /readyz" -- curl --silent --fail --max-time 3 --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:${localApiServer.securePort}/readyz -o /dev/null
+  sleep ${localApiServer.settleSeconds}
+fi
+`
+    : "";
+  return `systemctl daemon-reload
+systemctl enable etcd.service >/dev/null 2>&1
+drained=0
+${drain}systemctl restart etcd.service
 ${loadEnv}
 # etcdctl refuses a flag that shadows its environment: override the variable instead.
 ETCDCTL_ENDPOINTS=https://127.0.0.1:${clientPort} hakube_retry ${attempts} 2 "etcd member health" -- etcdctl endpoint health
-if [ "$drained" = 1 ]; then
-  systemctl start kube-apiserver.service
-  hakube_retry ${attempts} 2 "kube-apiserver /readyz" -- curl --silent --fail --max-time 3 --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:${localApiServer?.securePort ?? 6443}/readyz -o /dev/null
-  sleep ${localApiServer?.settleSeconds ?? 0}
-fi
-echo "hakube: etcd member restarted and healthy"`;
+${undrain}echo "hakube: etcd member restarted and healthy"`;
 }
 
 /** The readiness gate: every member reports healthy (bounded wait). */

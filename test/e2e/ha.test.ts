@@ -72,7 +72,20 @@ after(() => {
       scenarios: Object.fromEntries(
         Object.entries(results).map(([name, r]) => [
           name,
-          { failedRequests: r.failedRequests, longestFailureMs: r.longestFailureMs, acknowledgedWritesLost: r.acknowledgedWritesLost, acknowledgedWrites: r.acknowledgedWrites, requests: r.requests, slowRequests: r.slowRequests, facts: Object.fromEntries(Object.entries(r.facts).filter(([k]) => k !== "upOutput")) },
+          {
+            failedRequests: r.failedRequests,
+            longestFailureMs: r.longestFailureMs,
+            acknowledgedWritesLost: r.acknowledgedWritesLost,
+            acknowledgedWrites: r.acknowledgedWrites,
+            requests: r.requests,
+            slowRequests: r.slowRequests,
+            facts: Object.fromEntries(Object.entries(r.facts).filter(([k]) => k !== "upOutput")),
+            // The first failures, relative to the start of the probes, for analysis.
+            failures: r.records
+              .filter((x) => !x.ok)
+              .slice(0, 40)
+              .map((x) => ({ probe: x.probe, op: x.op, atMs: x.at - r.records[0].at, ms: x.ms, error: (x.error ?? "").slice(0, 80) })),
+          },
         ]),
       ),
       leaseTakeoverMs: {

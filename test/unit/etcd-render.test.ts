@@ -60,7 +60,7 @@ test("a stacked member drains its local apiserver around the restart; an externa
   assert.ok(stacked.indexOf("systemctl restart etcd") < stacked.indexOf("systemctl start kube-apiserver"));
   assert.match(stacked, /https:\/\/127.0.0.1:6443\/readyz/);
   const external = etcdUpdateScript(30, 2379);
-  assert.match(external, /^if false; then/m, "no apiserver drain without a local apiserver");
+  assert.doesNotMatch(external, /kube-apiserver/, "no apiserver drain without a local apiserver");
   for (const script of [stacked, external]) {
     const r = run("bash", ["-n", "-c", script]);
     assert.equal(r.status, 0, r.stderr);
