@@ -22,3 +22,6 @@ export * from "./controllers/leaderElectedControllers";
 export * from "./controlplane/haControlPlane";
 export * from "./machines/localRender";
 export * from "./machines/localMachines";
+export * from "./aws/awsRender";
+export * from "./aws/awsMachines";
+export * from "./aws/awsNetworkLoadBalancer";

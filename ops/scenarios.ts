@@ -274,13 +274,21 @@ export async function loseLeaseHolder(c: Cluster, label: string): Promise<Scenar
   if (!victim) throw new Error(`no holder of kube-controller-manager: ${JSON.stringify(cm)}`);
   return withProbes(c, `lose-lease-holder-${label}`, async (facts) => {
     facts.victim = victim.name;
-    const sched = await lease(c, "kube-scheduler");
-    facts.schedulerHolderWasVictim = sched ? hostOfHolder(c, sched.holder) === victim : false;
     await sleep(2000);
     const cutAt = Date.now();
     facts.cutAt = cutAt;
+    const heldByVictim: Record<string, boolean> = {};
+    for (const name of ["kube-controller-manager", "kube-scheduler"]) {
+      const l = await lease(c, name);
+      heldByVictim[name] = l !== undefined && hostOfHolder(c, l.holder) === victim;
+    }
     await setLink(victim, false);
     for (const name of ["kube-controller-manager", "kube-scheduler"]) {
+      // Only a lease the lost machine held has a takeover to measure.
+      if (!heldByVictim[name]) {
+        facts[`${name}HeldByVictim`] = false;
+        continue;
+      }
       const taken = await waitFor(`a new holder of ${name}`, 120_000, 200, async () => {
         const l = await lease(c, name);
         const h = l && hostOfHolder(c, l.holder);
@@ -288,6 +296,7 @@ export async function loseLeaseHolder(c: Cluster, label: string): Promise<Scenar
       });
       // The new holder's own timestamp of its first successful acquire (same host clock).
       const acquired = Date.parse(taken.value.acquireTime ?? taken.value.renewTime ?? "");
+      facts[`${name}HeldByVictim`] = true;
       facts[`${name}NewHolder`] = hostOfHolder(c, taken.value.holder)?.name;
       facts[`${name}TakeoverMs`] = Number.isFinite(acquired) ? acquired - cutAt : undefined;
     }

@@ -5,7 +5,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 require_root
 
-packages=(debootstrap systemd-container iproute2 util-linux procps haproxy keepalived curl openssl ca-certificates openssh-client)
+packages=(debootstrap systemd-container iproute2 util-linux procps haproxy keepalived curl openssl ca-certificates openssh-client shellcheck)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

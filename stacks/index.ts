@@ -1,7 +1,19 @@
 // The hakube program: one per environment, selected by stack (stacks/Pulumi.<stack>.yaml).
 // `hakube:machines` picks the machine layer; everything below it is the same.
 import * as pulumi from "@pulumi/pulumi";
-import { formatIpv4, HaControlPlane, LocalMachines, parseCidr } from "../components";
+import {
+  AwsExistingVpc,
+  AwsImageFilter,
+  AwsMachines,
+  AwsNetworkLoadBalancer,
+  AwsNewVpc,
+  AwsSshAccess,
+  cidrsOverlap,
+  formatIpv4,
+  HaControlPlane,
+  LocalMachines,
+  parseCidr,
+} from "../components";
 
 const config = new pulumi.Config("hakube");
 
@@ -56,13 +68,92 @@ function local() {
   };
 }
 
+/** Structured config of the SSH access; the bastion's key is the secret `hakube:bastionPrivateKey`. */
+interface SshConfig {
+  readonly publicAddresses?: boolean;
+  readonly bastion?: { host: string; user: string; port?: number; securityGroupId?: string; cidr?: string };
+}
+
+function sshAccess(ssh: SshConfig | undefined): AwsSshAccess | undefined {
+  if (ssh?.bastion) {
+    const port = ssh.bastion.port === undefined ? undefined : Number(ssh.bastion.port);
+    return { bastion: { ...ssh.bastion, port, privateKey: config.requireSecret("bastionPrivateKey") } };
+  }
+  if (ssh?.publicAddresses === true || String(ssh?.publicAddresses) === "true") {
+    return { publicAddresses: true };
+  }
+  return undefined;
+}
+
+/** The defaults of HaControlPlane's serviceCidr and podCidr: a created VPC must not overlap them. */
+const clusterRanges = ["10.96.0.0/12", "10.244.0.0/16"];
+
+function aws() {
+  const env = pulumi.getStack();
+  // Required settings first, so that a missing one fails before anything is planned.
+  const etcdDigest = config.require("etcdDigest");
+  const adminCidr = config.require("adminCidr");
+  const vpc = config.requireObject<AwsNewVpc | AwsExistingVpc>("vpc");
+  const vpcCidr = "cidrBlock" in vpc ? parseCidr(vpc.cidrBlock) : undefined;
+  const clash = clusterRanges.find((r) => vpcCidr && cidrsOverlap(vpcCidr, parseCidr(r)!));
+  if (vpcCidr && clash) {
+    throw new pulumi.RunError(`hakube:vpc.cidrBlock ${vpcCidr.text} overlaps the cluster range ${clash}; pick another, e.g. 10.30.0.0/16`);
+  }
+  const machines = new AwsMachines(env, {
+    controlPlaneCount: config.getNumber("controlPlaneCount") ?? 3,
+    etcdCount: config.getNumber("etcdCount") ?? 0,
+    vpc,
+    availabilityZones: config.getObject<string[]>("availabilityZones"),
+    instanceType: config.get("instanceType"),
+    etcdInstanceType: config.get("etcdInstanceType"),
+    image: config.getObject<AwsImageFilter | { amiId: string }>("image"),
+    adminCidr,
+    ssh: sshAccess(config.getObject<SshConfig>("ssh")),
+    tags: { ...(config.getObject<Record<string, string>>("tags") ?? {}), "hakube:stack": env },
+  });
+  // A short name: AWS limits the balancer's and target group's names to 32 characters.
+  const api = new AwsNetworkLoadBalancer("api", {
+    machines,
+    internetFacing: config.getBoolean("internetFacing") ?? false,
+  });
+  const cluster = new HaControlPlane(env, {
+    controlPlaneHosts: machines.controlPlaneHosts,
+    etcdHosts: machines.externalEtcd ? machines.etcdHosts : undefined,
+    loadBalancer: { external: api.external },
+    kubernetesVersion: config.get("kubernetesVersion") ?? "v1.36.0",
+    etcdVersion: config.get("etcdVersion"),
+    binaries: {
+      // v1.36.0 is pinned by hakube (other versions need hakube:kubernetesDigest);
+      // etcd's digest comes from the release's SHA256SUMS.
+      kubernetes: { kind: "release", digest: config.get("kubernetesDigest") },
+      etcd: { kind: "release", digest: etcdDigest },
+    },
+    etcd: numbers(config.getObject<Record<string, unknown>>("etcd")),
+    controllers: { leaderElection: numbers(config.getObject<Record<string, unknown>>("leaderElection")) },
+    kubernetesProvider: config.getBoolean("kubernetesProvider") ?? true,
+  });
+  return {
+    endpoint: cluster.endpoint,
+    balancerDnsName: api.endpoint,
+    caCertificate: cluster.caCertificate,
+    kubeconfig: cluster.adminKubeconfig,
+    etcdEndpoints: cluster.etcdEndpoints,
+    sshPrivateKey: machines.sshPrivateKey,
+    vpcId: machines.vpcId,
+    hosts: machines.hosts.map((h) => ({ name: h.name, address: h.address })),
+  };
+}
+
 const machines = config.get("machines") ?? "local";
 let outputs: Record<string, unknown>;
 switch (machines) {
   case "local":
     outputs = local();
     break;
+  case "aws":
+    outputs = aws();
+    break;
   default:
-    throw new pulumi.RunError(`hakube:machines is "${machines}"; expected "local"`);
+    throw new pulumi.RunError(`hakube:machines is "${machines}"; expected "local" or "aws"`);
 }
 export = outputs;

@@ -6,6 +6,7 @@
 #   kubernetes  kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, for
 #               every version in K8S_VERSIONS (one folder and one marker each)
 #   etcd        etcd, etcdctl, etcdutl
+#   actionlint  the GitHub workflow linter (scripts/lint-workflows.sh)
 # Each family lands in $HAKUBE_TOOLCHAIN_DIR/<family>-<version>/ with a .complete
 # marker written only after success; a family whose marker matches its inputs is
 # skipped. Finally $HAKUBE_TOOLCHAIN_DIR/bin holds links to every binary, the
@@ -13,7 +14,7 @@
 #
 # Usage: toolchain/build.sh [--force] [--update-pins] [family ...]
 #   family         pulumi, plugins, kubernetes (all versions), kubernetes-vX.Y.Z
-#                  (one listed version) or etcd; default: all
+#                  (one listed version), etcd or actionlint; default: all
 #   --force        rebuild the named (or all) families even if cached
 #   --update-pins  rewrite toolchain/pulumi/go.mod to package.json's @pulumi/pulumi
 #                  version (needs the Go module proxy), then build
@@ -30,6 +31,7 @@ GOBASE="${HAKUBE_GO_DIR:-/var/cache/hakube/go}"
 # v0.<minor>.<patch>); the newest is linked into bin/. v1.36.3 is served too.
 K8S_VERSIONS=(v1.36.4 v1.36.5)
 ETCD_VERSION=v3.6.16
+ACTIONLINT_VERSION=v1.7.12
 DEFAULT_PULUMI=3.260.0
 DEFAULT_COMMAND=1.2.1
 DEFAULT_TLS=5.6.1
@@ -42,16 +44,16 @@ for a in "$@"; do
   case "$a" in
     --force) FORCE=1 ;;
     --update-pins) UPDATE_PINS=1 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    pulumi|plugins|kubernetes|etcd) FAMILIES+=("$a") ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    pulumi|plugins|kubernetes|etcd|actionlint) FAMILIES+=("$a") ;;
     kubernetes-v*)
       [[ " ${K8S_VERSIONS[*]} " == *" ${a#kubernetes-} "* ]] \
         || { echo "build.sh: ${a#kubernetes-} is not in K8S_VERSIONS (${K8S_VERSIONS[*]}) in toolchain/build.sh" >&2; exit 2; }
       FAMILIES+=("$a") ;;
-    *) echo "build.sh: unknown argument '$a' (families: pulumi plugins kubernetes kubernetes-<version> etcd)" >&2; exit 2 ;;
+    *) echo "build.sh: unknown argument '$a' (families: pulumi plugins kubernetes kubernetes-<version> etcd actionlint)" >&2; exit 2 ;;
   esac
 done
-[ ${#FAMILIES[@]} -gt 0 ] || FAMILIES=(pulumi plugins kubernetes etcd)
+[ ${#FAMILIES[@]} -gt 0 ] || FAMILIES=(pulumi plugins kubernetes etcd actionlint)
 
 T0=$(date +%s)
 say() { printf '[toolchain %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
@@ -135,6 +137,8 @@ done
 K8S_LATEST=$(printf '%s\n' "${K8S_VERSIONS[@]}" | sort -V | tail -n 1)
 PIN=$(pinned "$HERE/etcd" go.etcd.io/etcd/server/v3)
 [ "$PIN" = "$ETCD_VERSION" ] || { echo "toolchain: ETCD_VERSION=$ETCD_VERSION in build.sh but toolchain/etcd/go.mod pins $PIN." >&2; exit 1; }
+PIN=$(pinned "$HERE/actionlint" github.com/rhysd/actionlint)
+[ "$PIN" = "$ACTIONLINT_VERSION" ] || { echo "toolchain: ACTIONLINT_VERSION=$ACTIONLINT_VERSION in build.sh but toolchain/actionlint/go.mod pins $PIN." >&2; exit 1; }
 
 # A family's inputs: its go.mod, go.sum, own sources, the Go version and the recipe
 # (bump hakube-toolchain-N when a build command below changes in a way that matters).
@@ -237,11 +241,18 @@ b_etcd() {
   "$1/etcd" --version
 }
 
+b_actionlint() {
+  cd "$HERE/actionlint"
+  go build -v -trimpath -ldflags "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION" \
+    -o "$1/actionlint" github.com/rhysd/actionlint/cmd/actionlint
+  "$1/actionlint" -version
+}
+
 build_kubernetes() {
   build_family "kubernetes-$1" "kubernetes-$1" "kubernetes-$1" "$(inputs_hash "$1" "$HERE/k8s/$1")" b_kubernetes "$1"
 }
 
-say "versions: pulumi v$PULUMI_VERSION; plugins command $COMMAND_VERSION, tls $TLS_VERSION, kubernetes $KUBERNETES_VERSION (hakube builds); Kubernetes ${K8S_VERSIONS[*]} (bin/: $K8S_LATEST); etcd $ETCD_VERSION"
+say "versions: pulumi v$PULUMI_VERSION; plugins command $COMMAND_VERSION, tls $TLS_VERSION, kubernetes $KUBERNETES_VERSION (hakube builds); Kubernetes ${K8S_VERSIONS[*]} (bin/: $K8S_LATEST); etcd $ETCD_VERSION; actionlint $ACTIONLINT_VERSION"
 say "cache: $TC (go modules and build cache: $GOBASE)"
 for f in "${FAMILIES[@]}"; do
   case "$f" in
@@ -250,6 +261,7 @@ for f in "${FAMILIES[@]}"; do
     kubernetes) for v in "${K8S_VERSIONS[@]}"; do build_kubernetes "$v"; done ;;
     kubernetes-v*) build_kubernetes "${f#kubernetes-}" ;;
     etcd) build_family etcd etcd "etcd-$ETCD_VERSION" "$(inputs_hash "$K8S_LATEST" "$HERE/etcd")" b_etcd ;;
+    actionlint) build_family actionlint actionlint "actionlint-$ACTIONLINT_VERSION" "$(inputs_hash "$K8S_LATEST" "$HERE/actionlint")" b_actionlint ;;
   esac
 done
 
@@ -271,6 +283,7 @@ link_all "pulumi-v$PULUMI_VERSION" pulumi
 link_all "$PLUGINS_DIR" pulumi-language-nodejs pulumi-resource-command pulumi-resource-tls pulumi-resource-kubernetes
 link_all "kubernetes-$K8S_LATEST" kube-apiserver kube-controller-manager kube-scheduler kubectl
 link_all "etcd-$ETCD_VERSION" etcd etcdctl etcdutl
+link_all "actionlint-$ACTIONLINT_VERSION" actionlint
 
 # Provider plugins into the plugin cache at the npm packages' versions, so the engine
 # finds resource-<name>-v<version> without downloading anything.

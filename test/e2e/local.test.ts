@@ -15,9 +15,14 @@ let status: ControlPlaneStatus;
 let destroyed = false;
 const timings: Record<string, number> = {};
 
+const POLICY_PACK = path.join(ROOT, "policy");
+let upOutput = "";
+
 function up(): void {
-  const r = pulumi(["up", "--yes", "--skip-preview"], 900_000);
+  // The HA policy pack (policy/) checks the program as the engine runs it.
+  const r = pulumi(["up", "--yes", "--skip-preview", "--policy-pack", POLICY_PACK], 900_000);
   timings.upSeconds = r.seconds;
+  upOutput = r.stdout + r.stderr;
   assert.equal(r.status, 0, `pulumi up failed:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`);
 }
 
@@ -43,6 +48,11 @@ after(() => {
     destroy();
   }
   console.log(`e2e timings: ${JSON.stringify(timings)}`);
+});
+
+test("the HA policy pack ran during pulumi up and found no violation", () => {
+  assert.match(upOutput, /hakube-ha@v0\.1\.0/, "the policy pack reported");
+  assert.doesNotMatch(upOutput, /\[mandatory\]/);
 });
 
 test("the API answers /readyz through the VIP", () => {
@@ -104,7 +114,7 @@ test("the Pulumi state file holds no private key or kubeconfig in plain text", (
 });
 
 test("a second preview reports no changes", () => {
-  const r = pulumi(["preview", "--expect-no-changes", "--diff"], 300_000);
+  const r = pulumi(["preview", "--expect-no-changes", "--diff", "--policy-pack", POLICY_PACK], 300_000);
   timings.noChangePreviewSeconds = r.seconds;
   assert.equal(r.status, 0, `preview found changes or failed:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`);
 });

@@ -14,6 +14,9 @@ export interface Recorded {
 
 export const recorded: Recorded[] = [];
 
+/** Mock EC2 instances get distinct private addresses 10.<n>.0.10. */
+let instanceCount = 0;
+
 pulumi.runtime.setMocks(
   {
     newResource(args) {
@@ -22,6 +25,8 @@ pulumi.runtime.setMocks(
         case "tls:index/privateKey:PrivateKey":
           state.privateKeyPem = `-----BEGIN PRIVATE KEY-----\nmock-${args.name}\n-----END PRIVATE KEY-----\n`;
           state.publicKeyPem = `-----BEGIN PUBLIC KEY-----\nmock-${args.name}\n-----END PUBLIC KEY-----\n`;
+          state.privateKeyOpenssh = `-----BEGIN OPENSSH PRIVATE KEY-----\nmock-${args.name}\n-----END OPENSSH PRIVATE KEY-----\n`;
+          state.publicKeyOpenssh = `ssh-ed25519 mock-${args.name}`;
           break;
         case "tls:index/selfSignedCert:SelfSignedCert":
         case "tls:index/locallySignedCert:LocallySignedCert":
@@ -36,10 +41,36 @@ pulumi.runtime.setMocks(
         case "command:remote:Command":
           state.stdout = "";
           break;
+        case "aws:ec2/instance:Instance":
+          instanceCount++;
+          state.privateIp = `10.${instanceCount}.0.10`;
+          state.publicIp = args.inputs.associatePublicIpAddress ? `203.0.113.${instanceCount}` : "";
+          state.arn = `arn:aws:ec2:eu-central-1:123456789012:instance/${args.name}`;
+          break;
+        case "aws:ec2/keyPair:KeyPair":
+          state.keyName = args.inputs.keyName ?? `${args.name}-key`;
+          break;
+        case "aws:lb/loadBalancer:LoadBalancer":
+          state.arn = `arn:aws:elasticloadbalancing:eu-central-1:123456789012:loadbalancer/net/${args.name}/0123456789abcdef`;
+          state.dnsName = `${args.name}-0123456789abcdef.elb.eu-central-1.amazonaws.com`;
+          break;
+        case "aws:lb/targetGroup:TargetGroup":
+          state.arn = `arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup/${args.name}/0123456789abcdef`;
+          break;
       }
       return { id: `${args.name}-id`, state };
     },
     call(args) {
+      switch (args.token) {
+        case "aws:index/getAvailabilityZones:getAvailabilityZones":
+          return { ...args.inputs, names: ["eu-central-1a", "eu-central-1b", "eu-central-1c"], zoneIds: ["euc1-az2", "euc1-az3", "euc1-az1"] };
+        case "aws:ec2/getAmi:getAmi":
+          return { ...args.inputs, id: "ami-0123456789abcdef0", name: "debian-12-amd64-20260101-0000" };
+        case "aws:ec2/getSubnet:getSubnet":
+          return { ...args.inputs, availabilityZone: `zone-of-${args.inputs.id}` };
+        case "aws:ec2/getVpc:getVpc":
+          return { ...args.inputs, cidrBlock: "10.50.0.0/16" };
+      }
       return args.inputs;
     },
   },

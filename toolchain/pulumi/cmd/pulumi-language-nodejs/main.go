@@ -3,7 +3,8 @@
 // does not serve here (see toolchain/README.md), so this one does what a `pulumi up`
 // of a Node.js program needs: it runs the program through @pulumi/pulumi's own
 // `cmd/run` entry point and reports the provider plugins the installed packages need.
-// It does not install dependencies, generate code or pack packages.
+// It also starts Node.js policy packs (RunPlugin, kind "analyzer"). It does not install
+// dependencies, generate code or pack packages.
 package main
 
 import (
@@ -19,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
@@ -302,13 +304,19 @@ func (h *host) option(opts *structpb.Struct, name string) (string, bool) {
 
 // findRunScript finds @pulumi/pulumi's cmd/run from the program directory upwards.
 func findRunScript(dir string) (string, error) {
+	return findSDKCommand(dir, "run")
+}
+
+// findSDKCommand finds the folder of one of @pulumi/pulumi's entry points (cmd/<name>)
+// the way Node.js resolves the package: in node_modules of dir or of a folder above.
+func findSDKCommand(dir, name string) (string, error) {
 	for d := dir; ; d = filepath.Dir(d) {
-		p := filepath.Join(d, "node_modules", "@pulumi", "pulumi", "cmd", "run")
+		p := filepath.Join(d, "node_modules", "@pulumi", "pulumi", "cmd", name)
 		if st, err := os.Stat(p); err == nil && st.IsDir() {
 			return p, nil
 		}
 		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("cannot find node_modules/@pulumi/pulumi in %s or above: run `npm ci` in the project", dir)
+			return "", fmt.Errorf("cannot find node_modules/@pulumi/pulumi/cmd/%s in %s or above: run `npm ci` in the project", name, dir)
 		}
 	}
 }
@@ -418,4 +426,113 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	default:
 		return &pulumirpc.RunResponse{Error: err.Error()}, nil
 	}
+}
+
+// RunPlugin runs a plugin written in Node.js for the engine. Only policy packs
+// (kind "analyzer") are supported: when the Node.js language host is present, the
+// engine starts a `--policy-pack` folder through this call rather than through the
+// older `pulumi-analyzer-policy` launcher. The pack runs under @pulumi/pulumi's
+// `cmd/run-policy-pack` (found from the pack's folder upwards) with the arguments
+// `<engine args...> <pack folder>`, in the pack's folder; the analyzer it serves
+// prints its port on stdout, which travels back to the engine on this stream
+// together with stderr, followed by the exit code.
+func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest, stream grpc.ServerStreamingServer[pulumirpc.RunPluginResponse]) error {
+	if req.GetKind() != "analyzer" {
+		return status.Errorf(codes.Unimplemented,
+			"hakube's pulumi-language-nodejs runs only policy packs (analyzer plugins), not %q plugins", req.GetKind())
+	}
+	dir := req.GetInfo().GetProgramDirectory()
+	if dir == "" {
+		dir = req.GetPwd()
+	}
+	script, err := findSDKCommand(dir, "run-policy-pack")
+	if err != nil {
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		return status.Error(codes.FailedPrecondition, "node is not on PATH: install Node.js >= 20")
+	}
+
+	// Node options come from the pack's PulumiPolicy.yaml only, not from the program's
+	// Pulumi.yaml (whose options this host got as flags).
+	var args []string
+	if nodeargs := req.GetInfo().GetOptions().GetFields()["nodeargs"].GetStringValue(); nodeargs != "" {
+		args = append(args, strings.Fields(nodeargs)...)
+	}
+	args = append(args, script)
+	args = append(args, req.GetArgs()...)
+	args = append(args, dir)
+	env := req.GetEnv()
+	if len(env) == 0 {
+		env = os.Environ()
+	}
+
+	out := &pluginOutput{stream: stream}
+	cmd := exec.CommandContext(stream.Context(), node, args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.Stdout = out.writer(false)
+	cmd.Stderr = out.writer(true)
+	// When the engine is done with the pack it cancels the call: stop node politely
+	// first, then for good.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		return status.Errorf(codes.Internal, "could not start node: %v", err)
+	}
+	h.mu.Lock()
+	h.children[cmd.Process] = struct{}{}
+	h.mu.Unlock()
+	err = cmd.Wait()
+	h.mu.Lock()
+	delete(h.children, cmd.Process)
+	h.mu.Unlock()
+
+	code := 0
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exitErr):
+		code = exitErr.ExitCode()
+	case stream.Context().Err() != nil:
+		return nil // the engine hung up; nobody is left to tell
+	default:
+		return status.Errorf(codes.Internal, "policy pack: %v", err)
+	}
+	return out.send(&pulumirpc.RunPluginResponse{Output: &pulumirpc.RunPluginResponse_Exitcode{Exitcode: int32(code)}})
+}
+
+// pluginOutput forwards a plugin's stdout and stderr to the engine. exec copies the two
+// pipes on goroutines of their own, and a gRPC stream takes one Send at a time.
+type pluginOutput struct {
+	mu     sync.Mutex
+	stream grpc.ServerStreamingServer[pulumirpc.RunPluginResponse]
+}
+
+func (o *pluginOutput) send(msg *pulumirpc.RunPluginResponse) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.stream.Send(msg)
+}
+
+type pluginWriter struct {
+	out    *pluginOutput
+	stderr bool
+}
+
+func (o *pluginOutput) writer(stderr bool) *pluginWriter {
+	return &pluginWriter{out: o, stderr: stderr}
+}
+
+func (w *pluginWriter) Write(p []byte) (int, error) {
+	data := append([]byte(nil), p...)
+	msg := &pulumirpc.RunPluginResponse{Output: &pulumirpc.RunPluginResponse_Stdout{Stdout: data}}
+	if w.stderr {
+		msg = &pulumirpc.RunPluginResponse{Output: &pulumirpc.RunPluginResponse_Stderr{Stderr: data}}
+	}
+	if err := w.out.send(msg); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

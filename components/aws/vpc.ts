@@ -1,0 +1,86 @@
+// The network AwsMachines creates when it is given a CIDR block rather than an existing
+// VPC: one VPC, subnets across the zones, an internet gateway and, for hosts without
+// public addresses, one NAT gateway.
+import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
+import { Cidr } from "../net";
+import { subnetLayout } from "./awsRender";
+
+export interface CreatedVpc {
+  readonly vpcId: pulumi.Output<string>;
+  /** One per zone; empty when the hosts have public addresses. */
+  readonly privateSubnetIds: pulumi.Output<string>[];
+  /** One per zone. */
+  readonly publicSubnetIds: pulumi.Output<string>[];
+}
+
+export interface CreateVpcArgs {
+  readonly cidr: Cidr;
+  readonly zones: readonly pulumi.Input<string>[];
+  /** Private subnets with a NAT gateway (hosts without public addresses). */
+  readonly privateSubnets: boolean;
+  readonly tags: Record<string, string>;
+}
+
+/**
+ * Public subnets are always made: they hold the NAT gateway, an internet-facing
+ * balancer, and dev hosts with public addresses. Private subnets (the hosts) route out
+ * through ONE NAT gateway in the first zone: hosts need the Internet only to download
+ * release binaries and packages when they are installed or upgraded, never to serve,
+ * so a zone outage there does not affect the running control plane (only an upgrade
+ * started during it), and one NAT gateway costs a third of three.
+ */
+export function createVpc(name: string, parent: pulumi.Resource, args: CreateVpcArgs): CreatedVpc {
+  const opts = { parent };
+  const tagged = (suffix: string) => ({ ...args.tags, Name: `${name}-${suffix}` });
+  const layout = subnetLayout(args.cidr, args.zones.length);
+  const vpc = new aws.ec2.Vpc(
+    `${name}-vpc`,
+    { cidrBlock: args.cidr.text, enableDnsSupport: true, enableDnsHostnames: true, tags: tagged("vpc") },
+    opts,
+  );
+  const igw = new aws.ec2.InternetGateway(`${name}-igw`, { vpcId: vpc.id, tags: tagged("igw") }, opts);
+  const publicRoutes = new aws.ec2.RouteTable(
+    `${name}-public-routes`,
+    { vpcId: vpc.id, routes: [{ cidrBlock: "0.0.0.0/0", gatewayId: igw.id }], tags: tagged("public") },
+    opts,
+  );
+  const publicSubnets = args.zones.map((zone, i) => {
+    const subnet = new aws.ec2.Subnet(
+      `${name}-public-${i + 1}`,
+      // Instances ask for a public address explicitly (dev only); nothing gets one by default.
+      { vpcId: vpc.id, cidrBlock: layout.public[i], availabilityZone: zone, mapPublicIpOnLaunch: false, tags: tagged(`public-${i + 1}`) },
+      opts,
+    );
+    new aws.ec2.RouteTableAssociation(`${name}-public-${i + 1}-routes`, { subnetId: subnet.id, routeTableId: publicRoutes.id }, opts);
+    return subnet;
+  });
+  let privateSubnets: aws.ec2.Subnet[] = [];
+  if (args.privateSubnets) {
+    const eip = new aws.ec2.Eip(`${name}-nat-ip`, { domain: "vpc", tags: tagged("nat") }, opts);
+    const nat = new aws.ec2.NatGateway(
+      `${name}-nat`,
+      { allocationId: eip.id, subnetId: publicSubnets[0].id, tags: tagged("nat") },
+      { parent, dependsOn: [igw] },
+    );
+    const privateRoutes = new aws.ec2.RouteTable(
+      `${name}-private-routes`,
+      { vpcId: vpc.id, routes: [{ cidrBlock: "0.0.0.0/0", natGatewayId: nat.id }], tags: tagged("private") },
+      opts,
+    );
+    privateSubnets = args.zones.map((zone, i) => {
+      const subnet = new aws.ec2.Subnet(
+        `${name}-private-${i + 1}`,
+        { vpcId: vpc.id, cidrBlock: layout.private[i], availabilityZone: zone, mapPublicIpOnLaunch: false, tags: tagged(`private-${i + 1}`) },
+        opts,
+      );
+      new aws.ec2.RouteTableAssociation(`${name}-private-${i + 1}-routes`, { subnetId: subnet.id, routeTableId: privateRoutes.id }, opts);
+      return subnet;
+    });
+  }
+  return {
+    vpcId: vpc.id,
+    privateSubnetIds: privateSubnets.map((s) => s.id),
+    publicSubnetIds: publicSubnets.map((s) => s.id),
+  };
+}

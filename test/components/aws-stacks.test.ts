@@ -1,0 +1,93 @@
+// The stack program with the aws-dev and aws-prod stack configs (stacks/Pulumi.aws-*.yaml)
+// under Pulumi mocks: the config keys the files set are the ones the program reads.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import * as fs from "fs";
+import * as path from "path";
+import * as yaml from "js-yaml";
+import * as pulumi from "@pulumi/pulumi";
+import { ETCD_DIGEST, program, Recorded, recorded, valueOf } from "../helpers/mocks";
+
+const STACKS = path.resolve(__dirname, "..", "..", "..", "stacks");
+
+/** A stack file's config as the Pulumi language host passes it: strings, objects as JSON. */
+function stackConfig(file: string, extra: Record<string, string>): Record<string, string> {
+  const doc = yaml.load(fs.readFileSync(path.join(STACKS, file), "utf8")) as { config: Record<string, unknown> };
+  const entries = Object.entries({ ...doc.config, ...extra }).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]);
+  return Object.fromEntries(entries);
+}
+
+/** Runs stacks/index.ts with the given config; returns its outputs and the resources it made. */
+async function runStack(config: Record<string, string>): Promise<{ outputs: Record<string, any>; resources: Recorded[] }> {
+  pulumi.runtime.setAllConfig(config, ["hakube:bastionPrivateKey"]);
+  const modulePath = require.resolve("../../stacks");
+  delete require.cache[modulePath];
+  const start = recorded.length;
+  const outputs = await program(() => require(modulePath) as Record<string, any>);
+  return { outputs, resources: recorded.slice(start) };
+}
+
+const secrets = { "hakube:etcdDigest": ETCD_DIGEST, "hakube:bastionPrivateKey": "BASTION-KEY" };
+const named = (resources: Recorded[], type: string) => resources.filter((r) => r.type === type).map((r) => r.name);
+
+test("aws-dev: 3 control-plane hosts with stacked etcd, public addresses, internet-facing NLB", async () => {
+  const { outputs, resources } = await runStack(stackConfig("Pulumi.aws-dev.yaml", secrets));
+  assert.deepEqual(named(resources, "aws:ec2/instance:Instance"), ["test-cp-1", "test-cp-2", "test-cp-3"]);
+  const etcd = resources.filter((r) => r.type === "command:remote:Command" && /^test-etcd-[a-z]+-\d$/.test(r.name)).map((r) => r.name);
+  assert.deepEqual(etcd, ["test-etcd-cp-1", "test-etcd-cp-2", "test-etcd-cp-3"], "stacked etcd on the control-plane hosts");
+  const lb = resources.find((r) => r.type === "aws:lb/loadBalancer:LoadBalancer")!;
+  assert.equal(await valueOf(lb.props.internal), false);
+  const cp1 = resources.find((r) => r.name === "test-cp-1")!;
+  assert.equal(await valueOf(cp1.props.associatePublicIpAddress), true);
+  assert.match(await valueOf<string>(outputs.endpoint), /^https:\/\/api-nlb-[0-9a-f]+\.elb\.eu-central-1\.amazonaws\.com:6443$/);
+  assert.equal((await valueOf<unknown[]>(outputs.hosts)).length, 3);
+  const apiserver = resources.find((r) => r.name === "test-apiserver-cp-1")!;
+  assert.match(await valueOf<string>(apiserver.props.update), /binaries v1\.36\.0 sha512:/, "Kubernetes v1.36.0 from the release, pinned digest");
+});
+
+test("aws-prod: 3 control-plane hosts and 5 etcd hosts of their own, bastion, internal NLB", async () => {
+  const { outputs, resources } = await runStack(stackConfig("Pulumi.aws-prod.yaml", secrets));
+  assert.deepEqual(named(resources, "aws:ec2/instance:Instance"), [
+    "test-cp-1",
+    "test-cp-2",
+    "test-cp-3",
+    "test-etcd-1",
+    "test-etcd-2",
+    "test-etcd-3",
+    "test-etcd-4",
+    "test-etcd-5",
+  ]);
+  const etcd = resources.filter((r) => r.type === "command:remote:Command" && /^test-etcd-[a-z]+-\d$/.test(r.name)).map((r) => r.name);
+  assert.deepEqual(etcd, ["test-etcd-etcd-1", "test-etcd-etcd-2", "test-etcd-etcd-3", "test-etcd-etcd-4", "test-etcd-etcd-5"]);
+  const lb = resources.find((r) => r.type === "aws:lb/loadBalancer:LoadBalancer")!;
+  assert.equal(await valueOf(lb.props.internal), true);
+  assert.equal(named(resources, "aws:ec2/natGateway:NatGateway").length, 1);
+  const ssh = resources.find((r) => r.name === "test-ssh")!;
+  assert.equal(await valueOf(ssh.props.cidrIpv4), "10.8.0.10/32", "SSH from the bastion only");
+  assert.equal((await valueOf<unknown[]>(outputs.etcdEndpoints)).length, 5);
+});
+
+/** The error the program throws while it is loaded (before it makes any resource). */
+async function stackError(config: Record<string, string>): Promise<Error> {
+  pulumi.runtime.setAllConfig(config, []);
+  const modulePath = require.resolve("../../stacks");
+  delete require.cache[modulePath];
+  const start = recorded.length;
+  const error = await program(() => {
+    try {
+      require(modulePath);
+    } catch (e) {
+      return e as Error;
+    }
+    return new Error("no error");
+  });
+  assert.equal(recorded.length, start, "nothing was made");
+  return error;
+}
+
+test("the stack program refuses a missing etcd digest, an unknown machine layer and a VPC over the cluster ranges", async () => {
+  assert.match((await stackError(stackConfig("Pulumi.aws-dev.yaml", {}))).message, /Missing required configuration variable 'hakube:etcdDigest'/);
+  assert.match((await stackError({ "hakube:machines": "gcp" })).message, /hakube:machines is "gcp"; expected "local" or "aws"/);
+  const overlapping = stackConfig("Pulumi.aws-dev.yaml", { ...secrets, "hakube:vpc": JSON.stringify({ cidrBlock: "10.96.0.0/16" }) });
+  assert.match((await stackError(overlapping)).message, /hakube:vpc\.cidrBlock 10\.96\.0\.0\/16 overlaps the cluster range 10\.96\.0\.0\/12/);
+});
