@@ -48,7 +48,7 @@ export interface KeepalivedLoadBalancerArgs {
   readonly priorities?: readonly number[];
   /** Let a returning higher-priority host take the VIP back (one more failover). @default false */
   readonly preempt?: boolean;
-  /** HAProxy's HTTPS check of each apiserver's /readyz. @default { intervalMs: 1000, fall: 2, rise: 2 } */
+  /** HAProxy's HTTPS check of each apiserver's /readyz. @default { intervalMs: 500, fall: 2, rise: 2 } */
   readonly healthCheck?: HealthCheck;
   /** Close client connections to an apiserver once it is marked down. @default true */
   readonly shutdownSessionsOnDown?: boolean;

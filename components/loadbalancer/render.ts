@@ -1,7 +1,7 @@
 // HAProxy and keepalived rendering (pure).
 
 export interface HealthCheck {
-  /** @default 1000 */
+  /** @default 500 */
   readonly intervalMs?: number;
   /** Failed checks before a backend is marked down. @default 2 */
   readonly fall?: number;
@@ -9,7 +9,7 @@ export interface HealthCheck {
   readonly rise?: number;
 }
 
-export const defaultHealthCheck: Required<HealthCheck> = { intervalMs: 1000, fall: 2, rise: 2 };
+export const defaultHealthCheck: Required<HealthCheck> = { intervalMs: 500, fall: 2, rise: 2 };
 
 /** Worst-case seconds for HAProxy to stop using an apiserver whose /readyz fails. */
 export function haproxyDetectionSeconds(check: HealthCheck | undefined): number {

@@ -179,8 +179,8 @@ test("no insecure port anywhere; encryption at rest and the same SA key on every
     second.get("/etc/kubernetes/encryption-config.yaml")!.content,
     "one encryption key for the whole pool",
   );
-  // Shutdown delay is longer than HAProxy's detection time (2 s by default).
-  assert.match(unit, /--shutdown-delay-duration=7s/);
+  // Shutdown delay is longer than HAProxy's detection time (1 s by default).
+  assert.match(unit, /--shutdown-delay-duration=6s/);
   assert.match(unit, /--advertise-address=10.0.0.11/);
 });
 

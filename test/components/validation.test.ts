@@ -121,8 +121,8 @@ test("etcd timings and apiserver shutdown delay", () => {
     /invalid argument electionTimeoutMs: got 1000; expected at least 5 x heartbeatIntervalMs \(1500\)/,
   );
   rejects(
-    { ...base(), apiServer: { shutdownDelayDurationSeconds: 2 } },
-    /invalid argument shutdownDelayDurationSeconds: got 2; expected more than balancerDetectionSeconds \(2\)/,
+    { ...base(), apiServer: { shutdownDelayDurationSeconds: 1 } },
+    /invalid argument shutdownDelayDurationSeconds: got 1; expected more than balancerDetectionSeconds \(1\)/,
   );
   rejects(
     { ...base(), apiServer: { extraFlags: { "insecure-port": "8080" } } },

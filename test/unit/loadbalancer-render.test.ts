@@ -39,7 +39,7 @@ test("haproxy.cfg forwards TCP to every apiserver, checks /readyz over TLS, and 
   assert.match(config, /http-check expect status 200/);
   assert.match(config, /timeout connect 500ms\n  timeout client 1h/);
   assert.match(config, /retries 3\n  option redispatch 1/, "every retry goes to another apiserver");
-  assert.match(config, /default-server check check-ssl verify required ca-file \S+ inter 1000ms/);
+  assert.match(config, /default-server check check-ssl verify required ca-file \S+ inter 500ms/);
   for (const b of backends) {
     assert.match(config, new RegExp(`server ${b.name} ${b.address}:6443$`, "m"));
   }
@@ -57,7 +57,7 @@ test("haproxy -c really rejects a broken config (the validator is live)", () => 
 });
 
 test("detection time is interval x fall", () => {
-  assert.equal(haproxyDetectionSeconds(undefined), 2);
+  assert.equal(haproxyDetectionSeconds(undefined), 1);
   assert.equal(haproxyDetectionSeconds({ intervalMs: 500, fall: 3 }), 2);
   assert.equal(haproxyDetectionSeconds({ intervalMs: 2000, fall: 3 }), 6);
 });
