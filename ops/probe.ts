@@ -68,9 +68,47 @@ export interface ProbeReport {
   readonly records: RequestRecord[];
 }
 
-interface Answer {
+export interface Answer {
   status: number;
   body: string;
+}
+
+/** One HTTPS request on a connection of its own, with the client certificate. */
+export function httpsRequest(
+  baseUrl: string,
+  credentials: ClientCredentials,
+  method: string,
+  path: string,
+  opts: { body?: string; timeoutMs?: number } = {},
+): Promise<Answer> {
+  const url = new URL(path, baseUrl);
+  const timeoutMs = opts.timeoutMs ?? 3000;
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname + url.search,
+        method,
+        agent: false, // a new connection for every request
+        ca: credentials.ca,
+        cert: credentials.cert,
+        key: credentials.key,
+        headers: { "content-type": "application/json", accept: "application/json", connection: "close" },
+        timeout: timeoutMs,
+      },
+      (res) => {
+        let data = "";
+        res.setEncoding("utf8");
+        res.on("data", (c) => (data += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: data }));
+        res.on("error", reject);
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)));
+    req.on("error", reject);
+    req.end(opts.body);
+  });
 }
 
 export class Probe {
@@ -139,33 +177,7 @@ export class Probe {
   }
 
   private sendHttps(method: string, path: string, body?: string): Promise<Answer> {
-    const url = new URL(path, this.o.endpoint);
-    return new Promise((resolve, reject) => {
-      const req = https.request(
-        {
-          host: url.hostname,
-          port: url.port,
-          path: url.pathname + url.search,
-          method,
-          agent: false, // a new connection for every request
-          ca: this.o.credentials.ca,
-          cert: this.o.credentials.cert,
-          key: this.o.credentials.key,
-          headers: { "content-type": "application/json", accept: "application/json", connection: "close" },
-          timeout: this.o.timeoutMs,
-        },
-        (res) => {
-          let data = "";
-          res.setEncoding("utf8");
-          res.on("data", (c) => (data += c));
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: data }));
-          res.on("error", reject);
-        },
-      );
-      req.on("timeout", () => req.destroy(new Error(`timeout after ${this.o.timeoutMs} ms`)));
-      req.on("error", reject);
-      req.end(body);
-    });
+    return httpsRequest(this.o.endpoint, this.o.credentials, method, path, { body, timeoutMs: this.o.timeoutMs });
   }
 
   private connect(): http2.ClientHttp2Session {
@@ -278,10 +290,10 @@ export async function lostWrites(
   probeName: string,
   acknowledged: readonly string[],
 ): Promise<string[]> {
-  const probe = new Probe({ name: "verify", kind: "per-request", endpoint, credentials, namespace, timeoutMs: 15_000 });
+  const path = `/api/v1/namespaces/${namespace}/configmaps?labelSelector=hakube-probe%3D${probeName}`;
   for (let attempt = 0; attempt < 10; attempt++) {
     try {
-      const answer = await (probe as any).sendHttps("GET", `/api/v1/namespaces/${namespace}/configmaps?labelSelector=hakube-probe%3D${probeName}`);
+      const answer = await httpsRequest(endpoint, credentials, "GET", path, { timeoutMs: 15_000 });
       if (answer.status === 200) {
         const present = new Set((JSON.parse(answer.body).items as { metadata: { name: string } }[]).map((i) => i.metadata.name));
         return acknowledged.filter((n) => !present.has(n));

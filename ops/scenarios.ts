@@ -3,9 +3,9 @@
 // a fault, observes the control plane, undoes the fault, waits for full recovery, and
 // returns facts (for the tests to assert) and figures (for the benchmark to report).
 // Faults and probes touch only the machines of this stack and the host's own links.
-import * as https from "https";
 import { Credentials, LocalHost, LocalOutputs, pulumiAsync, Run, runAsync } from "./localStack";
-import { ClientCredentials, credentialsFromKubeconfig, lostWrites, Probe, ProbeReport } from "./probe";
+import { EtcdEndpointStatus, EtcdHealth, hostOfEndpoint, LOAD_ETCDCTL_ENV, isEtcdLeader, readyAddresses } from "./parse";
+import { ClientCredentials, credentialsFromKubeconfig, httpsRequest, lostWrites, Probe, ProbeReport } from "./probe";
 
 export const PROBE_NAMESPACE = "hakube-probe";
 
@@ -50,31 +50,7 @@ export async function waitFor<T>(what: string, timeoutMs: number, intervalMs: nu
 
 /** GET through an address with the admin client certificate (no blocking). */
 export function apiGet(c: Cluster, baseUrl: string, path: string, timeoutMs = 3000): Promise<{ status: number; body: string }> {
-  const url = new URL(path, baseUrl);
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      {
-        host: url.hostname,
-        port: url.port,
-        path: url.pathname + url.search,
-        method: "GET",
-        agent: false,
-        ca: c.client.ca,
-        cert: c.client.cert,
-        key: c.client.key,
-        timeout: timeoutMs,
-      },
-      (res) => {
-        let data = "";
-        res.setEncoding("utf8");
-        res.on("data", (d) => (data += d));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: data }));
-      },
-    );
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-    req.end();
-  });
+  return httpsRequest(baseUrl, c.client, "GET", path, { timeoutMs });
 }
 
 export async function ensureProbeNamespace(c: Cluster): Promise<void> {
@@ -115,12 +91,7 @@ export function hostOfHolder(c: Cluster, holder: string): LocalHost | undefined 
 export async function serviceEndpoints(c: Cluster): Promise<string[] | undefined> {
   const r = await apiGet(c, c.outputs.endpoint, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes");
   if (r.status !== 200) return undefined;
-  const items = JSON.parse(r.body).items as { endpoints?: { addresses: string[]; conditions?: { ready?: boolean } }[] }[];
-  return items
-    .flatMap((i) => i.endpoints ?? [])
-    .filter((e) => e.conditions?.ready !== false)
-    .flatMap((e) => e.addresses)
-    .sort();
+  return readyAddresses(r.body);
 }
 
 export async function apiserverReady(c: Cluster, address: string): Promise<boolean> {
@@ -134,19 +105,18 @@ export async function apiserverReady(c: Cluster, address: string): Promise<boole
 
 /** Health of every etcd member as seen from one reachable machine. */
 export async function etcdHealth(c: Cluster, from: LocalHost): Promise<Record<string, boolean> | undefined> {
-  const r = await c.cred.sshAsync(from.address, `set -a; . /etc/etcd/etcdctl.env; set +a; etcdctl endpoint health -w json 2>/dev/null || true`, 20_000);
+  const r = await c.cred.sshAsync(from.address, `${LOAD_ETCDCTL_ENV}; etcdctl endpoint health -w json 2>/dev/null || true`, 20_000);
   if (r.status !== 0 || !r.stdout.trim()) return undefined;
-  const list = JSON.parse(r.stdout) as { endpoint: string; health: boolean }[];
-  return Object.fromEntries(c.outputs.hosts.map((h) => [h.name, list.some((e) => e.endpoint.includes(`//${h.address}:`) && e.health)]));
+  const list = JSON.parse(r.stdout) as EtcdHealth[];
+  return Object.fromEntries(c.outputs.hosts.map((h) => [h.name, list.some((e) => hostOfEndpoint([h], e.endpoint) && e.health)]));
 }
 
 /** The machine whose etcd member leads (asked from a reachable machine). */
 export async function etcdLeader(c: Cluster, from: LocalHost): Promise<LocalHost | undefined> {
-  const r = await c.cred.sshAsync(from.address, `set -a; . /etc/etcd/etcdctl.env; set +a; etcdctl endpoint status -w json 2>/dev/null || true`, 20_000);
+  const r = await c.cred.sshAsync(from.address, `${LOAD_ETCDCTL_ENV}; etcdctl endpoint status -w json 2>/dev/null || true`, 20_000);
   if (r.status !== 0 || !r.stdout.trim()) return undefined;
-  const list = JSON.parse(r.stdout) as { Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }[];
-  const leader = list.find((e) => String(e.Status.header.member_id) === String(e.Status.leader));
-  return leader && c.outputs.hosts.find((h) => leader.Endpoint.includes(`//${h.address}:`));
+  const leader = (JSON.parse(r.stdout) as EtcdEndpointStatus[]).find(isEtcdLeader);
+  return leader && hostOfEndpoint(c.outputs.hosts, leader.Endpoint);
 }
 
 export async function setLink(host: LocalHost, up: boolean): Promise<void> {
@@ -389,7 +359,7 @@ export async function etcdQuorum(c: Cluster): Promise<ScenarioResult> {
   // Every member holds the same data (compared at the same revision, after the probes stopped).
   const hashes = await c.cred.sshAsync(
     survivor.address,
-    `set -a; . /etc/etcd/etcdctl.env; set +a
+    `${LOAD_ETCDCTL_ENV}
 rev=$(ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 etcdctl endpoint status -w json | sed -n 's/.*"revision":\\([0-9]*\\).*/\\1/p')
 etcdctl endpoint hashkv --rev="$rev" -w json`,
     30_000,

@@ -2,6 +2,7 @@
 // through it, the `kubernetes` Service's endpoints, the Lease holders, and every etcd
 // member with its health and the leader. `node build/ops/status.js [--json]`
 import { Credentials, LocalOutputs, run, stackOutputs } from "./localStack";
+import { EtcdEndpointStatus, EtcdHealth, hostOfEndpoint, LOAD_ETCDCTL_ENV, isEtcdLeader, readyAddresses } from "./parse";
 
 export interface EtcdMemberStatus {
   name: string;
@@ -51,12 +52,7 @@ export function serviceEndpoints(cred: Credentials): string[] {
   if (r.status !== 0) {
     throw new Error(`kubectl get endpointslices failed: ${r.stderr}`);
   }
-  const slices = JSON.parse(r.stdout).items as { endpoints?: { addresses: string[]; conditions?: { ready?: boolean } }[] }[];
-  return slices
-    .flatMap((s) => s.endpoints ?? [])
-    .filter((e) => e.conditions?.ready !== false)
-    .flatMap((e) => e.addresses)
-    .sort();
+  return readyAddresses(r.stdout);
 }
 
 export function leaseHolder(cred: Credentials, lease: string): string {
@@ -66,23 +62,23 @@ export function leaseHolder(cred: Credentials, lease: string): string {
 
 /** Health and leadership of every member, asked from the first machine that answers. */
 export function etcdStatus(cred: Credentials, outputs: LocalOutputs): EtcdMemberStatus[] {
-  const script = `set -a; . /etc/etcd/etcdctl.env; set +a
+  const script = `${LOAD_ETCDCTL_ENV}
 echo "---health"; etcdctl endpoint health -w json 2>/dev/null || true
 echo "---status"; etcdctl endpoint status -w json 2>/dev/null || true`;
   for (const host of outputs.hosts) {
     const r = cred.ssh(host.address, script, 30_000);
     if (r.status !== 0) continue;
-    const health = JSON.parse(r.stdout.split("---health")[1].split("---status")[0].trim() || "[]") as { endpoint: string; health: boolean; error?: string }[];
-    const statuses = JSON.parse(r.stdout.split("---status")[1].trim() || "[]") as { Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }[];
+    const health = JSON.parse(r.stdout.split("---health")[1].split("---status")[0].trim() || "[]") as EtcdHealth[];
+    const statuses = JSON.parse(r.stdout.split("---status")[1].trim() || "[]") as EtcdEndpointStatus[];
     return outputs.etcdEndpoints.map((endpoint) => {
       const h = health.find((x) => x.endpoint === endpoint);
       const s = statuses.find((x) => x.Endpoint === endpoint);
-      const name = outputs.hosts.find((x) => endpoint.includes(`//${x.address}:`))?.name ?? endpoint;
+      const name = hostOfEndpoint(outputs.hosts, endpoint)?.name ?? endpoint;
       return {
         name,
         endpoint,
         healthy: h?.health === true,
-        leader: s !== undefined && String(s.Status.header.member_id) === String(s.Status.leader),
+        leader: s !== undefined && isEtcdLeader(s),
         error: h?.error,
       };
     });

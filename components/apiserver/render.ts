@@ -150,7 +150,8 @@ if [ -n "$HAKUBE_CHANGED" ] || ! systemctl is-active --quiet kube-apiserver.serv
 fi
 echo "hakube: kube-apiserver starting"`;
 
-const readyzCheck = (address: string, port: number) =>
+/** A single /readyz probe of one apiserver, verified against the cluster CA. */
+export const readyzCheck = (address: string, port: number) =>
   `curl --silent --fail --max-time 3 --cacert ${K8S_PKI}/ca.crt https://${address}:${port}/readyz -o /dev/null`;
 
 /**

@@ -1,5 +1,6 @@
 // etcd rendering (pure): flags, unit, etcdctl environment and health scripts.
 import { Flag, renderUnit } from "../systemd";
+import { readyzCheck } from "../apiserver/render";
 
 export const ETCD_PKI = "/etc/etcd/pki";
 export const ETCDCTL_ENV = "/etc/etcd/etcdctl.env";
@@ -108,7 +109,7 @@ fi
   const undrain = localApiServer
     ? `if [ "$drained" = 1 ]; then
   systemctl start kube-apiserver.service
-  hakube_retry ${attempts} 2 "kube-apiserver /readyz" -- curl --silent --fail --max-time 3 --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:${localApiServer.securePort}/readyz -o /dev/null
+  hakube_retry ${attempts} 2 "kube-apiserver /readyz" -- ${readyzCheck("127.0.0.1", localApiServer.securePort)}
   sleep ${localApiServer.settleSeconds}
 fi
 `

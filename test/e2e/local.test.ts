@@ -8,6 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { Credentials, LocalOutputs, pulumi, ROOT, run, stackOutputs } from "../../ops/localStack";
 import { collectStatus, ControlPlaneStatus, formatStatus } from "../../ops/status";
+import { LOAD_ETCDCTL_ENV } from "../../ops/parse";
 
 let outputs: LocalOutputs;
 let cred: Credentials;
@@ -93,7 +94,7 @@ test("kubectl through the VIP creates and reads back a namespace and a Secret", 
 test("the Secret is encrypted at rest in etcd", () => {
   const r = cred.ssh(
     outputs.hosts[0].address,
-    `set -a; . /etc/etcd/etcdctl.env; set +a
+    `${LOAD_ETCDCTL_ENV}
 etcdctl get /registry/secrets/${NS}/probe --print-value-only | head -c 64 | tr -c '[:print:]' '.'; echo
 if etcdctl get /registry/secrets/${NS}/probe --print-value-only | grep -c -a -F -- "$1" >/dev/null; then echo PLAINTEXT-FOUND; fi`.replace("$1", SECRET_VALUE),
   );
