@@ -168,12 +168,26 @@ sleep ${balancerRiseSeconds}
 echo "hakube: kube-apiserver restarted and ready"`;
 }
 
-/** The readiness gate: /readyz of every member answers 200 (bounded wait). */
+/**
+ * The readiness gate: /readyz of every member answers 200, then the `kubernetes`
+ * Service's EndpointSlice lists every member (each apiserver adds itself a moment after
+ * it turns ready, and the lease reconciler may need one interval, 10 s, to settle), so
+ * that in-cluster clients see every apiserver when the gate completes. Both waits are
+ * bounded. The slice is read from the local apiserver with its kubelet-client
+ * certificate (files on the host, nothing on the command line).
+ */
 export function apiServerGateScript(addresses: readonly string[], port: number, attempts: number): string {
-  return addresses
-    .map((a) => `hakube_retry ${attempts} 2 "kube-apiserver ${a} /readyz" -- ${readyzCheck(a, port)}`)
-    .concat([`echo "hakube: ${addresses.length} apiservers ready"`])
-    .join("\n");
+  const slice = `https://127.0.0.1:${port}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes`;
+  return [
+    ...addresses.map((a) => `hakube_retry ${attempts} 2 "kube-apiserver ${a} /readyz" -- ${readyzCheck(a, port)}`),
+    `hakube_slice_lists() {
+  curl --silent --fail --max-time 3 --cacert ${K8S_PKI}/ca.crt \\
+    --cert ${K8S_PKI}/apiserver-kubelet-client.crt --key ${K8S_PKI}/apiserver-kubelet-client.key \\
+    ${slice} | grep -q -F "\\"$1\\""
+}`,
+    ...addresses.map((a) => `hakube_retry ${attempts} 2 "kubernetes Service lists ${a}" -- hakube_slice_lists ${a}`),
+    `echo "hakube: ${addresses.length} apiservers ready and listed in the kubernetes Service"`,
+  ].join("\n");
 }
 
 export const apiServerDeleteScript = `systemctl disable --now kube-apiserver.service

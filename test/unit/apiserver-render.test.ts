@@ -1,6 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as yaml from "js-yaml";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { spawnSync } from "child_process";
 import {
   apiServerFlags,
   apiServerGateScript,
@@ -85,6 +89,31 @@ test("anonymous access is limited to health endpoints", () => {
 
 test("gate checks /readyz of every member with the cluster CA, bounded", () => {
   const script = apiServerGateScript(["10.0.0.11", "10.0.0.12", "10.0.0.13"], 6443, 30);
-  assert.equal(script.match(/hakube_retry 30 2/g)?.length, 3);
+  assert.equal(script.match(/hakube_retry 30 2 "kube-apiserver/g)?.length, 3);
   assert.match(script, /--cacert \/etc\/kubernetes\/pki\/ca.crt https:\/\/10.0.0.13:6443\/readyz/);
+  assert.equal(script.match(/hakube_retry 30 2 "kubernetes Service lists/g)?.length, 3);
+  // Every /readyz wait comes before the first EndpointSlice wait.
+  assert.ok(script.lastIndexOf("/readyz\" --") < script.indexOf("hakube_slice_lists 10.0.0.11"));
+});
+
+test("gate's EndpointSlice check passes only for an address the slice lists", () => {
+  const script = apiServerGateScript(["10.0.0.11"], 6443, 30);
+  const fn = script.slice(script.indexOf("hakube_slice_lists() {"), script.indexOf("\n}\n") + 3);
+  // A stand-in curl that records its arguments and prints a slice listing .11 and .12.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hakube-slice-"));
+  const slice = JSON.stringify({ kind: "EndpointSlice", endpoints: [{ addresses: ["10.0.0.11"] }, { addresses: ["10.0.0.12"] }] });
+  fs.writeFileSync(path.join(dir, "curl"), `#!/bin/sh\necho "$@" > ${dir}/args\necho '${slice}'\n`, { mode: 0o755 });
+  const check = (address: string) =>
+    spawnSync("bash", ["-c", `${fn}\nhakube_slice_lists ${address}`], { env: { PATH: `${dir}:/usr/bin:/bin` } }).status;
+  try {
+    assert.equal(check("10.0.0.11"), 0);
+    assert.equal(check("10.0.0.12"), 0);
+    assert.equal(check("10.0.0.13"), 1);
+    assert.equal(check("10.0.0.1"), 1, "a prefix of a listed address does not count");
+    const args = fs.readFileSync(path.join(dir, "args"), "utf8");
+    assert.match(args, /--cert \/etc\/kubernetes\/pki\/apiserver-kubelet-client.crt --key \/etc\/kubernetes\/pki\/apiserver-kubelet-client.key/);
+    assert.match(args, /https:\/\/127.0.0.1:6443\/apis\/discovery.k8s.io\/v1\/namespaces\/default\/endpointslices\/kubernetes/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
