@@ -77,7 +77,8 @@ export interface ApiServerPoolArgs {
  * kube-apiserver on every host: etcd over TLS, Node and RBAC authorization, one
  * service-account key pair everywhere, Secrets encrypted at rest with a generated key,
  * audit log, anonymous access only to health endpoints, and a graceful shutdown longer
- * than the balancer's detection time. `ready` completes when every /readyz answers.
+ * than the balancer's detection time. `ready` completes when every /readyz answers and
+ * the `kubernetes` Service's EndpointSlice lists every apiserver.
  */
 export class ApiServerPool extends pulumi.ComponentResource {
   public readonly ready: pulumi.Resource;
