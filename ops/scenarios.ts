@@ -280,27 +280,63 @@ export async function loseLeaseHolder(c: Cluster, label: string): Promise<Scenar
 export async function loseVipHolder(c: Cluster): Promise<ScenarioResult> {
   const victim = await vipHolder(c);
   if (!victim) throw new Error("no machine holds the VIP");
+  const macs = await machineMacs(c);
   return withProbes(c, "lose-vip-holder", async (facts) => {
     facts.victim = victim.name;
-    await sleep(3000);
-    const cutAt = Date.now();
-    facts.cutAt = cutAt;
-    await setLink(victim, false);
-    const moved = await waitFor("the VIP to move", 60_000, 50, async () => {
-      for (const h of c.outputs.hosts.filter((x) => x !== victim)) {
-        const r = await runAsync("ip", ["-n", h.netns, "-o", "-4", "addr", "show", "dev", "eth0"], { timeoutMs: 2000 });
-        if (r.stdout.includes(` ${c.outputs.virtualIp}/`)) return h;
+    // Which machine this host's ARP entry for the VIP points at, sampled every 200 ms
+    // (changes only, ms from the cut): shows why a client could not reach the new holder.
+    const neighbour: string[] = [];
+    facts.vipNeighbour = neighbour;
+    let sampling = true;
+    const sampler = (async () => {
+      let last = "";
+      for (let i = 0; sampling && i < 600; i++) {
+        const r = await runAsync("ip", ["neigh", "show", c.outputs.virtualIp], { timeoutMs: 2000 });
+        const mac = / lladdr ([0-9a-f:]+)/.exec(r.stdout)?.[1];
+        const state = r.stdout.trim().split(/\s+/).pop() ?? "";
+        const seen = `${mac ? (macs[mac] ?? mac) : "none"} ${state}`;
+        if (seen !== last) {
+          neighbour.push(`${Date.now() - ((facts.cutAt as number | undefined) ?? Date.now())} ${seen}`);
+          last = seen;
+        }
+        await sleep(200);
       }
-      return undefined;
-    });
-    facts.newVipHolder = moved.value.name;
-    facts.vipFailoverMs = Date.now() - cutAt;
-    await sleep(10_000);
-    facts.restoreAt = Date.now();
-    await setLink(victim, true);
-    facts.healthyAfterMs = await waitHealthy(c);
-    await sleep(3000);
+    })();
+    try {
+      await sleep(3000);
+      const cutAt = Date.now();
+      facts.cutAt = cutAt;
+      await setLink(victim, false);
+      const moved = await waitFor("the VIP to move", 60_000, 50, async () => {
+        for (const h of c.outputs.hosts.filter((x) => x !== victim)) {
+          const r = await runAsync("ip", ["-n", h.netns, "-o", "-4", "addr", "show", "dev", "eth0"], { timeoutMs: 2000 });
+          if (r.stdout.includes(` ${c.outputs.virtualIp}/`)) return h;
+        }
+        return undefined;
+      });
+      facts.newVipHolder = moved.value.name;
+      facts.vipFailoverMs = Date.now() - cutAt;
+      await sleep(10_000);
+      facts.restoreAt = Date.now();
+      await setLink(victim, true);
+      facts.healthyAfterMs = await waitHealthy(c);
+      await sleep(3000);
+    } finally {
+      sampling = false;
+      await sampler;
+    }
   });
+}
+
+/** MAC address of each machine's eth0, by MAC. */
+async function machineMacs(c: Cluster): Promise<Record<string, string>> {
+  const macs: Record<string, string> = {};
+  for (const h of c.outputs.hosts) {
+    const r = await runAsync("ip", ["-n", h.netns, "-o", "link", "show", "dev", "eth0"], { timeoutMs: 5000 });
+    const mac = / link\/ether ([0-9a-f:]+)/.exec(r.stdout)?.[1];
+    if (mac) macs[mac] = h.name;
+  }
+  return macs;
 }
 
 async function apiserverPid(c: Cluster, host: LocalHost): Promise<string> {

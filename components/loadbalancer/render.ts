@@ -115,6 +115,14 @@ export function renderKeepalivedConfig(s: KeepalivedSettings): string {
     "  vrrp_version 3",
     "  enable_script_security",
     "  script_user root",
+    // While it holds the VIP, re-announce it every second: a neighbour whose ARP entry
+    // still points at another machine (the lost holder, or a backup that was master for a
+    // moment when two took over at once) learns the holder within a second.
+    "  vrrp_garp_master_refresh 1",
+    "  vrrp_garp_master_refresh_repeat 1",
+    // A master stepping down for a higher priority first sends one advert, so the winner
+    // re-sends its gratuitous ARPs after the loser's last ones.
+    "  vrrp_higher_prio_send_advert true",
     "}",
     "",
     "vrrp_script hakube_haproxy {",

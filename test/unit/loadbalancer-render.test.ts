@@ -95,8 +95,13 @@ test("keepalived.conf: unicast VRRPv3, tracks HAProxy, and passes keepalived -t"
   assert.match(config, /unicast_peer \{\n\s+10.0.0.22\n\s+\}/);
   assert.match(config, /10.0.0.100\/32 dev eth0/);
   assert.match(config, /track_script \{\n\s+hakube_haproxy/);
+  // The holder re-announces the VIP every second and a stepping-down master speaks first.
+  assert.match(config, /vrrp_garp_master_refresh 1\n/);
+  assert.match(config, /vrrp_higher_prio_send_advert true/);
   const r = keepalivedCheck(config);
   assert.equal(r.status, 0, r.out);
+  // keepalived -t only warns about a keyword it does not know.
+  assert.doesNotMatch(r.out, /Unknown keyword/);
   assertGolden("keepalived.conf", config);
 });
 
