@@ -315,8 +315,17 @@ export async function loseVipHolder(c: Cluster): Promise<ScenarioResult> {
         return undefined;
       });
       facts.newVipHolder = moved.value.name;
-      facts.vipFailoverMs = Date.now() - cutAt;
-      await sleep(10_000);
+      const movedAt = Date.now();
+      facts.vipFailoverMs = movedAt - cutAt;
+      await sleep(4000);
+      // Mid-outage evidence: can the survivors serve at all (their /readyz, etcd as seen
+      // from the new holder)?
+      const survivors = c.outputs.hosts.filter((h) => h !== victim);
+      facts.midOutageReadyz = Object.fromEntries(
+        await Promise.all(survivors.map(async (h) => [h.name, await apiserverReady(c, h.address)] as const)),
+      );
+      facts.midOutageEtcdHealth = (await etcdHealth(c, moved.value)) ?? "unknown";
+      await sleep(Math.max(0, movedAt + 10_000 - Date.now()));
       facts.restoreAt = Date.now();
       await setLink(victim, true);
       facts.healthyAfterMs = await waitHealthy(c);
