@@ -63,8 +63,8 @@ function kubectlPath(): string {
 }
 
 /** The machine whose eth0 holds the VIP (read from the host, through the namespace). */
-export async function vipHolder(c: Cluster): Promise<LocalHost | undefined> {
-  for (const h of c.outputs.hosts) {
+export async function vipHolder(c: Cluster, among: readonly LocalHost[] = c.outputs.hosts): Promise<LocalHost | undefined> {
+  for (const h of among) {
     const r = await runAsync("ip", ["-n", h.netns, "-o", "-4", "addr", "show", "dev", "eth0"], { timeoutMs: 5000 });
     if (r.stdout.includes(` ${c.outputs.virtualIp}/`)) return h;
   }
@@ -307,20 +307,14 @@ export async function loseVipHolder(c: Cluster): Promise<ScenarioResult> {
       const cutAt = Date.now();
       facts.cutAt = cutAt;
       await setLink(victim, false);
-      const moved = await waitFor("the VIP to move", 60_000, 50, async () => {
-        for (const h of c.outputs.hosts.filter((x) => x !== victim)) {
-          const r = await runAsync("ip", ["-n", h.netns, "-o", "-4", "addr", "show", "dev", "eth0"], { timeoutMs: 2000 });
-          if (r.stdout.includes(` ${c.outputs.virtualIp}/`)) return h;
-        }
-        return undefined;
-      });
+      const survivors = c.outputs.hosts.filter((h) => h !== victim);
+      const moved = await waitFor("the VIP to move", 60_000, 50, () => vipHolder(c, survivors));
       facts.newVipHolder = moved.value.name;
       const movedAt = Date.now();
       facts.vipFailoverMs = movedAt - cutAt;
       await sleep(4000);
       // Mid-outage evidence: can the survivors serve at all (their /readyz, etcd as seen
       // from the new holder)?
-      const survivors = c.outputs.hosts.filter((h) => h !== victim);
       facts.midOutageReadyz = Object.fromEntries(
         await Promise.all(survivors.map(async (h) => [h.name, await apiserverReady(c, h.address)] as const)),
       );

@@ -45,16 +45,19 @@ export function createVpc(name: string, parent: pulumi.Resource, args: CreateVpc
     { vpcId: vpc.id, routes: [{ cidrBlock: "0.0.0.0/0", gatewayId: igw.id }], tags: tagged("public") },
     opts,
   );
-  const publicSubnets = args.zones.map((zone, i) => {
-    const subnet = new aws.ec2.Subnet(
-      `${name}-public-${i + 1}`,
-      // Instances ask for a public address explicitly (dev only); nothing gets one by default.
-      { vpcId: vpc.id, cidrBlock: layout.public[i], availabilityZone: zone, mapPublicIpOnLaunch: false, tags: tagged(`public-${i + 1}`) },
-      opts,
-    );
-    new aws.ec2.RouteTableAssociation(`${name}-public-${i + 1}-routes`, { subnetId: subnet.id, routeTableId: publicRoutes.id }, opts);
-    return subnet;
-  });
+  // One subnet per zone, each routed through `routes`. Instances ask for a public address
+  // explicitly (dev only); nothing gets one by default.
+  const subnets = (kind: "public" | "private", cidrs: readonly string[], routes: aws.ec2.RouteTable) =>
+    args.zones.map((zone, i) => {
+      const subnet = new aws.ec2.Subnet(
+        `${name}-${kind}-${i + 1}`,
+        { vpcId: vpc.id, cidrBlock: cidrs[i], availabilityZone: zone, mapPublicIpOnLaunch: false, tags: tagged(`${kind}-${i + 1}`) },
+        opts,
+      );
+      new aws.ec2.RouteTableAssociation(`${name}-${kind}-${i + 1}-routes`, { subnetId: subnet.id, routeTableId: routes.id }, opts);
+      return subnet;
+    });
+  const publicSubnets = subnets("public", layout.public, publicRoutes);
   let privateSubnets: aws.ec2.Subnet[] = [];
   if (args.privateSubnets) {
     const eip = new aws.ec2.Eip(`${name}-nat-ip`, { domain: "vpc", tags: tagged("nat") }, opts);
@@ -68,15 +71,7 @@ export function createVpc(name: string, parent: pulumi.Resource, args: CreateVpc
       { vpcId: vpc.id, routes: [{ cidrBlock: "0.0.0.0/0", natGatewayId: nat.id }], tags: tagged("private") },
       opts,
     );
-    privateSubnets = args.zones.map((zone, i) => {
-      const subnet = new aws.ec2.Subnet(
-        `${name}-private-${i + 1}`,
-        { vpcId: vpc.id, cidrBlock: layout.private[i], availabilityZone: zone, mapPublicIpOnLaunch: false, tags: tagged(`private-${i + 1}`) },
-        opts,
-      );
-      new aws.ec2.RouteTableAssociation(`${name}-private-${i + 1}-routes`, { subnetId: subnet.id, routeTableId: privateRoutes.id }, opts);
-      return subnet;
-    });
+    privateSubnets = subnets("private", layout.private, privateRoutes);
   }
   return {
     vpcId: vpc.id,

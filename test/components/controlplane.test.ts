@@ -9,18 +9,18 @@ let three: HaControlPlane;
 let five: HaControlPlane;
 before(async () => {
   [three, five] = await program(() => [
-  new HaControlPlane("c3", {
-  controlPlaneHosts: hosts(3),
-  loadBalancer: { keepalived: { virtualIp: "10.0.0.100" } },
-  binaries: { etcd: { kind: "release", digest: ETCD_DIGEST } },
-  }),
-  new HaControlPlane("c5", {
-  controlPlaneHosts: hosts(5, "cp5", 20),
-  etcdHosts: hosts(5, "etcd", 40),
-  loadBalancer: { keepalived: { virtualIp: "10.0.0.200", hosts: hosts(2, "lb", 60) } },
-  binaries: { etcd: { kind: "release", digest: ETCD_DIGEST } },
-  controllers: { apiAccess: "balanced", leaderElection: { leaseDurationSeconds: 8, renewDeadlineSeconds: 6, retryPeriodSeconds: 1 } },
-  }),
+    new HaControlPlane("c3", {
+      controlPlaneHosts: hosts(3),
+      loadBalancer: { keepalived: { virtualIp: "10.0.0.100" } },
+      binaries: { etcd: { kind: "release", digest: ETCD_DIGEST } },
+    }),
+    new HaControlPlane("c5", {
+      controlPlaneHosts: hosts(5, "cp5", 20),
+      etcdHosts: hosts(5, "etcd", 40),
+      loadBalancer: { keepalived: { virtualIp: "10.0.0.200", hosts: hosts(2, "lb", 60) } },
+      binaries: { etcd: { kind: "release", digest: ETCD_DIGEST } },
+      controllers: { apiAccess: "balanced", leaderElection: { leaseDurationSeconds: 8, renewDeadlineSeconds: 6, retryPeriodSeconds: 1 } },
+    }),
   ]);
 });
 

@@ -321,6 +321,18 @@ func findSDKCommand(dir, name string) (string, error) {
 	}
 }
 
+// wait waits for a started child, which Cancel can signal meanwhile.
+func (h *host) wait(cmd *exec.Cmd) error {
+	h.mu.Lock()
+	h.children[cmd.Process] = struct{}{}
+	h.mu.Unlock()
+	err := cmd.Wait()
+	h.mu.Lock()
+	delete(h.children, cmd.Process)
+	h.mu.Unlock()
+	return err
+}
+
 func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.RunResponse, error) {
 	info := req.GetInfo()
 	progDir := info.GetProgramDirectory()
@@ -407,13 +419,7 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	if err := cmd.Start(); err != nil {
 		return &pulumirpc.RunResponse{Error: fmt.Sprintf("could not start node: %v", err)}, nil
 	}
-	h.mu.Lock()
-	h.children[cmd.Process] = struct{}{}
-	h.mu.Unlock()
-	err = cmd.Wait()
-	h.mu.Lock()
-	delete(h.children, cmd.Process)
-	h.mu.Unlock()
+	err = h.wait(cmd)
 
 	var exitErr *exec.ExitError
 	switch {
@@ -481,13 +487,7 @@ func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest, stream grpc.ServerStre
 	if err := cmd.Start(); err != nil {
 		return status.Errorf(codes.Internal, "could not start node: %v", err)
 	}
-	h.mu.Lock()
-	h.children[cmd.Process] = struct{}{}
-	h.mu.Unlock()
-	err = cmd.Wait()
-	h.mu.Lock()
-	delete(h.children, cmd.Process)
-	h.mu.Unlock()
+	err = h.wait(cmd)
 
 	code := 0
 	var exitErr *exec.ExitError
