@@ -19,6 +19,7 @@ export * from "./loadbalancer/render";
 export * from "./loadbalancer/keepalivedLoadBalancer";
 export * from "./controllers/render";
 export * from "./controllers/leaderElectedControllers";
+export * from "./controlplane/deployedVersions";
 export * from "./controlplane/haControlPlane";
 export * from "./machines/localRender";
 export * from "./machines/localMachines";

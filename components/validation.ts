@@ -12,7 +12,8 @@ export function invalid(
   expected: string,
 ): never {
   const shown = typeof value === "string" ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
-  throw new pulumi.ResourceError(`invalid argument ${argument}: got ${shown}; expected ${expected}`, parent);
+  // hideStack: Pulumi prints the message once, attached to the resource, without a trace.
+  throw new pulumi.ResourceError(`invalid argument ${argument}: got ${shown}; expected ${expected}`, parent, true);
 }
 
 /** The value of an input when it is a plain value at preview, else undefined. */

@@ -347,6 +347,41 @@ async function apiserverPid(c: Cluster, host: LocalHost): Promise<string> {
   return r.stdout.trim();
 }
 
+/** What runs on a host: each control-plane unit's start time and the version of its running binary. */
+export interface RunningComponent {
+  readonly host: string;
+  readonly unit: string;
+  /** CLOCK_MONOTONIC of the unit's last start, in µs: one clock for every machine (one kernel). */
+  readonly startedUs: number;
+  readonly version: string;
+}
+
+const CONTROL_PLANE_UNITS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+
+/** Asks systemd for each unit's start time and runs the process's own binary (`/proc/<pid>/exe --version`). */
+export async function runningComponents(c: Cluster): Promise<RunningComponent[]> {
+  const script = `for u in ${CONTROL_PLANE_UNITS.join(" ")}; do
+  pid=$(systemctl show -p MainPID --value "$u.service")
+  t=$(systemctl show -p ActiveEnterTimestampMonotonic --value "$u.service")
+  v=$( [ "$pid" -gt 0 ] 2>/dev/null && timeout 10 "/proc/$pid/exe" --version 2>/dev/null | head -n 1 || echo none)
+  echo "$u $t $v"
+done`;
+  const all = await Promise.all(
+    c.outputs.hosts.map(async (h) => {
+      const r = await c.cred.sshAsync(h.address, script, 30_000);
+      return r.stdout
+        .trim()
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => {
+          const [unit, started, ...version] = line.split(" ");
+          return { host: h.name, unit, startedUs: Number(started), version: version.join(" ").replace(/^Kubernetes /, "") };
+        });
+    }),
+  );
+  return all.flat();
+}
+
 /** 4. kill -9 of kube-apiserver on one machine; systemd restarts it. */
 export async function killApiserver(c: Cluster): Promise<ScenarioResult> {
   const vip = await vipHolder(c);

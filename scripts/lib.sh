@@ -12,6 +12,25 @@ require_root() {
   [ "$(id -u)" -eq 0 ] || die "run as root (sudo): local machines need network namespaces, a bridge and systemd-nspawn"
 }
 
+# become_root SCRIPT [ARG...]: as root, returns; otherwise runs SCRIPT again through sudo
+# (keeping PATH, where go and node may live, and the HAKUBE_* settings), or stops with a
+# message when there is no sudo. Local machines need network namespaces, a bridge and
+# systemd-nspawn, so these scripts run as root either way.
+become_root() {
+  [ "$(id -u)" -ne 0 ] || return 0
+  command -v sudo >/dev/null 2>&1 \
+    || die "run as root: local machines need network namespaces, a bridge and systemd-nspawn, and there is no sudo here (log in as root, or install sudo)"
+  local keep=("PATH=$PATH") v
+  for v in $(compgen -v HAKUBE_); do keep+=("$v=${!v}"); done
+  say "not root: running $(basename "$1") again through sudo"
+  exec sudo env "${keep[@]}" bash "$@"
+}
+
+# The Kubernetes version a stack file pins (hakube:kubernetesVersion), e.g. v1.37.2.
+stack_kubernetes_version() {
+  sed -n 's/^ *hakube:kubernetesVersion: *"\{0,1\}\(v[0-9.]*\)"\{0,1\} *$/\1/p' "$HAKUBE_ROOT/stacks/Pulumi.$1.yaml" | head -n 1
+}
+
 # Environment for the offline Pulumi CLI, the file backend inside the project and the
 # local stack's passphrase (random, generated once, mode 0600, never committed).
 pulumi_env() {

@@ -3,7 +3,7 @@
 # links, and the bridge.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-require_root
+become_root "$0" "$@"
 pulumi_env
 ensure_stack
 say "pulumi destroy --stack $HAKUBE_STACK"

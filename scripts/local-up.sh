@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The main job: a working HA control plane on local machines, and its status.
-# On a fresh machine, as root: installs what is missing, builds the toolchain if needed,
-# runs `pulumi up --stack local --yes` and prints a status summary.
+# On a fresh machine (as root, or through sudo): installs what is missing, builds the
+# toolchain the local stack runs if it is not cached (one Kubernetes version), runs
+# `pulumi up --stack local --yes` and prints a status summary.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-require_root
-bash "$HAKUBE_ROOT/scripts/setup.sh"
+become_root "$0" "$@"
+k8s=$(stack_kubernetes_version "$HAKUBE_STACK")
+[ -n "$k8s" ] || die "stacks/Pulumi.$HAKUBE_STACK.yaml sets no hakube:kubernetesVersion"
+bash "$HAKUBE_ROOT/scripts/setup.sh" pulumi plugins etcd "kubernetes-$k8s"
 pulumi_env
 ensure_stack
 say "pulumi up --stack $HAKUBE_STACK"
@@ -14,4 +17,4 @@ hpulumi up --yes --skip-preview
 say "pulumi up took $(( $(date +%s) - up_start )) s"
 (cd "$HAKUBE_ROOT" && npx tsc -p tsconfig.json && node build/ops/status.js)
 echo
-echo "Tear it all down with: sudo bash scripts/local-down.sh"
+echo "Tear it all down with: bash scripts/local-down.sh"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need on a fresh Debian machine (as root):
 # Debian packages, npm dependencies and the offline toolchain (cached; skipped when built).
+# Usage: scripts/setup.sh [toolchain family ...]   (default: every family; see
+# toolchain/build.sh --help). The main job passes only what the local stack runs.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-require_root
+become_root "$0" "$@"
 
 packages=(debootstrap systemd-container iproute2 util-linux procps haproxy keepalived curl openssl ca-certificates openssh-client shellcheck)
 missing=()
@@ -36,8 +38,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   say "npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi
-say "building the offline toolchain (skipped when cached in $HAKUBE_TOOLCHAIN_DIR)"
-if ! HAKUBE_TOOLCHAIN_DIR="$HAKUBE_TOOLCHAIN_DIR" bash toolchain/build.sh; then
+say "building the offline toolchain${*:+ ($*)} (skipped when cached in $HAKUBE_TOOLCHAIN_DIR)"
+if ! HAKUBE_TOOLCHAIN_DIR="$HAKUBE_TOOLCHAIN_DIR" bash toolchain/build.sh "$@"; then
   die "the toolchain build failed: see the messages above and the logs in $HAKUBE_TOOLCHAIN_DIR/logs; re-run scripts/setup.sh once fixed (finished parts are kept)"
 fi
 say "setup done"

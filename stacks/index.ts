@@ -120,10 +120,10 @@ function aws() {
     controlPlaneHosts: machines.controlPlaneHosts,
     etcdHosts: machines.externalEtcd ? machines.etcdHosts : undefined,
     loadBalancer: { external: api.external },
-    kubernetesVersion: config.get("kubernetesVersion") ?? "v1.36.0",
+    kubernetesVersion: config.get("kubernetesVersion"),
     etcdVersion: config.get("etcdVersion"),
     binaries: {
-      // v1.36.0 is pinned by hakube (other versions need hakube:kubernetesDigest);
+      // hakube pins the digests of v1.36.0, v1.37.0 and v1.37.1 (others need hakube:kubernetesDigest);
       // etcd's digest comes from the release's SHA256SUMS.
       kubernetes: { kind: "release", digest: config.get("kubernetesDigest") },
       etcd: { kind: "release", digest: etcdDigest },

@@ -28,8 +28,9 @@ GOBASE="${HAKUBE_GO_DIR:-/var/cache/hakube/go}"
 # Pins that are not read from package.json. Keep in step with the go.mod files.
 # Kubernetes: every version listed is built into kubernetes-<version>/ from its own Go
 # module toolchain/k8s/<version>/ (k8s.io/kubernetes at that version, staging modules at
-# v0.<minor>.<patch>); the newest is linked into bin/. v1.36.3 is served too.
-K8S_VERSIONS=(v1.36.4 v1.36.5)
+# v0.<minor>.<patch>); the newest is linked into bin/. The local stack runs the newest
+# (v1.37.2); the upgrade test starts from v1.36.5. Also served: v1.36.1, v1.36.3.
+K8S_VERSIONS=(v1.36.5 v1.37.2)
 ETCD_VERSION=v3.6.16
 ACTIONLINT_VERSION=v1.7.12
 DEFAULT_PULUMI=3.260.0
@@ -165,16 +166,26 @@ build_family() {
   rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
   say "$fam: building into $dir (log: $TC/logs/$fam.log)"
   local t=$(date +%s)
-  local rc=0 pid n=0
-  # The build runs in the background; every 30 s a line says it is still going and
-  # how many packages `go build -v` has compiled so far.
-  ( trap - ERR; set -e; "$fn" "$dir.tmp" "$@" ) >"$TC/logs/$fam.log" 2>&1 &
+  local rc=0 pid n=0 total=""
+  # The build runs in the background; every 30 s a line says how many of the packages
+  # it needs `go build -v` has compiled and, from the rate so far, about how long is left
+  # (packages already in the Go build cache are not compiled again, so the estimate
+  # errs long). The count comes from `go list -deps`, written first by the job itself.
+  rm -f "$TC/logs/$fam.total"
+  (
+    trap - ERR; set -e
+    "${fn}_packages" "$@" >"$TC/logs/$fam.packages"
+    (cd "$BUILD_DIR" && xargs go list -deps <"$TC/logs/$fam.packages" 2>/dev/null | wc -l) >"$TC/logs/$fam.total.tmp" || true
+    mv "$TC/logs/$fam.total.tmp" "$TC/logs/$fam.total"
+    "$fn" "$dir.tmp" "$@"
+  ) >"$TC/logs/$fam.log" 2>&1 &
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1
     n=$((n + 1))
     if [ $((n % 30)) = 0 ] && kill -0 "$pid" 2>/dev/null; then
-      say "$fam: still building (${n}s, $(wc -l <"$TC/logs/$fam.log") log lines)"
+      [ -n "$total" ] || total=$(cat "$TC/logs/$fam.total" 2>/dev/null || true)
+      say "$fam: $(progress "$n" "$total" "$(grep -cv '^go: ' "$TC/logs/$fam.log" || true)")"
     fi
   done
   wait "$pid" || rc=$?
@@ -194,8 +205,38 @@ build_family() {
   say "$fam: done in ${secs}s"
 }
 
+# progress ELAPSED-SECONDS TOTAL-PACKAGES COMPILED-PACKAGES: one line for the log.
+progress() {
+  local secs="$1" total="$2" done="$3"
+  local line="still building, $(minutes "$secs") so far"
+  if [ -n "$total" ] && [ "$total" -gt 0 ] 2>/dev/null; then
+    [ "$done" -le "$total" ] || done=$total
+    line="$line; $done of $total packages ($(( done * 100 / total ))%)"
+    if [ "$done" -ge $(( total / 20 + 1 )) ]; then
+      if [ "$done" -ge "$total" ]; then
+        line="$line, linking"
+      else
+        line="$line, about $(minutes $(( secs * (total - done) / done ))) left"
+      fi
+    fi
+  fi
+  echo "$line"
+}
+minutes() { if [ "$1" -ge 60 ]; then printf '%dm%02ds' $(( $1 / 60 )) $(( $1 % 60 )); else printf '%ds' "$1"; fi; }
+
 PLUGINS_DIR="plugins-v$PULUMI_VERSION-command-$COMMAND_VERSION-tls-$TLS_VERSION-kubernetes-$KUBERNETES_VERSION"
 LDPULUMI="-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION"
+
+# Each family: b_<name> OUT [ARG] builds; b_<name>_packages [ARG] prints its main
+# packages (relative to BUILD_DIR, which b_<name>_packages sets as a global first).
+b_pulumi_packages() { BUILD_DIR="$HERE/pulumi"; echo github.com/pulumi/pulumi/pkg/v3/cmd/pulumi; }
+b_plugins_packages() { BUILD_DIR="$HERE/pulumi"; echo ./cmd/pulumi-language-nodejs ./cmd/pulumi-resource-command ./cmd/pulumi-resource-tls ./cmd/pulumi-resource-kubernetes; }
+b_kubernetes_packages() {
+  BUILD_DIR="$HERE/k8s/$1"
+  echo k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+}
+b_etcd_packages() { BUILD_DIR="$HERE/etcd"; echo go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3 go.etcd.io/etcd/etcdutl/v3; }
+b_actionlint_packages() { BUILD_DIR="$HERE/actionlint"; echo github.com/rhysd/actionlint/cmd/actionlint; }
 
 b_pulumi() {
   cd "$HERE/pulumi"
@@ -284,6 +325,28 @@ link_all "$PLUGINS_DIR" pulumi-language-nodejs pulumi-resource-command pulumi-re
 link_all "kubernetes-$K8S_LATEST" kube-apiserver kube-controller-manager kube-scheduler kubectl
 link_all "etcd-$ETCD_VERSION" etcd etcdctl etcdutl
 link_all "actionlint-$ACTIONLINT_VERSION" actionlint
+
+# Node.js dynamic providers (pulumi.dynamic.Resource, e.g. hakube's DeployedVersions) run
+# in the plugin `pulumi-resource-pulumi-nodejs`, which the engine looks for next to the
+# pulumi binary (a "bundled" plugin): a small launcher of @pulumi/pulumi's
+# cmd/dynamic-provider from the node_modules nearest above the folder the engine starts
+# it in (the program's folder, stacks/ here). Written by rename, like the links above.
+cat >"$TC/bin/.pulumi-resource-pulumi-nodejs.new" <<'LAUNCHER'
+#!/bin/sh
+# Written by hakube toolchain/build.sh: starts the Node.js dynamic provider host of the
+# @pulumi/pulumi in the nearest node_modules above the current folder.
+d=$PWD
+while [ ! -f "$d/node_modules/@pulumi/pulumi/cmd/dynamic-provider/index.js" ]; do
+  if [ "$d" = / ]; then
+    echo "pulumi-resource-pulumi-nodejs: no node_modules/@pulumi/pulumi in $PWD or above it" >&2
+    exit 1
+  fi
+  d=$(dirname "$d")
+done
+exec node "$d/node_modules/@pulumi/pulumi/cmd/dynamic-provider" "$@"
+LAUNCHER
+chmod 0755 "$TC/bin/.pulumi-resource-pulumi-nodejs.new"
+mv -f "$TC/bin/.pulumi-resource-pulumi-nodejs.new" "$TC/bin/pulumi-resource-pulumi-nodejs"
 
 # Provider plugins into the plugin cache at the npm packages' versions, so the engine
 # finds resource-<name>-v<version> without downloading anything.

@@ -8,7 +8,7 @@ import { BinaryPlan, installBinaries, planBinaries } from "../binaries/install";
 import { gateStep, hostStep, StepFile } from "../remote/hostStep";
 import { invalid, requireCidr, requireHosts, requireInteger, requireVersion } from "../validation";
 import { isDnsName } from "../net";
-import { parseVersion } from "../version";
+import { DEFAULT_KUBERNETES_VERSION, MINIMUM_KUBERNETES_VERSION, parseVersion } from "../version";
 import {
   apiServerCreateScript,
   apiServerDeleteScript,
@@ -25,7 +25,6 @@ import {
   K8S_PKI,
 } from "./render";
 
-export const DEFAULT_KUBERNETES_VERSION = "v1.36.0";
 const FORBIDDEN_FLAGS = ["insecure-port", "insecure-bind-address", "apiserver-count", "anonymous-auth"];
 
 export interface ApiServerPoolArgs {
@@ -34,7 +33,7 @@ export interface ApiServerPoolArgs {
   readonly pki: ClusterPki;
   /** Apiservers start once this cluster is ready, and store their data in it. */
   readonly etcd: EtcdCluster;
-  /** @default "v1.36.0" */
+  /** @default "v1.37.1" (`DEFAULT_KUBERNETES_VERSION`) */
   readonly kubernetesVersion?: string;
   /** @default { kind: "release" } */
   readonly binaries?: BinarySource;
@@ -97,7 +96,7 @@ export class ApiServerPool extends pulumi.ComponentResource {
       this,
       "kubernetesVersion",
       args.kubernetesVersion ?? DEFAULT_KUBERNETES_VERSION,
-      parseVersion("1.33.0"),
+      parseVersion(MINIMUM_KUBERNETES_VERSION),
     ).text;
     this.securePort = requireInteger(this, "securePort", args.securePort ?? 6443, 1, 65535);
     const serviceCidr = requireCidr(this, "serviceCidr", args.serviceCidr ?? "10.96.0.0/12");

@@ -340,7 +340,7 @@ export class AwsMachines extends pulumi.ComponentResource {
     return [0, 1, 2].map((i) =>
       available.names.apply((names) => {
         if (names.length < 3) {
-          throw new pulumi.ResourceError(`the region has ${names.length} available zone(s); hakube spreads hosts over 3 (set availabilityZones)`, this);
+          throw new pulumi.ResourceError(`the region has ${names.length} available zone(s); hakube spreads hosts over 3 (set availabilityZones)`, this, true);
         }
         return names[i];
       }),

@@ -39,11 +39,24 @@ export const defaultBinarySource: BinarySource = { kind: "release" };
 /**
  * Digests copied from official release notes, so that the default (download) source
  * is verified without the user supplying anything. Kubernetes: the SHA-512 of
- * kubernetes-server-linux-<arch>.tar.gz from CHANGELOG-1.36.md. Other versions need
+ * kubernetes-server-linux-<arch>.tar.gz from CHANGELOG-1.36.md and CHANGELOG-1.37.md
+ * (as shipped in the k8s.io/kubernetes module at v1.37.2). Other versions need
  * `digest`.
  */
 export const pinnedReleaseDigests: Record<BinaryKind, Record<string, Partial<Record<"amd64" | "arm64", string>>>> = {
   kubernetes: {
+    "v1.37.1": {
+      amd64:
+        "sha512:7460f368c6049dfec1121a0bb3528257f47439e4a0c3d8b1740377cf21073e45c7d911845b8de61d68aae6b57cafa24885d8378f183a26bc2df0d321c4993afd",
+      arm64:
+        "sha512:c832cfb9ad04180cf6c4469a8950bf58c0c28066b4543e520a7a25460bbb6f763b17cc535e010f5ddfcef7c695f2faceb9c584936b4d62a554c6b015be199f16",
+    },
+    "v1.37.0": {
+      amd64:
+        "sha512:f537143ccadab75bce7cfa97ae29999ec4fa5e09405ad65cb9b1dcd3b132a0eefde4fcc8653e0059113b1ffb163255df26cd4a725b07601a261c94e17cbcfc6e",
+      arm64:
+        "sha512:09d9be33f71a93704da6684e0c88872d3140e55c4ad9ae87a92045ac0423ce3770b282b6d5f13fbdb5e49dd817385d0e261ba5f22637eb14712f5301d39f8795",
+    },
     "v1.36.0": {
       amd64:
         "sha512:1c64da92575451c2c7ff97c79b772e603995f8e76da1371a6b0746aaa27b65dce81c4d734cbb50f40e71486a8e08df36f14e12974f97d4d29e41f23a172a6a25",

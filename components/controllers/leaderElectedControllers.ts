@@ -110,7 +110,12 @@ export class LeaderElectedControllers extends pulumi.ComponentResource {
 
     let previous: pulumi.Resource | undefined;
     const steps = args.hosts.map((host) => {
-      const binaries = installBinaries(`${name}-${host.name}-binaries`, host, "controllers", plan, { parent: this });
+      // After every apiserver is ready: in an upgrade the version-skew policy wants the
+      // apiservers on the new version before any controller-manager or scheduler.
+      const binaries = installBinaries(`${name}-${host.name}-binaries`, host, "controllers", plan, {
+        parent: this,
+        dependsOn: [args.apiServers.ready],
+      });
       const step = hostStep(
         `${name}-${host.name}`,
         {

@@ -17,8 +17,12 @@ import {
   requireDisjointRanges,
   requireEtcdMemberCount,
   requireHosts,
+  requireVersion,
   resolveLeaderElection,
 } from "../validation";
+import { DEFAULT_KUBERNETES_VERSION, MINIMUM_ETCD_VERSION, MINIMUM_KUBERNETES_VERSION, parseVersion } from "../version";
+import { DEFAULT_ETCD_VERSION } from "../etcd/etcdCluster";
+import { DeployedVersions } from "./deployedVersions";
 
 /** keepalived + HAProxy options, without what HaControlPlane supplies itself. */
 export type KeepalivedOptions = Omit<KeepalivedLoadBalancerArgs, "hosts" | "apiServers" | "pki"> & {
@@ -28,11 +32,13 @@ export type KeepalivedOptions = Omit<KeepalivedLoadBalancerArgs, "hosts" | "apiS
 
 /** An endpoint made outside (e.g. `AwsNetworkLoadBalancer`), already targeting the control-plane hosts. */
 export interface ExternalEndpointOptions {
+  /** The balancer's address and port (e.g. `AwsNetworkLoadBalancer.external.endpoint`); goes into the apiserver certificate's SANs. */
   readonly endpoint: ApiEndpoint;
   /** Worst-case seconds for the balancer to stop using a failing apiserver. */
   readonly detectionTimeSeconds: number;
 }
 
+/** Arguments of {@link HaControlPlane}; checked at preview (bad input throws a `ResourceError` naming the argument). */
 export interface HaControlPlaneArgs {
   /** Hosts running kube-apiserver, kube-controller-manager and kube-scheduler (and etcd when stacked). */
   readonly controlPlaneHosts: readonly Host[];
@@ -40,9 +46,13 @@ export interface HaControlPlaneArgs {
   readonly etcdHosts?: readonly Host[];
   /** The stable API endpoint: a keepalived VIP with HAProxy, or an external balancer. */
   readonly loadBalancer: { readonly keepalived: KeepalivedOptions } | { readonly external: ExternalEndpointOptions };
-  /** @default "v1.36.0" */
+  /**
+   * Upgrades move one minor release at a time and never back (checked at preview against
+   * the deployed version); apiservers roll first, then controller-manager and scheduler.
+   * @default "v1.37.1" (`DEFAULT_KUBERNETES_VERSION`)
+   */
   readonly kubernetesVersion?: string;
-  /** @default "v3.6.16" */
+  /** Moves one minor release at a time and never back, like kubernetesVersion. @default "v3.6.16" */
   readonly etcdVersion?: string;
   /** @default both { kind: "release" } */
   readonly binaries?: { readonly kubernetes?: BinarySource; readonly etcd?: BinarySource };
@@ -54,12 +64,16 @@ export interface HaControlPlaneArgs {
   readonly clusterDomain?: string;
   /** @default "hakube" */
   readonly clusterName?: string;
+  /** Certificate validity, early renewal and extra apiserver SANs, passed to {@link ClusterPki}. */
   readonly certificates?: Pick<ClusterPkiArgs, "caValidityHours" | "certificateValidityHours" | "earlyRenewalHours" | "extraApiServerSans">;
+  /** etcd tuning (timing, ports, data directory, ready timeout), passed to {@link EtcdCluster}. */
   readonly etcd?: Pick<EtcdClusterArgs, "heartbeatIntervalMs" | "electionTimeoutMs" | "clientPort" | "peerPort" | "dataDir" | "readyTimeoutSeconds">;
+  /** kube-apiserver tuning (port, shutdown delay, audit log, extra flags, etcd access), passed to {@link ApiServerPool}. */
   readonly apiServer?: Pick<
     ApiServerPoolArgs,
     "securePort" | "shutdownDelayDurationSeconds" | "audit" | "extraFlags" | "readyTimeoutSeconds" | "etcdAccess"
   >;
+  /** How controller-manager and scheduler reach the API and their leader-election timings, passed to {@link LeaderElectedControllers}. */
   readonly controllers?: Pick<LeaderElectedControllersArgs, "apiAccess" | "leaderElection" | "readyTimeoutSeconds">;
   /** Make a `@pulumi/kubernetes` Provider for the new cluster (loads the kubernetes plugin). @default true */
   readonly kubernetesProvider?: boolean;
@@ -73,16 +87,26 @@ export interface HaControlPlaneArgs {
 export class HaControlPlane extends pulumi.ComponentResource {
   /** `https://<endpoint>:<port>` */
   public readonly endpoint: pulumi.Output<string>;
+  /** PEM of the cluster CA (trust anchor for the API endpoint). */
   public readonly caCertificate: pulumi.Output<string>;
   /** Secret. */
   public readonly adminKubeconfig: pulumi.Output<string>;
+  /** A `@pulumi/kubernetes` Provider for the new cluster (unless `kubernetesProvider: false`). */
   public readonly provider?: k8s.Provider;
+  /** `https://<address>:<clientPort>` of every etcd member. */
   public readonly etcdEndpoints: pulumi.Output<string[]>;
+  /** CAs, certificates and kubeconfigs of the cluster. */
   public readonly pki: ClusterPki;
+  /** The etcd cluster (stacked or external). */
   public readonly etcd: EtcdCluster;
+  /** One kube-apiserver per control-plane host. */
   public readonly apiServers: ApiServerPool;
+  /** The stable API endpoint: the {@link KeepalivedLoadBalancer}, or the external endpoint given. */
   public readonly loadBalancer: ApiEndpoint;
+  /** kube-controller-manager and kube-scheduler, leader-elected. */
   public readonly controllers: LeaderElectedControllers;
+  /** The Kubernetes and etcd versions recorded in the state (checked against the next ones). */
+  public readonly versions: DeployedVersions;
   /** Completes when the API answers through the endpoint and both Leases are held. */
   public readonly ready: pulumi.Resource[];
 
@@ -119,6 +143,16 @@ export class HaControlPlane extends pulumi.ComponentResource {
       { argument: "podCidr", cidr: podCidr },
       [...cp, ...etcdHosts, ...balancerHosts],
     );
+    const kubernetesVersion = requireVersion(
+      this,
+      "kubernetesVersion",
+      args.kubernetesVersion ?? DEFAULT_KUBERNETES_VERSION,
+      parseVersion(MINIMUM_KUBERNETES_VERSION),
+    ).text;
+    const etcdVersion = requireVersion(this, "etcdVersion", args.etcdVersion ?? DEFAULT_ETCD_VERSION, parseVersion(MINIMUM_ETCD_VERSION)).text;
+    // Registered before anything that acts on a host: its check refuses, at preview, an
+    // upgrade that skips a minor release or goes back from the deployed versions.
+    this.versions = new DeployedVersions(`${name}-versions`, { kubernetesVersion, etcdVersion }, { parent: this });
     const detectionSeconds = keepalived ? haproxyDetectionSeconds(keepalived.healthCheck) : external!.detectionTimeSeconds;
     const apiEndpointAddress = keepalived ? pulumi.output(keepalived.virtualIp) : external!.endpoint.endpoint;
 
@@ -141,7 +175,7 @@ export class HaControlPlane extends pulumi.ComponentResource {
       {
         hosts: etcdHosts,
         pki: this.pki,
-        version: args.etcdVersion,
+        version: etcdVersion,
         binaries: args.binaries?.etcd,
         localApiServer: stacked ? { securePort: args.apiServer?.securePort ?? 6443, settleSeconds: detectionSeconds + 2 } : undefined,
         ...args.etcd,
@@ -154,7 +188,7 @@ export class HaControlPlane extends pulumi.ComponentResource {
         hosts: cp,
         pki: this.pki,
         etcd: this.etcd,
-        kubernetesVersion: args.kubernetesVersion,
+        kubernetesVersion,
         binaries: args.binaries?.kubernetes,
         serviceCidr: serviceCidr.text,
         clusterDomain: args.clusterDomain,

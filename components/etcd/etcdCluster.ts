@@ -5,7 +5,7 @@ import { BinarySource, defaultBinarySource } from "../binaries/source";
 import { installBinaries, planBinaries } from "../binaries/install";
 import { gateStep, hostStep, StepFile } from "../remote/hostStep";
 import { invalid, requireEtcdMemberCount, requireHosts, requireInteger, requireVersion } from "../validation";
-import { parseVersion } from "../version";
+import { MINIMUM_ETCD_VERSION, parseVersion } from "../version";
 import {
   clientUrl,
   ETCD_PKI,
@@ -70,7 +70,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
     super("hakube:index:EtcdCluster", name, {}, opts);
     requireHosts(this, "hosts", args.hosts);
     requireEtcdMemberCount(this, "hosts", args.hosts.length);
-    this.version = requireVersion(this, "version", args.version ?? DEFAULT_ETCD_VERSION, parseVersion("3.5.11")).text;
+    this.version = requireVersion(this, "version", args.version ?? DEFAULT_ETCD_VERSION, parseVersion(MINIMUM_ETCD_VERSION)).text;
     const heartbeatIntervalMs = requireInteger(this, "heartbeatIntervalMs", args.heartbeatIntervalMs ?? 100, 10, 10000);
     const electionTimeoutMs = requireInteger(this, "electionTimeoutMs", args.electionTimeoutMs ?? 1000, 50, 50000);
     if (electionTimeoutMs < 5 * heartbeatIntervalMs) {

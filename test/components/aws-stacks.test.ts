@@ -42,7 +42,7 @@ test("aws-dev: 3 control-plane hosts with stacked etcd, public addresses, intern
   assert.match(await valueOf<string>(outputs.endpoint), /^https:\/\/api-nlb-[0-9a-f]+\.elb\.eu-central-1\.amazonaws\.com:6443$/);
   assert.equal((await valueOf<unknown[]>(outputs.hosts)).length, 3);
   const apiserver = resources.find((r) => r.name === "test-apiserver-cp-1")!;
-  assert.match(await valueOf<string>(apiserver.props.update), /binaries v1\.36\.0 sha512:/, "Kubernetes v1.36.0 from the release, pinned digest");
+  assert.match(await valueOf<string>(apiserver.props.update), /binaries v1\.37\.1 sha512:/, "Kubernetes v1.37.1 (the default) from the release, pinned digest");
 });
 
 test("aws-prod: 3 control-plane hosts and 5 etcd hosts of their own, bastion, internal NLB", async () => {

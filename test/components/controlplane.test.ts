@@ -86,6 +86,13 @@ test("ordering: etcd ready before apiservers, apiservers ready before controller
   assert.ok(byName("c3-controllers-cp-3").dependsOn.map(nameOf).includes("c3-controllers-cp-2"));
   // Balanced controllers also wait for the balancer.
   assert.ok(byName("c5-controllers-cp5-1").dependsOn.map(nameOf).includes("c5-lb-ready"));
+  // Upgrades follow the version-skew order: the controllers' new binaries arrive only
+  // once every apiserver is ready (on its new version).
+  const controllerBinaries = recorded.filter((x) => /^c3-controllers-cp-\d+-binaries$/.test(x.name));
+  assert.equal(controllerBinaries.length, 3);
+  for (const r of controllerBinaries) {
+    assert.ok(r.dependsOn.map(nameOf).includes("c3-apiserver-ready"), `${r.name} waits for the apiservers`);
+  }
   const provider = of("c3", "pulumi:providers:kubernetes")[0];
   assert.deepEqual(provider.dependsOn.map(nameOf).sort(), ["c3-controllers-ready", "c3-lb-ready"]);
 });
@@ -207,7 +214,7 @@ test("a change re-runs exactly its step's update (never a replacement that would
   assert.match(update, /^# hakube step inputs/);
   assert.match(update, /^#   \/etc\/systemd\/system\/kube-apiserver.service sha256:[0-9a-f]{16}$/m);
   assert.match(update, /^#   \/etc\/kubernetes\/pki\/apiserver.key \(secret\)$/m);
-  assert.match(update, /^#   binaries v1.36.0 sha512:/m);
+  assert.match(update, /^#   binaries v1.37.1 sha512:/m);
   assert.doesNotMatch(update, /BEGIN|PRIVATE/);
   // The command SDK replaces a command whose triggers change: no per-host step has any.
   for (const r of recorded.filter((x) => x.type === "command:remote:Command" && /-(etcd|apiserver|controllers|lb)-[a-z0-9]+-\d+$/.test(x.name))) {
@@ -228,4 +235,14 @@ test("stacked apiservers use their local etcd member; external topology uses eve
 test("rolling etcd restarts drain the local apiserver only in the stacked topology", async () => {
   assert.match(await valueOf<string>(byName("c3-etcd-cp-1").props.update), /systemctl stop kube-apiserver.service/);
   assert.doesNotMatch(await valueOf<string>(byName("c5-etcd-etcd-1").props.update), /systemctl stop kube-apiserver.service/);
+});
+
+test("the deployed versions are recorded first, before anything acts on a host", async () => {
+  const versions = byName("c3-versions");
+  assert.equal(versions.type, "pulumi-nodejs:dynamic:Resource");
+  assert.equal(await valueOf(versions.props.kubernetesVersion), "v1.37.1", "the default Kubernetes version");
+  assert.equal(await valueOf(versions.props.etcdVersion), "v3.6.16");
+  assert.equal(versions.dependsOn.length, 0);
+  const children = recorded.filter((r) => r.name.startsWith("c3-") && r.type !== "hakube:index:HaControlPlane");
+  assert.equal(children[0].name, "c3-versions", "registered before the PKI, etcd and every step");
 });

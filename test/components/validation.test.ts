@@ -84,8 +84,8 @@ test("service range overlapping the pod range or the hosts' addresses", () => {
 
 test("unparsable or unsupported versions", () => {
   rejects({ ...base(), kubernetesVersion: "latest" }, /invalid argument kubernetesVersion: got "latest"; expected a release version such as "v1.36.3"/);
-  rejects({ ...base(), etcdVersion: "3.6" }, /invalid argument version: got "3.6"; expected a release version/);
-  rejects({ ...base(), kubernetesVersion: "v1.28.0" }, /invalid argument kubernetesVersion: got "v1.28.0"; expected a version 1.x at or above v1.33.0/);
+  rejects({ ...base(), etcdVersion: "3.6" }, /invalid argument etcdVersion: got "3.6"; expected a release version/);
+  rejects({ ...base(), kubernetesVersion: "v1.28.0" }, /invalid argument kubernetesVersion: got "v1.28.0"; expected a version 1.x at or above v1.36.0/);
 });
 
 test("a VIP that is also a host address", () => {

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { pulumi, stackOutputs } from "../../ops/localStack";
+import * as yaml from "js-yaml";
+import { pulumi, ROOT, stackOutputs } from "../../ops/localStack";
 import {
   between,
   Cluster,
@@ -18,12 +19,19 @@ import {
   loseQuietMachine,
   loseVipHolder,
   rollingUp,
+  runningComponents,
   ScenarioResult,
   waitHealthy,
 } from "../../ops/scenarios";
 
-/** The cluster starts one patch release below the stack's version, to roll it up in scenario 6. */
-const FROM_VERSION = process.env.HAKUBE_HA_FROM_VERSION ?? "v1.36.4";
+/**
+ * The cluster starts one minor release below the stack's version (stacks/Pulumi.local.yaml),
+ * to roll it up in scenario 6b as the version-skew policy orders it.
+ */
+const FROM_VERSION = process.env.HAKUBE_HA_FROM_VERSION ?? "v1.36.5";
+const STACK_CONFIG = (yaml.load(fs.readFileSync(path.join(ROOT, "stacks", "Pulumi.local.yaml"), "utf8")) as { config: Record<string, string> }).config;
+const TO_VERSION = STACK_CONFIG["hakube:kubernetesVersion"];
+const ETCD_VERSION = STACK_CONFIG["hakube:etcdVersion"];
 const TUNED = { leaseDurationSeconds: 8, renewDeadlineSeconds: 6, retryPeriodSeconds: 1 };
 const FLAG = JSON.stringify({ "max-requests-inflight": "500" });
 /** Also rolls etcd, one member at a time, in the same `pulumi up`. */
@@ -169,18 +177,59 @@ test("6a. a rolling apiserver flag (and etcd setting) change through pulumi up: 
   assert.equal(r.acknowledgedWritesLost, 0);
 });
 
-test("6b. a rolling Kubernetes patch upgrade through pulumi up: one host at a time, every apiserver on the new version", async () => {
-  const r = record(await rollingUp(c, "upgrade", config({ apiServerExtraFlags: FLAG, etcd: ETCD_TUNING })));
+test("6b. a rolling minor upgrade v1.36 -> v1.37 through pulumi up: apiservers first, then controller-manager and scheduler, one host at a time", async () => {
+  const before = await runningComponents(c);
+  assert.ok(before.every((x) => x.version === FROM_VERSION), `every component on ${FROM_VERSION} first: ${JSON.stringify(before)}`);
+  const r = record(await rollingUp(c, "upgrade", config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING })));
   const f = r.facts as any;
   assert.equal(f.upOk, true, f.upOutput);
-  assert.ok(f.versionsAfter.every((v: string) => v !== FROM_VERSION && v.startsWith("v1.36.")), `versions ${f.versionsAfter}`);
+  assert.deepEqual(f.versionsAfter, c.outputs.hosts.map(() => TO_VERSION), "every apiserver serves the new version");
+  const after = await runningComponents(c);
+  r.facts.componentsAfter = after;
+  assert.equal(after.length, 3 * c.outputs.hosts.length);
+  assert.ok(after.every((x) => x.version === TO_VERSION), `every running binary is ${TO_VERSION}: ${JSON.stringify(after)}`);
+  // The version-skew policy: no controller-manager or scheduler newer than an apiserver,
+  // so every apiserver restarted on the new version before the first controller did.
+  const lastApiserver = Math.max(...after.filter((x) => x.unit === "kube-apiserver").map((x) => x.startedUs));
+  const firstController = Math.min(...after.filter((x) => x.unit !== "kube-apiserver").map((x) => x.startedUs));
+  assert.ok(lastApiserver < firstController, `apiservers (last start ${lastApiserver}) before controllers (first start ${firstController})`);
   assert.ok(f.maxApiserversNotReadyAtOnce <= 1, `never more than one apiserver down (${f.maxApiserversNotReadyAtOnce})`);
   assert.ok(f.etcdMinHealthyMembers >= 2, "etcd quorum kept");
   assert.equal(r.acknowledgedWritesLost, 0);
 });
 
+test("6c. upgrades the version-skew policy forbids are refused at preview, and nothing changes", async () => {
+  const pinned = { apiServerExtraFlags: FLAG, etcd: ETCD_TUNING };
+  const back = pulumi(["preview", ...config({ ...pinned, kubernetesVersion: FROM_VERSION })], 300_000);
+  const backOut = back.stdout + back.stderr;
+  assert.notEqual(back.status, 0, "going back is refused");
+  assert.match(backOut, new RegExp(`invalid argument kubernetesVersion: got "${FROM_VERSION}"; .*going back from the deployed ${TO_VERSION}`));
+  // The program checks that a version's binaries exist before the engine checks the
+  // upgrade, so v1.39.0 gets a toolchain folder of its own (links to the current binaries).
+  const toolchain = fs.mkdtempSync(path.join(os.tmpdir(), "hakube-toolchain-"));
+  const cache = process.env.HAKUBE_TOOLCHAIN_DIR ?? "/var/cache/hakube/toolchain";
+  fs.symlinkSync(path.join(cache, `kubernetes-${TO_VERSION}`), path.join(toolchain, "kubernetes-v1.39.0"));
+  fs.symlinkSync(path.join(cache, `etcd-${ETCD_VERSION}`), path.join(toolchain, `etcd-${ETCD_VERSION}`));
+  const skip = pulumi(["preview", ...config({ ...pinned, kubernetesVersion: "v1.39.0", toolchainDir: toolchain })], 300_000);
+  fs.rmSync(toolchain, { recursive: true, force: true });
+  const skipOut = skip.stdout + skip.stderr;
+  assert.notEqual(skip.status, 0, "skipping a minor is refused");
+  assert.match(skipOut, /invalid argument kubernetesVersion: got "v1\.39\.0"; .*skips a minor release; upgrade to v1\.38\.x first/);
+  for (const out of [backOut, skipOut]) {
+    const diagnostics = out.slice(Math.max(0, out.indexOf("Diagnostics:")));
+    assert.equal(diagnostics.match(/invalid argument kubernetesVersion/g)?.length, 1, `the message once among the diagnostics:\n${out}`);
+  }
+  const same = pulumi(["preview", "--expect-no-changes", ...config({ ...pinned, kubernetesVersion: TO_VERSION })], 300_000);
+  assert.equal(same.status, 0, `the deployed cluster is unchanged:\n${same.stdout.slice(-3000)}`);
+  const now = await runningComponents(c);
+  assert.ok(now.every((x) => x.version === TO_VERSION));
+});
+
 test("2b. losing the lease holder with tuned timings (8/6/1)", async () => {
-  const tune = pulumi(["up", "--yes", "--skip-preview", ...config({ apiServerExtraFlags: FLAG, etcd: ETCD_TUNING, leaderElection: JSON.stringify(TUNED) })], 900_000);
+  const tune = pulumi(
+    ["up", "--yes", "--skip-preview", ...config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING, leaderElection: JSON.stringify(TUNED) })],
+    900_000,
+  );
   assert.equal(tune.status, 0, tune.stdout.slice(-3000));
   await waitHealthy(c);
   const r = record(await loseLeaseHolder(c, "tuned"));

@@ -120,6 +120,40 @@ test("a second preview reports no changes", () => {
   assert.equal(r.status, 0, `preview found changes or failed:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`);
 });
 
+/**
+ * The "Diagnostics:" part of a Pulumi run's output, where each message is listed once
+ * under its resource (the progress lines above it also show a failing resource's status).
+ */
+function diagnostics(out: string): string {
+  const at = out.indexOf("Diagnostics:");
+  return at < 0 ? "" : out.slice(at);
+}
+
+/** Lines that only a stack trace or an object dump would print. */
+const TRACE = /^\s+at .+[.:]\d+|ResourceError|__pulumi|\[Object\]|^\s*[{}]\s*$/m;
+
+test("a bad value is refused at preview with its message once, no stack trace, and the cluster untouched", () => {
+  const r = pulumi(["preview", "--config", "hakube:controlPlaneCount=4"], 300_000);
+  const out = r.stdout + r.stderr;
+  assert.notEqual(r.status, 0, "the preview fails");
+  const message = /invalid argument controlPlaneHosts \(stacked etcd\): got "4 host\(s\)"; expected an odd number of etcd members/g;
+  assert.equal(diagnostics(out).match(message)?.length, 1, `the message exactly once among the diagnostics:\n${out}`);
+  assert.match(diagnostics(out), /hakube:index:HaControlPlane \(local\):\n\s+error: invalid argument/, "under the resource it names");
+  assert.doesNotMatch(out, TRACE, `no stack trace or object dump:\n${out}`);
+  assert.doesNotMatch(out, /unhandled error|non-zero exit code/i, `no second, generic error:\n${out}`);
+  const again = pulumi(["preview", "--expect-no-changes"], 300_000);
+  assert.equal(again.status, 0, `the deployed stack is unchanged:\n${again.stdout.slice(-3000)}`);
+});
+
+test("an error of the stack program itself is one line too", () => {
+  const r = pulumi(["preview", "--config", "hakube:machines=gcp"], 300_000);
+  const out = r.stdout + r.stderr;
+  assert.notEqual(r.status, 0);
+  assert.equal(diagnostics(out).match(/hakube:machines is "gcp"; expected "local" or "aws"/g)?.length, 1, out);
+  assert.doesNotMatch(out, TRACE, out);
+  assert.doesNotMatch(out, /unhandled error|non-zero exit code/i, out);
+});
+
 test("destroy leaves no machine, namespace, link or bridge behind", () => {
   const r = destroy();
   destroyed = true;
