@@ -151,7 +151,7 @@ recipe() {
 # inputs_hash K8S-VERSION PATH...
 inputs_hash() {
   local k8s="$1"; shift
-  { echo "$GOV"; recipe "$k8s"; find "$@" -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16
+  { echo "$GOV"; recipe "$k8s"; find "$@" -type d -name '*test' -prune -o -type f \( -name '*.go' ! -name '*_test.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16
 }
 
 # build_family FAMILY LABEL DIR-NAME HASH FUNCTION [ARG...]
@@ -208,7 +208,8 @@ build_family() {
 # progress ELAPSED-SECONDS TOTAL-PACKAGES COMPILED-PACKAGES: one line for the log.
 progress() {
   local secs="$1" total="$2" done="$3"
-  local line="still building, $(minutes "$secs") so far"
+  local line
+  line="still building, $(minutes "$secs") so far"
   if [ -n "$total" ] && [ "$total" -gt 0 ] 2>/dev/null; then
     [ "$done" -le "$total" ] || done=$total
     line="$line; $done of $total packages ($(( done * 100 / total ))%)"

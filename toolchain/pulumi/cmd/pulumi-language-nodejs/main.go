@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/config"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 	"google.golang.org/grpc"
@@ -47,12 +48,16 @@ type host struct {
 	children map[*os.Process]struct{}
 }
 
-func main() {
-	h := &host{flagOptions: map[string]string{}, children: map[*os.Process]struct{}{}}
-	// The engine passes flags (some of them runtime options from Pulumi.yaml) and then
-	// the engine's address. Unknown flags are kept rather than rejected.
+func newHost() *host {
+	return &host{flagOptions: map[string]string{}, children: map[*os.Process]struct{}{}}
+}
+
+// parseArgs reads the host's command line: flags (-tracing=..., and runtime options
+// from Pulumi.yaml such as -typescript=false, kept by name; unknown flags are kept
+// rather than rejected; a flag without a value is "true"), then the engine's address.
+func (h *host) parseArgs(args []string) {
 	var positional []string
-	for _, a := range os.Args[1:] {
+	for _, a := range args {
 		if strings.HasPrefix(a, "-") {
 			name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 			if !hasValue {
@@ -70,6 +75,11 @@ func main() {
 	if len(positional) > 0 {
 		h.engineAddress = positional[0]
 	}
+}
+
+func main() {
+	h := newHost()
+	h.parseArgs(os.Args[1:])
 	if v, ok := h.flagOptions["version"]; ok && v == "true" {
 		fmt.Println(version)
 		return
@@ -227,8 +237,11 @@ func visit(pkgDir string, seen map[string]*pulumirpc.PackageDependency, walk fun
 		return nil // not a package (or unreadable): nothing to report
 	}
 	if p.Pulumi != nil && p.Pulumi.Resource {
+		// As upstream: the plugin's name is pulumi.name, or for a package of the @pulumi
+		// scope its simple name; a third-party package without pulumi.name names no
+		// plugin (upstream reports that as an error and leaves the package out).
 		name := p.Pulumi.Name
-		if name == "" {
+		if name == "" && strings.HasPrefix(p.Name, "@pulumi/") {
 			name = strings.TrimPrefix(p.Name, "@pulumi/")
 		}
 		v := p.Pulumi.Version
@@ -381,6 +394,9 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	if h.tracing != "" {
 		args = append(args, "--tracing", h.tracing)
 	}
+	// The entry point goes as an absolute path, never as ".": given ".", @pulumi/pulumi's
+	// run script would look for the entry point in package.json's exports/main, which in
+	// a library's repository (hakube's) names the built library, not the program.
 	if entry != "." && !filepath.IsAbs(entry) {
 		entry = filepath.Join(progDir, entry)
 	} else if entry == "." {
@@ -389,9 +405,9 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	args = append(args, entry)
 	args = append(args, req.GetArgs()...)
 
-	config, err := json.Marshal(req.GetConfig())
+	cfgJSON, err := runConfig(req.GetConfig())
 	if err != nil {
-		return nil, err
+		return &pulumirpc.RunResponse{Error: fmt.Sprintf("failed to serialize configuration: %v", err)}, nil
 	}
 	secretKeys := req.GetConfigSecretKeys()
 	if secretKeys == nil {
@@ -401,10 +417,9 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	if err != nil {
 		return nil, err
 	}
-	env := append(os.Environ(), "PULUMI_CONFIG="+string(config), "PULUMI_CONFIG_SECRET_KEYS="+string(secrets))
-	if ts, ok := h.option(info.GetOptions(), "typescript"); ok {
-		env = append(env, "PULUMI_NODEJS_TYPESCRIPT="+ts)
-	} else {
+	env := append(os.Environ(), "PULUMI_CONFIG="+cfgJSON, "PULUMI_CONFIG_SECRET_KEYS="+string(secrets))
+	// As upstream: typescript defaults to true and is passed only when true.
+	if ts, ok := h.option(info.GetOptions(), "typescript"); !ok || ts == "true" {
 		env = append(env, "PULUMI_NODEJS_TYPESCRIPT=true")
 	}
 	if tsconfig, ok := h.option(info.GetOptions(), "tsconfig"); ok && tsconfig != "" {
@@ -416,22 +431,47 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	cmd.Env = env
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return &pulumirpc.RunResponse{Error: fmt.Sprintf("could not start node: %v", err)}, nil
+	if err = cmd.Start(); err == nil {
+		err = h.wait(cmd)
 	}
-	err = h.wait(cmd)
+	return runResult(err), nil
+}
 
+// runResult turns how the program ended into the answer for the engine, as upstream's
+// host does: exit code 32 means @pulumi/pulumi already reported the error, so the
+// run bails (the engine then prints no "exited with non-zero exit code" line of its
+// own); any other code is an error naming the code; a program that could not even
+// start is a problem of the executor.
+func runResult(err error) *pulumirpc.RunResponse {
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:
-		return &pulumirpc.RunResponse{}, nil
+		return &pulumirpc.RunResponse{}
 	case errors.As(err, &exitErr) && exitErr.ExitCode() == alreadyReportedExitCode:
-		return &pulumirpc.RunResponse{Bail: true}, nil
+		return &pulumirpc.RunResponse{Bail: true}
+	case errors.As(err, &exitErr) && exitErr.ExitCode() == 0:
+		return &pulumirpc.RunResponse{Error: fmt.Sprintf("Program exited unexpectedly: %v", err)}
 	case errors.As(err, &exitErr):
-		return &pulumirpc.RunResponse{Error: fmt.Sprintf("Program exited with non-zero exit code: %d", exitErr.ExitCode())}, nil
+		return &pulumirpc.RunResponse{Error: fmt.Sprintf("Program exited with non-zero exit code: %d", exitErr.ExitCode())}
 	default:
-		return &pulumirpc.RunResponse{Error: err.Error()}, nil
+		return &pulumirpc.RunResponse{Error: fmt.Sprintf("Problem executing program (could not run language executor): %v", err)}
 	}
+}
+
+// runConfig is PULUMI_CONFIG for the program: the configuration as JSON, with keys in
+// the old `<namespace>:config:<name>` form, as upstream's host passes them
+// (@pulumi/pulumi reads both forms).
+func runConfig(cfg map[string]string) (string, error) {
+	out := make(map[string]string, len(cfg))
+	for k, v := range cfg {
+		key, err := config.ParseKey(k)
+		if err != nil {
+			return "", err
+		}
+		out[key.Namespace()+":config:"+key.Name()] = v
+	}
+	b, err := json.Marshal(out)
+	return string(b), err
 }
 
 // RunPlugin runs a plugin written in Node.js for the engine. Only policy packs

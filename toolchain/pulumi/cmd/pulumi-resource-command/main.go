@@ -2,11 +2,13 @@
 // the `command` Pulumi package that the @pulumi/command Node.js SDK drives:
 // local.Command, remote.Command (over SSH), remote.CopyToRemote and the local.run
 // function, with the SDK's property names and the upstream provider's semantics:
-// create runs on create; a change of any input but `triggers` is an update that runs
-// `update` (or `create` when there is no update command); `delete` runs on delete;
-// with addPreviousOutputInEnv (default true) the previous stdout and stderr are in
-// PULUMI_COMMAND_STDOUT and PULUMI_COMMAND_STDERR. The upstream provider's module is
-// not served by the Go module proxy here; see toolchain/README.md.
+// create runs on create; a change of any input but `triggers` (the connection too) is
+// an update that runs `update` (or `create` when there is no update command); a change
+// of `triggers` replaces; `delete` runs on delete; with addPreviousOutputInEnv (default
+// true) the previous stdout and stderr, when not empty, are in PULUMI_COMMAND_STDOUT
+// and PULUMI_COMMAND_STDERR. remote.CopyToRemote copies again only when its source or
+// remotePath changed. The upstream provider's module is not served by the Go module
+// proxy here; see toolchain/README.md.
 package main
 
 import (
@@ -36,60 +38,72 @@ var version = "0.0.0-dev"
 
 type V = provkit.Values
 
-// Inputs whose change only re-runs the update; `triggers` replaces (the SDK also sets
-// replaceOnChanges on it).
+// Inputs whose change is an in-place update (which runs `update`, or `create`);
+// `triggers` replaces (the SDK also sets replaceOnChanges on it).
 var commandUpdatable = []string{"create", "update", "delete", "environment", "dir", "interpreter", "stdin",
 	"logging", "addPreviousOutputInEnv", "connection", "assetPaths", "archivePaths"}
 
 func main() {
-	s := &provkit.Server{
+	if err := provkit.Main(newServer(localRunner, remoteRunner, copyToRemote)); err != nil {
+		fmt.Fprintf(os.Stderr, "pulumi-resource-command: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// newServer builds the provider from its transports: how a command runs locally and
+// remotely, and how a remote copy is made.
+func newServer(local, remote runner, copier func(context.Context, V) error) *provkit.Server {
+	return &provkit.Server{
 		Name:    "command",
 		Version: version,
 		Kinds: map[string]*provkit.Kind{
 			"command:local:Command": {
 				Updatable: commandUpdatable,
-				Create:    func(ctx context.Context, _ string, in V) (string, V, error) { return runCreate(ctx, in, localRunner) },
-				Update: func(ctx context.Context, _, _ string, st, oi, ni V, ch []string) (V, error) {
-					return runUpdate(ctx, st, ni, ch, localRunner)
+				Create:    func(ctx context.Context, _ string, in V) (string, V, error) { return runCreate(ctx, in, local) },
+				Update: func(ctx context.Context, _, _ string, st, _, ni V, _ []string) (V, error) {
+					return runUpdate(ctx, st, ni, local)
 				},
-				Delete: func(ctx context.Context, _, _ string, st V) error { return runDelete(ctx, st, localRunner) },
+				Delete: func(ctx context.Context, _, _ string, st V) error { return runDelete(ctx, st, local) },
 			},
 			"command:remote:Command": {
 				Updatable: commandUpdatable,
 				Validate:  validateConnection,
-				Create:    func(ctx context.Context, _ string, in V) (string, V, error) { return runCreate(ctx, in, remoteRunner) },
-				Update: func(ctx context.Context, _, _ string, st, oi, ni V, ch []string) (V, error) {
-					return runUpdate(ctx, st, ni, ch, remoteRunner)
+				Secrets:   []string{"connection"},
+				Create:    func(ctx context.Context, _ string, in V) (string, V, error) { return runCreate(ctx, in, remote) },
+				Update: func(ctx context.Context, _, _ string, st, _, ni V, _ []string) (V, error) {
+					return runUpdate(ctx, st, ni, remote)
 				},
-				Delete: func(ctx context.Context, _, _ string, st V) error { return runDelete(ctx, st, remoteRunner) },
+				Delete: func(ctx context.Context, _, _ string, st V) error { return runDelete(ctx, st, remote) },
 			},
 			"command:remote:CopyToRemote": {
 				Updatable: []string{"source", "remotePath", "connection"},
-				Validate:  validateConnection,
+				Validate:  validateCopy,
+				Secrets:   []string{"connection"},
 				Create: func(ctx context.Context, _ string, in V) (string, V, error) {
-					return newID(), V{}, copyToRemote(ctx, in)
+					return newID(), V{}, copier(ctx, in)
 				},
+				// As upstream: copy again only when the source or the destination changed;
+				// a new connection alone (another address or key for the machine) copies
+				// nothing.
 				Update: func(ctx context.Context, _, _ string, _, _, ni V, ch []string) (V, error) {
-					if onlyConnection(ch) {
-						return nil, nil
+					for _, c := range ch {
+						if c == "source" || c == "remotePath" {
+							return V{}, copier(ctx, ni)
+						}
 					}
-					return V{}, copyToRemote(ctx, ni)
+					return nil, nil
 				},
 			},
 		},
 		Invokes: map[string]func(context.Context, V) (V, error){
 			"command:local:run": func(ctx context.Context, in V) (V, error) {
-				stdout, stderr, err := localRunner(ctx, in, provkit.Str(in, "command"), nil)
+				stdout, stderr, err := local(ctx, in, provkit.Str(in, "command"), nil)
 				if err != nil {
 					return nil, err
 				}
 				return V{"stdout": stdout, "stderr": stderr}, nil
 			},
 		},
-	}
-	if err := provkit.Main(s); err != nil {
-		fmt.Fprintf(os.Stderr, "pulumi-resource-command: %v\n", err)
-		os.Exit(1)
 	}
 }
 
@@ -99,27 +113,25 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-func onlyConnection(changed []string) bool {
-	for _, c := range changed {
-		if c != "connection" {
-			return false
-		}
-	}
-	return true
-}
-
 // runner runs one command and returns its stdout and stderr (one trailing newline
 // trimmed, as upstream does).
 type runner func(ctx context.Context, in V, cmd string, extraEnv map[string]string) (string, string, error)
 
-func previousEnv(state V) map[string]string {
-	if !provkit.Bool(state, "addPreviousOutputInEnv", true) {
+// previousEnv holds the outputs of the previous run for the next one, as upstream
+// passes them: only when addPreviousOutputInEnv (of the inputs in force) is not false,
+// and each only when it is not empty.
+func previousEnv(in, state V) map[string]string {
+	if !provkit.Bool(in, "addPreviousOutputInEnv", true) {
 		return nil
 	}
-	return map[string]string{
-		"PULUMI_COMMAND_STDOUT": provkit.Str(state, "stdout"),
-		"PULUMI_COMMAND_STDERR": provkit.Str(state, "stderr"),
+	env := map[string]string{}
+	if s := provkit.Str(state, "stdout"); s != "" {
+		env["PULUMI_COMMAND_STDOUT"] = s
 	}
+	if s := provkit.Str(state, "stderr"); s != "" {
+		env["PULUMI_COMMAND_STDERR"] = s
+	}
+	return env
 }
 
 func runCreate(ctx context.Context, in V, run runner) (string, V, error) {
@@ -134,41 +146,23 @@ func runCreate(ctx context.Context, in V, run runner) (string, V, error) {
 	return newID(), out, nil
 }
 
-// Changes that do not re-run anything: the delete command, logging, flags, and the
-// connection (a new address or key for the same machine).
-var noRerun = map[string]bool{"delete": true, "logging": true, "addPreviousOutputInEnv": true, "connection": true}
-
-func runUpdate(ctx context.Context, state, in V, changed []string, run runner) (V, error) {
-	rerun := false
-	for _, c := range changed {
-		if !noRerun[c] {
-			rerun = true
-		}
-	}
-	if !rerun {
-		return V{"stdout": provkit.Str(state, "stdout"), "stderr": provkit.Str(state, "stderr")}, nil
-	}
+// runUpdate runs on every update, whichever input changed (the engine calls it only
+// when Diff found a change): `update`, or `create` when there is no update command;
+// with neither, the previous outputs stay.
+func runUpdate(ctx context.Context, state, in V, run runner) (V, error) {
+	prev := V{"stdout": provkit.Str(state, "stdout"), "stderr": provkit.Str(state, "stderr")}
 	c := provkit.Str(in, "update")
 	if c == "" {
 		c = provkit.Str(in, "create")
 	}
 	if c == "" {
-		return V{"stdout": "", "stderr": ""}, nil
+		return prev, nil
 	}
-	env := previousEnv(mergeFlag(state, in))
-	stdout, stderr, err := run(ctx, in, c, env)
+	stdout, stderr, err := run(ctx, in, c, previousEnv(in, prev))
 	if err != nil {
 		return nil, err
 	}
 	return V{"stdout": stdout, "stderr": stderr}, nil
-}
-
-func mergeFlag(state, in V) V {
-	m := V{"stdout": state["stdout"], "stderr": state["stderr"]}
-	if v, ok := in["addPreviousOutputInEnv"]; ok {
-		m["addPreviousOutputInEnv"] = v
-	}
-	return m
 }
 
 func runDelete(ctx context.Context, state V, run runner) error {
@@ -176,7 +170,7 @@ func runDelete(ctx context.Context, state V, run runner) error {
 	if c == "" {
 		return nil
 	}
-	_, _, err := run(ctx, state, c, previousEnv(state))
+	_, _, err := run(ctx, state, c, previousEnv(state, state))
 	return err
 }
 
@@ -252,6 +246,32 @@ func validateConnection(in V) map[string]string {
 		return map[string]string{"connection.proxy": "is not supported by hakube's command provider"}
 	}
 	return nil
+}
+
+// validateCopy checks a CopyToRemote's connection and source: an asset from a file or
+// a text, or an archive from a path, as upstream's Check requires.
+func validateCopy(in V) map[string]string {
+	p := validateConnection(in)
+	if p == nil {
+		p = map[string]string{}
+	}
+	switch src := in["source"].(type) {
+	case provkit.Asset:
+		if src.URI != "" {
+			p["source"] = "the asset must be a file asset or a text asset"
+		}
+	case provkit.Archive:
+		if src.Path == "" {
+			p["source"] = "the archive must be a path to a file or a directory"
+		}
+	case nil:
+		if _, present := in["source"]; !present {
+			p["source"] = "either an asset or an archive must be set"
+		}
+	default:
+		p["source"] = "either an asset or an archive must be set"
+	}
+	return p
 }
 
 // dial connects over SSH with the connection's retry policy (dialErrorLimit tries,
@@ -362,12 +382,32 @@ func remoteRunner(ctx context.Context, in V, command string, extra map[string]st
 	return trimNL(stdout.String()), trimNL(stderr.String()), nil
 }
 
-// copyToRemote copies a file asset or a path archive to remotePath: a file through
-// `cat`, a directory or archive as a tar stream unpacked under remotePath.
+// copyToRemote copies the source to remotePath with upstream's placement rules:
+//
+//	source         remotePath is a dir    remotePath is missing   remotePath is a file
+//	file           remotePath/<file>      remotePath              overwritten
+//	text asset     error                  remotePath              overwritten
+//	dir            remotePath/<dir>/...   remotePath/<dir>/...    error
+//	dir/           remotePath/...         remotePath/...          error
+//
+// Only the last element of remotePath is created; an archive file (.tar, .tgz...) is
+// copied as it is, not unpacked. Files travel through `cat`, directories as a tar
+// stream.
 func copyToRemote(ctx context.Context, in V) error {
 	dest := provkit.Str(in, "remotePath")
 	if dest == "" {
 		return provkit.Errorf("remotePath is required")
+	}
+	q := shellQuote
+	fileCmd := func(local string) string {
+		return fmt.Sprintf("if [ -d %s ]; then cat > %s; else cat > %s; fi", q(dest), q(path.Join(dest, filepath.Base(local))), q(dest))
+	}
+	openFile := func(p string) (io.Reader, func(), error) {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, nil, provkit.Errorf("source: %v", err)
+		}
+		return f, func() { f.Close() }, nil
 	}
 	var data io.Reader
 	var cmd string
@@ -375,28 +415,54 @@ func copyToRemote(ctx context.Context, in V) error {
 	case provkit.Asset:
 		switch {
 		case src.Path != "":
-			f, err := os.Open(src.Path)
+			r, done, err := openFile(src.Path)
 			if err != nil {
-				return provkit.Errorf("source: %v", err)
+				return err
 			}
-			defer f.Close()
-			data = f
+			defer done()
+			data, cmd = r, fileCmd(src.Path)
 		case src.URI != "":
 			return provkit.Errorf("source: remote (URI) assets are not supported by hakube's command provider")
 		default:
 			data = strings.NewReader(src.Text)
+			cmd = fmt.Sprintf("if [ -d %s ]; then echo %s >&2; exit 1; fi; cat > %s", q(dest),
+				q("remote path "+dest+" is a directory; when using a text asset, remotePath must be a file path"), q(dest))
 		}
-		cmd = "cat > " + shellQuote(dest)
 	case provkit.Archive:
 		if src.Path == "" {
 			return provkit.Errorf("source: only path archives (FileArchive) are supported by hakube's command provider")
 		}
-		buf, err := tarPath(src.Path)
+		st, err := os.Stat(src.Path)
 		if err != nil {
 			return provkit.Errorf("source: %v", err)
 		}
+		if !st.IsDir() {
+			r, done, err := openFile(src.Path)
+			if err != nil {
+				return err
+			}
+			defer done()
+			data, cmd = r, fileCmd(src.Path)
+			break
+		}
+		buf, err := tarDir(src.Path)
+		if err != nil {
+			return provkit.Errorf("source: %v", err)
+		}
+		target := dest
+		if !strings.HasSuffix(src.Path, "/") {
+			target = path.Join(dest, filepath.Base(src.Path))
+		}
+		mkdir := func(d string) string {
+			return fmt.Sprintf("if [ -e %s ] && [ ! -d %s ]; then echo %s >&2; exit 1; fi; [ -d %s ] || mkdir %s || exit 1; ",
+				q(d), q(d), q("remote path "+d+" exists but is not a directory"), q(d), q(d))
+		}
+		cmd = mkdir(dest)
+		if target != dest {
+			cmd += mkdir(target)
+		}
+		cmd += "tar -x -f - -C " + q(target)
 		data = buf
-		cmd = "mkdir -p " + shellQuote(dest) + " && tar -x -f - -C " + shellQuote(dest)
 	default:
 		return provkit.Errorf("source: an asset or an archive is required")
 	}
@@ -418,21 +484,11 @@ func copyToRemote(ctx context.Context, in V) error {
 	return nil
 }
 
-// tarPath packs a directory (its contents) or passes a .tar file through.
-func tarPath(p string) (io.Reader, error) {
-	st, err := os.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	if !st.IsDir() {
-		if strings.HasSuffix(p, ".tar") {
-			return os.Open(p)
-		}
-		return nil, fmt.Errorf("%s: only directories and .tar files are supported", p)
-	}
+// tarDir packs the contents of a directory.
+func tarDir(p string) (io.Reader, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	err = filepath.Walk(p, func(file string, fi os.FileInfo, err error) error {
+	err := filepath.Walk(p, func(file string, fi os.FileInfo, err error) error {
 		if err != nil {
 			return err
 		}

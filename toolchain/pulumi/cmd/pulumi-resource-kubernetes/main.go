@@ -35,11 +35,14 @@ func (s stub) CheckConfig(ctx context.Context, req *pulumirpc.CheckRequest) (*pu
 	return resp, nil
 }
 
-func main() {
-	s := stub{&provkit.Server{Name: "kubernetes", Version: version, Kinds: map[string]*provkit.Kind{},
+func newServer() stub {
+	return stub{&provkit.Server{Name: "kubernetes", Version: version, Kinds: map[string]*provkit.Kind{},
 		Unsupported: "hakube's offline kubernetes provider serves only the provider resource; " +
 			"manage cluster objects with kubectl, or install the upstream pulumi-resource-kubernetes plugin"}}
-	if err := provkit.MainServer("kubernetes", s); err != nil {
+}
+
+func main() {
+	if err := provkit.MainServer("kubernetes", newServer()); err != nil {
 		fmt.Fprintf(os.Stderr, "pulumi-resource-kubernetes: %v\n", err)
 		os.Exit(1)
 	}

@@ -1,10 +1,12 @@
 // Command pulumi-resource-tls is hakube's own implementation of the resources of the
 // `tls` Pulumi package that the @pulumi/tls Node.js SDK drives: PrivateKey,
 // SelfSignedCert, CertRequest, LocallySignedCert and the getPublicKey function, with
-// the SDK's property names and the upstream provider's semantics (every input change
-// replaces, except earlyRenewalHours; a certificate inside its early-renewal window
-// is replaced). The upstream provider's module is not served by the Go module proxy
-// here; see toolchain/README.md.
+// the SDK's property names and the upstream provider's (terraform-provider-tls)
+// semantics: every input change replaces, except earlyRenewalHours; a certificate
+// inside its early-renewal window (from validityEndTime - earlyRenewalHours on) is
+// replaced, and a refresh then records readyForRenewal = true; private keys are
+// returned as secrets. The upstream provider's module is not served by the Go module
+// proxy here; see toolchain/README.md.
 package main
 
 import (
@@ -39,8 +41,18 @@ var version = "0.0.0-dev"
 
 type V = provkit.Values
 
+// now is the clock (a variable so that tests can move it, as upstream's tests do).
+var now = time.Now
+
 func main() {
-	s := &provkit.Server{
+	if err := provkit.Main(newServer()); err != nil {
+		fmt.Fprintf(os.Stderr, "pulumi-resource-tls: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func newServer() *provkit.Server {
+	return &provkit.Server{
 		Name:    "tls",
 		Version: version,
 		Kinds: map[string]*provkit.Kind{
@@ -48,41 +60,47 @@ func main() {
 				Defaults: V{"rsaBits": 2048.0, "ecdsaCurve": "P224"},
 				Validate: validateKey,
 				Create:   createKey,
+				Secrets:  []string{"privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"},
 			},
 			"tls:index/selfSignedCert:SelfSignedCert": {
 				Updatable: []string{"earlyRenewalHours"},
 				Defaults:  V{"earlyRenewalHours": 0.0, "isCaCertificate": false, "setSubjectKeyId": false, "setAuthorityKeyId": false},
-				Validate:  validateUses,
+				Validate:  validateCert,
 				Create:    createSelfSigned,
 				Update:    updateRenewal,
 				Replace:   dueForRenewal,
+				Refresh:   refreshRenewal,
+				Secrets:   []string{"privateKeyPem"},
 			},
 			"tls:index/certRequest:CertRequest": {
-				Create: createRequest,
+				Create:  createRequest,
+				Secrets: []string{"privateKeyPem"},
 			},
 			"tls:index/locallySignedCert:LocallySignedCert": {
 				Updatable: []string{"earlyRenewalHours"},
 				Defaults:  V{"earlyRenewalHours": 0.0, "isCaCertificate": false, "setSubjectKeyId": false},
-				Validate:  validateUses,
+				Validate:  validateCert,
 				Create:    createLocallySigned,
 				Update:    updateRenewal,
 				Replace:   dueForRenewal,
+				Refresh:   refreshRenewal,
+				Secrets:   []string{"caPrivateKeyPem"},
 			},
 		},
 		Invokes: map[string]func(context.Context, V) (V, error){
 			"tls:index/getPublicKey:getPublicKey": getPublicKey,
 		},
 	}
-	if err := provkit.Main(s); err != nil {
-		fmt.Fprintf(os.Stderr, "pulumi-resource-tls: %v\n", err)
-		os.Exit(1)
-	}
 }
 
 func validateKey(in V) map[string]string {
 	p := map[string]string{}
 	switch a := provkit.Str(in, "algorithm"); a {
-	case "RSA", "ECDSA", "ED25519", "":
+	case "RSA", "ECDSA", "ED25519":
+	case "":
+		if _, known := in["algorithm"]; !known {
+			p["algorithm"] = "is required"
+		}
 	default:
 		p["algorithm"] = fmt.Sprintf("must be RSA, ECDSA or ED25519, got %q", a)
 	}
@@ -121,8 +139,15 @@ var extUsages = map[string]x509.ExtKeyUsage{
 	"netscape_server_gated_crypto":  x509.ExtKeyUsageNetscapeServerGatedCrypto,
 }
 
-func validateUses(in V) map[string]string {
+// validateCert checks a certificate's inputs as upstream's validators do: known
+// allowed uses, and validityPeriodHours and earlyRenewalHours of at least 0.
+func validateCert(in V) map[string]string {
 	p := map[string]string{}
+	for _, k := range []string{"validityPeriodHours", "earlyRenewalHours"} {
+		if n, ok := in[k].(float64); ok && n < 0 {
+			p[k] = fmt.Sprintf("must be at least 0, got %v", n)
+		}
+	}
 	for _, u := range provkit.Strs(in, "allowedUses") {
 		_, k := keyUsages[u]
 		_, e := extUsages[u]
@@ -187,7 +212,12 @@ func createKey(_ context.Context, _ string, in V) (string, V, error) {
 	for k, v := range pub {
 		out[k] = v
 	}
-	sum := sha1.Sum([]byte(out["publicKeyPem"].(string)))
+	// The ID, as upstream's: the SHA-1 of the public key's DER (PKIX), in hex.
+	der, err := x509.MarshalPKIXPublicKey(priv.Public())
+	if err != nil {
+		return "", nil, err
+	}
+	sum := sha1.Sum([]byte(strings.TrimSpace(string(der))))
 	return fmt.Sprintf("%x", sum), out, nil
 }
 
@@ -296,15 +326,17 @@ func template(in V) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	hours := provkit.Num(in, "validityPeriodHours", 0)
-	if hours <= 0 {
-		return nil, provkit.Errorf("validityPeriodHours must be a positive number of hours")
+	// 0 hours is allowed, as upstream: the certificate is born expired (and so due for
+	// renewal at once).
+	hours := provkit.Num(in, "validityPeriodHours", -1)
+	if hours < 0 {
+		return nil, provkit.Errorf("validityPeriodHours must be a number of hours (at least 0)")
 	}
-	now := time.Now().UTC().Truncate(time.Second)
+	start := now().UTC().Truncate(time.Second)
 	t := &x509.Certificate{
 		SerialNumber:          serial,
-		NotBefore:             now,
-		NotAfter:              now.Add(time.Duration(hours * float64(time.Hour))),
+		NotBefore:             start,
+		NotAfter:              start.Add(time.Duration(hours * float64(time.Hour))),
 		BasicConstraintsValid: true,
 		IsCA:                  provkit.Bool(in, "isCaCertificate", false),
 	}
@@ -326,42 +358,81 @@ func template(in V) (*x509.Certificate, error) {
 	return t, nil
 }
 
+// subjectKeyID is the SHA-1 of the public key as upstream computes it: of the PKCS#1
+// RSAPublicKey for RSA, of the uncompressed point for ECDSA, of the DER OCTET STRING
+// of the key for ED25519.
 func subjectKeyID(pub crypto.PublicKey) []byte {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
+	var data []byte
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		data = x509.MarshalPKCS1PublicKey(k)
+	case *ecdsa.PublicKey:
+		// The SubjectPublicKeyInfo's BIT STRING holds the uncompressed point (P224 too,
+		// which crypto/ecdh does not know).
+		der, err := x509.MarshalPKIXPublicKey(k)
+		if err != nil {
+			return nil
+		}
+		var spki struct {
+			Algorithm pkix.AlgorithmIdentifier
+			PublicKey asn1.BitString
+		}
+		if _, err := asn1.Unmarshal(der, &spki); err != nil {
+			return nil
+		}
+		data = spki.PublicKey.Bytes
+	case ed25519.PublicKey:
+		b, err := asn1.Marshal([]byte(k))
+		if err != nil {
+			return nil
+		}
+		data = b
+	default:
 		return nil
 	}
-	var spki struct {
-		Algorithm pkix.AlgorithmIdentifier
-		PublicKey asn1.BitString
-	}
-	if _, err := asn1.Unmarshal(der, &spki); err != nil {
-		return nil
-	}
-	sum := sha1.Sum(spki.PublicKey.Bytes)
+	sum := sha1.Sum(data)
 	return sum[:]
 }
 
+// certOutputs are a new certificate's outputs. readyForRenewal is true from the start,
+// as upstream's plan sets it, only for a certificate born inside its renewal window: 0
+// validity hours, or earlyRenewalHours >= validityPeriodHours.
 func certOutputs(t *x509.Certificate, der []byte, in V) V {
+	validity, early := provkit.Num(in, "validityPeriodHours", 0), provkit.Num(in, "earlyRenewalHours", 0)
 	return V{
 		"certPem":           pemBlock("CERTIFICATE", der),
 		"validityStartTime": t.NotBefore.Format(time.RFC3339),
 		"validityEndTime":   t.NotAfter.Format(time.RFC3339),
-		"readyForRenewal":   renewalDue(t.NotAfter.Format(time.RFC3339), provkit.Num(in, "earlyRenewalHours", 0)),
+		"readyForRenewal":   validity == 0 || early >= validity,
 	}
 }
 
+// renewalDue says whether a certificate ending at end is due for renewal with
+// earlyHours of early renewal: from end - earlyHours on, as upstream (the time left
+// to the early-renewal time is <= 0).
 func renewalDue(end string, earlyHours float64) bool {
 	e, err := time.Parse(time.RFC3339, end)
 	if err != nil {
 		return false
 	}
-	return !time.Now().Before(e.Add(-time.Duration(earlyHours * float64(time.Hour))))
+	return !now().Before(e.Add(-time.Duration(earlyHours * float64(time.Hour))))
 }
 
+// dueForRenewal (Diff) replaces a certificate due for renewal, with the
+// earlyRenewalHours of the new inputs, as upstream's plan does.
 func dueForRenewal(state, in V) bool {
 	end := provkit.Str(state, "validityEndTime")
 	return end != "" && renewalDue(end, provkit.Num(in, "earlyRenewalHours", 0))
+}
+
+// refreshRenewal (Read) records readyForRenewal = true for a certificate due for
+// renewal with the earlyRenewalHours of its state, as upstream's Read does.
+func refreshRenewal(state, _ V) V {
+	end := provkit.Str(state, "validityEndTime")
+	if end != "" && renewalDue(end, provkit.Num(state, "earlyRenewalHours", 0)) {
+		return V{"readyForRenewal": true}
+	}
+	return nil
 }
 
 func updateRenewal(_ context.Context, _, _ string, state, _, newIn V, _ []string) (V, error) {
@@ -388,11 +459,19 @@ func createSelfSigned(_ context.Context, _ string, in V) (string, V, error) {
 	if t.DNSNames, t.IPAddresses, t.URIs, err = sans(in); err != nil {
 		return "", nil, err
 	}
+	if err := checkCASubject(t); err != nil {
+		return "", nil, err
+	}
 	if provkit.Bool(in, "setSubjectKeyId", false) || t.IsCA {
 		t.SubjectKeyId = subjectKeyID(key.Public())
 	}
 	if provkit.Bool(in, "setAuthorityKeyId", false) {
-		t.AuthorityKeyId = subjectKeyID(key.Public())
+		// The issuer is the certificate itself: its subject key identifier.
+		if len(t.SubjectKeyId) == 0 {
+			return "", nil, provkit.Errorf("setAuthorityKeyId: could not determine the authority key identifier " +
+				"(set setSubjectKeyId or isCaCertificate)")
+		}
+		t.AuthorityKeyId = t.SubjectKeyId
 	}
 	der, err := x509.CreateCertificate(rand.Reader, t, t, key.Public(), key)
 	if err != nil {
@@ -401,6 +480,15 @@ func createSelfSigned(_ context.Context, _ string, in V) (string, V, error) {
 	out := certOutputs(t, der, in)
 	out["keyAlgorithm"] = alg
 	return t.SerialNumber.String(), out, nil
+}
+
+// checkCASubject: a CA certificate needs at least one distinguished name in its
+// subject (RFC 5280 4.1.2.6), which upstream enforces.
+func checkCASubject(t *x509.Certificate) error {
+	if t.IsCA && len(t.Subject.ToRDNSequence()) == 0 {
+		return provkit.Errorf("subject: must contain at least one distinguished name when creating a certificate authority (isCaCertificate)")
+	}
+	return nil
 }
 
 func createRequest(_ context.Context, _ string, in V) (string, V, error) {
@@ -451,6 +539,9 @@ func createLocallySigned(_ context.Context, _ string, in V) (string, V, error) {
 	}
 	t.Subject = csr.Subject
 	t.DNSNames, t.IPAddresses, t.URIs, t.EmailAddresses = csr.DNSNames, csr.IPAddresses, csr.URIs, csr.EmailAddresses
+	if err := checkCASubject(t); err != nil {
+		return "", nil, err
+	}
 	if provkit.Bool(in, "setSubjectKeyId", false) || t.IsCA {
 		t.SubjectKeyId = subjectKeyID(csr.PublicKey)
 	}

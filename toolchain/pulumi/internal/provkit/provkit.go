@@ -4,8 +4,11 @@
 // property maps into plain Go values for the handlers.
 //
 // The providers do not accept secrets (the engine strips secrets before calling and
-// marks outputs secret again where the input of the same name was secret) and do not
-// run during previews (outputs of new or changed resources are unknown in a preview).
+// marks outputs secret again where the input of the same name was secret, which is
+// also how upstream's providers flow secretness by default); outputs that upstream's
+// schemas mark secret (Kind.Secrets) are returned as secrets, which the engine keeps.
+// They do not run during previews (outputs of new or changed resources are unknown in
+// a preview).
 package provkit
 
 import (
@@ -55,6 +58,12 @@ type Kind struct {
 	// Replace may force a replacement from the current state (e.g. a certificate due
 	// for renewal).
 	Replace func(state, in Values) bool
+	// Refresh returns outputs to lay over the state on a refresh (Read); nil keeps the
+	// state as it is.
+	Refresh func(state, in Values) Values
+	// Secrets lists outputs that are always returned as secrets (as the upstream
+	// providers mark them in their schemas), whatever the engine sent.
+	Secrets []string
 }
 
 // Server implements pulumirpc.ResourceProviderServer for a table of kinds.
@@ -81,6 +90,10 @@ func MainServer(name string, srv pulumirpc.ResourceProviderServer) error {
 
 var opts = plugin.MarshalOptions{KeepUnknowns: true, SkipNulls: true}
 
+// outOpts marshals results: the engine keeps secrets in what a provider returns even
+// when the provider does not accept secrets.
+var outOpts = plugin.MarshalOptions{KeepUnknowns: true, SkipNulls: true, KeepSecrets: true}
+
 func unmarshal(s *structpb.Struct) (resource.PropertyMap, error) {
 	if s == nil {
 		return resource.PropertyMap{}, nil
@@ -90,6 +103,16 @@ func unmarshal(s *structpb.Struct) (resource.PropertyMap, error) {
 
 func marshal(m resource.PropertyMap) (*structpb.Struct, error) {
 	return plugin.MarshalProperties(m, opts)
+}
+
+// marshalOut marshals a result, marking the kind's secret outputs.
+func (k *Kind) marshalOut(m resource.PropertyMap) (*structpb.Struct, error) {
+	for _, name := range k.Secrets {
+		if v, ok := m[resource.PropertyKey(name)]; ok && !v.IsNull() && !v.IsSecret() && !v.IsComputed() {
+			m[resource.PropertyKey(name)] = resource.MakeSecret(v)
+		}
+	}
+	return plugin.MarshalProperties(m, outOpts)
 }
 
 // plain turns a property value into a plain Go value; unknowns become nil and set
@@ -343,7 +366,7 @@ func (s *Server) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pul
 	if err != nil {
 		return nil, err
 	}
-	props, err := marshal(merge(ins, outs))
+	props, err := k.marshalOut(merge(ins, outs))
 	if err != nil {
 		return nil, err
 	}
@@ -390,7 +413,7 @@ func (s *Server) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pul
 			}
 		}
 	}
-	props, err := marshal(merge(news, outs))
+	props, err := k.marshalOut(merge(news, outs))
 	if err != nil {
 		return nil, err
 	}
@@ -416,9 +439,28 @@ func (s *Server) Delete(ctx context.Context, req *pulumirpc.DeleteRequest) (*emp
 	return &emptypb.Empty{}, nil
 }
 
-// Read (refresh) keeps what the state says: these resources have nothing to read back.
+// Read (refresh) keeps what the state says (these resources have nothing to read
+// back), with the kind's Refresh laid over it.
 func (s *Server) Read(_ context.Context, req *pulumirpc.ReadRequest) (*pulumirpc.ReadResponse, error) {
-	return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: req.GetProperties(), Inputs: req.GetInputs()}, nil
+	k, err := s.kind(req.GetUrn(), "")
+	if err != nil || k.Refresh == nil || req.GetProperties() == nil {
+		return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: req.GetProperties(), Inputs: req.GetInputs()}, nil
+	}
+	state, err := unmarshal(req.GetProperties())
+	if err != nil {
+		return nil, err
+	}
+	ins, err := unmarshal(req.GetInputs())
+	if err != nil {
+		return nil, err
+	}
+	unknown := false
+	over := k.Refresh(plainMap(state, &unknown), plainMap(ins, &unknown))
+	props, err := k.marshalOut(merge(state, over))
+	if err != nil {
+		return nil, err
+	}
+	return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: props, Inputs: req.GetInputs()}, nil
 }
 
 func (s *Server) Invoke(ctx context.Context, req *pulumirpc.InvokeRequest) (*pulumirpc.InvokeResponse, error) {

@@ -1,0 +1,733 @@
+package main
+
+// Tests of hakube's command provider through its gRPC methods, called by the engine's
+// own provider client (provkittest.Engine). What they pin comes from pulumi-command
+// (v1.x, built on pulumi-go-provider's infer):
+//
+//   - provider/pkg/provider/common/inputs.go: `triggers` is the only input tagged
+//     provider:"replaceOnChanges" (the SDK also sets replaceOnChanges: ["triggers[*]"]);
+//     `update` is "The command to run on update, if empty, create will run again";
+//     PULUMI_COMMAND_STDOUT/_STDERR hold the previous step's outputs.
+//   - provider/pkg/provider/remote/commandInputs (remote/command.go): `connection` is
+//     tagged provider:"secret" only (replaceOnChanges was dropped after v0.x), so a
+//     change of it is an update; infer's Diff replaces only replaceOnChanges inputs.
+//   - provider/pkg/provider/{local,remote}/commandController.go: Update runs
+//     `update`, else `create`, whatever changed, keeping the previous outputs when
+//     neither is set; Delete runs `delete` with the state.
+//   - provider/pkg/provider/local/commandOutputs.go: /bin/sh -c by default, one
+//     trailing newline trimmed from stdout and stderr, the previous outputs in the
+//     environment only when addPreviousOutputInEnv is not false and only when not empty.
+//   - provider/pkg/provider/remote/copyController.go: Update copies again only when the
+//     source's hash or remotePath changed (so a new connection copies nothing); the
+//     placement table of sftpCopy; Check wants a path/text asset or a path archive.
+//   - pulumi-go-provider infer/resource.go (ensureDefaultSecrets) and pulumi-command
+//     v0.9.1 (#274): secretness flows only to the output of the same name, so a secret
+//     stdin or environment does not make stdout/stderr secret (issues #260, #401: use
+//     additionalSecretOutputs); `connection` is a secret output (schema secret, SDK
+//     additionalSecretOutputs).
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
+	"hakube.local/toolchain/pulumi/internal/provkit/provkittest"
+)
+
+const (
+	localType  = "command:local:Command"
+	remoteType = "command:remote:Command"
+	copyType   = "command:remote:CopyToRemote"
+)
+
+var ctx = context.Background()
+
+func engine(t *testing.T) plugin.Provider {
+	return provkittest.Engine(t, "command", newServer(localRunner, remoteRunner, copyToRemote))
+}
+
+// res is one resource's life through the engine: Check, Create, then Diff and Update
+// to new inputs, Delete.
+type res struct {
+	t      *testing.T
+	p      plugin.Provider
+	typ    string
+	urn    resource.URN
+	id     resource.ID
+	inputs resource.PropertyMap
+	state  resource.PropertyMap
+}
+
+func newRes(t *testing.T, p plugin.Provider, typ string) *res {
+	return &res{t: t, p: p, typ: typ, urn: provkittest.URN(typ, strings.ReplaceAll(t.Name(), "/", "-"))}
+}
+
+func (r *res) check(olds, news resource.PropertyMap) (resource.PropertyMap, []plugin.CheckFailure) {
+	r.t.Helper()
+	resp, err := r.p.Check(ctx, plugin.CheckRequest{URN: r.urn, Name: r.urn.Name(), Type: tokens.Type(r.typ), Olds: olds, News: news})
+	if err != nil {
+		r.t.Fatalf("check: %v", err)
+	}
+	return resp.Properties, resp.Failures
+}
+
+func (r *res) create(in map[string]any) error {
+	r.t.Helper()
+	checked, failures := r.check(nil, provkittest.Props(in))
+	if len(failures) > 0 {
+		r.t.Fatalf("check failures: %v", failures)
+	}
+	resp, err := r.p.Create(ctx, plugin.CreateRequest{URN: r.urn, Name: r.urn.Name(), Type: tokens.Type(r.typ), Properties: checked})
+	if err != nil {
+		return err
+	}
+	if resp.ID == "" {
+		r.t.Fatalf("create returned no ID")
+	}
+	r.id, r.inputs, r.state = resp.ID, checked, resp.Properties
+	return nil
+}
+
+func (r *res) mustCreate(in map[string]any) {
+	r.t.Helper()
+	if err := r.create(in); err != nil {
+		r.t.Fatalf("create: %v", err)
+	}
+}
+
+func (r *res) diff(in map[string]any) (resource.PropertyMap, plugin.DiffResult) {
+	r.t.Helper()
+	news, failures := r.check(r.inputs, provkittest.Props(in))
+	if len(failures) > 0 {
+		r.t.Fatalf("check failures: %v", failures)
+	}
+	d, err := r.p.Diff(ctx, plugin.DiffRequest{URN: r.urn, Name: r.urn.Name(), Type: tokens.Type(r.typ), ID: r.id,
+		OldInputs: r.inputs, OldOutputs: r.state, NewInputs: news})
+	if err != nil {
+		r.t.Fatalf("diff: %v", err)
+	}
+	return news, d
+}
+
+// update runs what the engine runs for new inputs: Diff, then Update when Diff asks for
+// an in-place update. It fails the test when Diff asks for a replacement.
+func (r *res) update(in map[string]any) (plugin.DiffResult, error) {
+	r.t.Helper()
+	news, d := r.diff(in)
+	if d.Changes != plugin.DiffSome {
+		return d, nil
+	}
+	if len(d.ReplaceKeys) > 0 {
+		r.t.Fatalf("diff wants a replacement (%v), not an update", d.ReplaceKeys)
+	}
+	resp, err := r.p.Update(ctx, plugin.UpdateRequest{URN: r.urn, Name: r.urn.Name(), Type: tokens.Type(r.typ), ID: r.id,
+		OldInputs: r.inputs, OldOutputs: r.state, NewInputs: news})
+	if err != nil {
+		return d, err
+	}
+	r.inputs, r.state = news, resp.Properties
+	return d, nil
+}
+
+func (r *res) mustUpdate(in map[string]any) plugin.DiffResult {
+	r.t.Helper()
+	d, err := r.update(in)
+	if err != nil {
+		r.t.Fatalf("update: %v", err)
+	}
+	return d
+}
+
+func (r *res) delete() error {
+	r.t.Helper()
+	_, err := r.p.Delete(ctx, plugin.DeleteRequest{URN: r.urn, Name: r.urn.Name(), Type: tokens.Type(r.typ), ID: r.id,
+		Inputs: r.inputs, Outputs: r.state})
+	return err
+}
+
+func (r *res) out(k string) string {
+	r.t.Helper()
+	s, ok := provkittest.Str(r.state, k)
+	if !ok {
+		r.t.Fatalf("output %q missing or not a string in %v", k, r.state)
+	}
+	return s
+}
+
+// with returns a copy of m with the given keys set (a nil value removes the key).
+func with(m map[string]any, kv ...any) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
+		out[k] = v
+	}
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i+1] == nil {
+			delete(out, kv[i].(string))
+		} else {
+			out[kv[i].(string)] = kv[i+1]
+		}
+	}
+	return out
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// runs counts the lines a command appended to a log file.
+func runs(t *testing.T, log string) []string {
+	t.Helper()
+	b, err := os.ReadFile(log)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(b))
+}
+
+func TestLocalCreateRunsCreateWithShellAndTrimsOneNewline(t *testing.T) {
+	r := newRes(t, engine(t), localType)
+	r.mustCreate(map[string]any{"create": `printf 'out\n\n'; printf 'err\n' >&2; [ -n "$0" ] && echo "$0" >&2`})
+	if got := r.out("stdout"); got != "out\n" {
+		t.Errorf("stdout = %q, want one trailing newline trimmed: %q", got, "out\n")
+	}
+	if got := r.out("stderr"); got != "err\n/bin/sh" {
+		t.Errorf("stderr = %q, want %q (run by /bin/sh -c)", got, "err\n/bin/sh")
+	}
+}
+
+func TestLocalCreateHonoursDirInterpreterEnvironmentAndStdin(t *testing.T) {
+	dir := t.TempDir()
+	r := newRes(t, engine(t), localType)
+	r.mustCreate(map[string]any{
+		"create":      `echo "$(pwd) $GREETING $(cat) ${BASH_VERSION:+bash}"`,
+		"dir":         dir,
+		"interpreter": []any{"/bin/bash", "-c"},
+		"environment": map[string]any{"GREETING": "hello"},
+		"stdin":       "from-stdin",
+	})
+	if got, want := r.out("stdout"), dir+" hello from-stdin bash"; got != want {
+		t.Errorf("stdout = %q, want %q", got, want)
+	}
+}
+
+func TestLocalCreateFailsWithTheCommandsOutput(t *testing.T) {
+	r := newRes(t, engine(t), localType)
+	err := r.create(map[string]any{"create": "echo went-wrong >&2; exit 3"})
+	if err == nil {
+		t.Fatal("create of a failing command succeeded")
+	}
+	if !strings.Contains(err.Error(), "went-wrong") || !strings.Contains(err.Error(), "exit status 3") {
+		t.Errorf("error %q should carry the command's stderr and exit status", err)
+	}
+}
+
+// Which input changes replace and which update (and so run `update`/`create`).
+func TestLocalDiffOnlyTriggersReplace(t *testing.T) {
+	base := map[string]any{
+		"create": "echo c", "update": "echo u", "delete": "echo d", "triggers": []any{"a"},
+		"environment": map[string]any{"A": "1"}, "dir": "/", "interpreter": []any{"/bin/sh", "-c"},
+		"stdin": "in", "logging": "stdoutAndStderr", "addPreviousOutputInEnv": true,
+	}
+	cases := []struct {
+		key     string
+		value   any
+		replace bool
+	}{
+		{"triggers", []any{"b"}, true},
+		{"triggers", []any{"a", "b"}, true},
+		{"create", "echo c2", false},
+		{"update", "echo u2", false},
+		{"delete", "echo d2", false},
+		{"environment", map[string]any{"A": "2"}, false},
+		{"dir", "/tmp", false},
+		{"interpreter", []any{"/bin/bash", "-c"}, false},
+		{"stdin", "in2", false},
+		{"logging", "none", false},
+		{"addPreviousOutputInEnv", false, false},
+	}
+	p := engine(t)
+	r := newRes(t, p, localType)
+	r.mustCreate(base)
+	if _, d := r.diff(base); d.Changes != plugin.DiffNone {
+		t.Errorf("unchanged inputs: changes = %v, want none", d.Changes)
+	}
+	for _, c := range cases {
+		_, d := r.diff(with(base, c.key, c.value))
+		if d.Changes != plugin.DiffSome {
+			t.Errorf("%s changed: changes = %v, want some", c.key, d.Changes)
+			continue
+		}
+		replaces := slices.Contains(d.ReplaceKeys, resource.PropertyKey(c.key))
+		if replaces != c.replace || (!c.replace && len(d.ReplaceKeys) > 0) {
+			t.Errorf("%s changed: replace keys %v, want replace=%v", c.key, d.ReplaceKeys, c.replace)
+		}
+	}
+	// Triggers appearing where there were none replace too.
+	_, d := r.diff(with(base, "triggers", nil))
+	if !slices.Contains(d.ReplaceKeys, "triggers") {
+		t.Errorf("triggers removed: replace keys %v, want triggers", d.ReplaceKeys)
+	}
+}
+
+func TestLocalUpdateRunsUpdateWithPreviousOutputs(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "log")
+	in := map[string]any{
+		"create": "echo create >> " + log + "; echo first; echo first-err >&2",
+		"update": `echo update >> ` + log + `; echo "was:$PULUMI_COMMAND_STDOUT/$PULUMI_COMMAND_STDERR"`,
+	}
+	r := newRes(t, engine(t), localType)
+	r.mustCreate(in)
+	r.mustUpdate(with(in, "environment", map[string]any{"X": "1"}))
+	if got := r.out("stdout"); got != "was:first/first-err" {
+		t.Errorf("stdout after update = %q, want the previous outputs in PULUMI_COMMAND_STDOUT/_STDERR", got)
+	}
+	if got := runs(t, log); !slices.Equal(got, []string{"create", "update"}) {
+		t.Errorf("runs = %v, want create then update", got)
+	}
+}
+
+func TestLocalUpdateWithoutUpdateCommandRerunsCreate(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "log")
+	in := map[string]any{"create": `echo create >> ` + log + `; echo "n=$N"`, "environment": map[string]any{"N": "1"}}
+	r := newRes(t, engine(t), localType)
+	r.mustCreate(in)
+	r.mustUpdate(with(in, "environment", map[string]any{"N": "2"}))
+	if got := r.out("stdout"); got != "n=2" {
+		t.Errorf("stdout = %q, want create run again with the new inputs (n=2)", got)
+	}
+	if got := runs(t, log); !slices.Equal(got, []string{"create", "create"}) {
+		t.Errorf("runs = %v, want create twice", got)
+	}
+}
+
+// Any change that is not a replacement runs the update: also a change of delete,
+// logging or addPreviousOutputInEnv alone.
+func TestLocalUpdateRunsWhateverChanged(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "log")
+	in := map[string]any{"create": "echo create >> " + log, "update": "echo update >> " + log, "delete": "true"}
+	r := newRes(t, engine(t), localType)
+	r.mustCreate(in)
+	r.mustUpdate(with(in, "delete", "echo other"))
+	r.mustUpdate(with(in, "delete", "echo other", "logging", "none"))
+	r.mustUpdate(with(in, "delete", "echo other", "logging", "none", "addPreviousOutputInEnv", false))
+	if got := runs(t, log); !slices.Equal(got, []string{"create", "update", "update", "update"}) {
+		t.Errorf("runs = %v, want create and three updates", got)
+	}
+	// No change: Diff says none and nothing runs.
+	if d := r.mustUpdate(with(in, "delete", "echo other", "logging", "none", "addPreviousOutputInEnv", false)); d.Changes != plugin.DiffNone {
+		t.Errorf("unchanged: changes = %v", d.Changes)
+	}
+	if got := runs(t, log); len(got) != 4 {
+		t.Errorf("runs = %v after a no-change update", got)
+	}
+}
+
+func TestLocalUpdateWithNeitherCommandKeepsOutputs(t *testing.T) {
+	in := map[string]any{"create": "echo kept", "delete": "true"}
+	r := newRes(t, engine(t), localType)
+	r.mustCreate(in)
+	r.mustUpdate(map[string]any{"delete": "echo changed"})
+	if got := r.out("stdout"); got != "kept" {
+		t.Errorf("stdout = %q, want the previous output kept", got)
+	}
+}
+
+func TestLocalPreviousOutputsOnlyWhenSetAndWanted(t *testing.T) {
+	os.Unsetenv("PULUMI_COMMAND_STDOUT")
+	show := `echo "${PULUMI_COMMAND_STDOUT-unset}"`
+	// An empty previous stdout is not passed.
+	r := newRes(t, engine(t), localType)
+	r.mustCreate(map[string]any{"create": "true", "update": show})
+	r.mustUpdate(map[string]any{"create": "true", "update": show + " "})
+	if got := r.out("stdout"); got != "unset" {
+		t.Errorf("after an empty stdout: %q, want unset", got)
+	}
+	// addPreviousOutputInEnv: false (of the new inputs) leaves them out.
+	r2 := newRes(t, engine(t), localType)
+	r2.mustCreate(map[string]any{"create": "echo prev", "update": show})
+	r2.mustUpdate(map[string]any{"create": "echo prev", "update": show, "addPreviousOutputInEnv": false})
+	if got := r2.out("stdout"); got != "unset" {
+		t.Errorf("with addPreviousOutputInEnv false: %q, want unset", got)
+	}
+}
+
+func TestLocalDeleteRunsDeleteWithTheState(t *testing.T) {
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "deleted")
+	r := newRes(t, engine(t), localType)
+	r.mustCreate(map[string]any{"create": "echo created-output", "delete": `echo "$PULUMI_COMMAND_STDOUT" > ` + mark})
+	if _, err := os.Stat(mark); err == nil {
+		t.Fatal("delete ran on create")
+	}
+	if err := r.delete(); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if got := strings.TrimSpace(readFile(t, mark)); got != "created-output" {
+		t.Errorf("delete saw PULUMI_COMMAND_STDOUT = %q, want the state's stdout", got)
+	}
+	// A failing delete fails the deletion.
+	r2 := newRes(t, engine(t), localType)
+	r2.mustCreate(map[string]any{"create": "true", "delete": "exit 4"})
+	if err := r2.delete(); err == nil {
+		t.Error("a failing delete command did not fail the deletion")
+	}
+	// No delete command: nothing to run.
+	r3 := newRes(t, engine(t), localType)
+	r3.mustCreate(map[string]any{"create": "true"})
+	if err := r3.delete(); err != nil {
+		t.Errorf("delete without a command: %v", err)
+	}
+}
+
+// Secret inputs reach the command in the clear; what comes back is secret where the
+// input of the same name was, and stdout/stderr stay as they are.
+func TestLocalSecretsFlowToTheSameNameOnly(t *testing.T) {
+	r := newRes(t, engine(t), localType)
+	r.mustCreate(map[string]any{
+		"create":      `printf '%s %s' "$(cat)" "$TOKEN"; printf warn >&2`,
+		"stdin":       provkittest.Secret("s3cr3t"),
+		"environment": map[string]any{"TOKEN": provkittest.Secret("t0ken"), "PLAIN": "p"},
+	})
+	if got := r.out("stdout"); got != "s3cr3t t0ken" {
+		t.Errorf("stdout = %q: the command should get the secrets' values", got)
+	}
+	if !provkittest.IsSecret(r.state, "stdin") {
+		t.Error("stdin output is not secret")
+	}
+	env := r.state["environment"]
+	if !env.IsObject() || !env.ObjectValue()["TOKEN"].IsSecret() || env.ObjectValue()["PLAIN"].IsSecret() {
+		t.Errorf("environment output %v: want TOKEN secret, PLAIN not", env)
+	}
+	if provkittest.IsSecret(r.state, "stdout") || provkittest.IsSecret(r.state, "stderr") {
+		t.Error("stdout/stderr became secret; upstream leaves that to additionalSecretOutputs")
+	}
+}
+
+func TestLocalRunInvoke(t *testing.T) {
+	p := engine(t)
+	resp, err := p.Invoke(ctx, plugin.InvokeRequest{Tok: "command:local:run",
+		Args: provkittest.Props(map[string]any{"command": "echo ran; echo e >&2"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Failures) > 0 {
+		t.Fatalf("failures: %v", resp.Failures)
+	}
+	if got, _ := provkittest.Str(resp.Properties, "stdout"); got != "ran" {
+		t.Errorf("stdout = %q", got)
+	}
+	if got, _ := provkittest.Str(resp.Properties, "stderr"); got != "e" {
+		t.Errorf("stderr = %q", got)
+	}
+}
+
+func TestRemoteCheckNeedsAConnection(t *testing.T) {
+	r := newRes(t, engine(t), remoteType)
+	_, failures := r.check(nil, provkittest.Props(map[string]any{"create": "true"}))
+	if len(failures) == 0 || failures[0].Property != "connection" {
+		t.Errorf("failures = %v, want connection required", failures)
+	}
+}
+
+// A change of the connection alone is an update that runs `update`, on the new
+// connection; a change of triggers replaces.
+func TestRemoteConnectionChangeRunsUpdate(t *testing.T) {
+	first, second := startSSHD(t, true), startSSHD(t, true)
+	in := map[string]any{"connection": first.connection(), "create": "echo create-ran", "update": "echo update-ran"}
+	r := newRes(t, engine(t), remoteType)
+	r.mustCreate(in)
+	if got := r.out("stdout"); got != "create-ran" {
+		t.Errorf("stdout = %q", got)
+	}
+	if !provkittest.IsSecret(r.state, "connection") {
+		t.Error("connection output is not secret")
+	}
+
+	d := r.mustUpdate(with(in, "connection", second.connection()))
+	if d.Changes != plugin.DiffSome || len(d.ReplaceKeys) != 0 || !slices.Contains(d.ChangedKeys, "connection") {
+		t.Fatalf("connection change: diff %+v, want an update of connection", d)
+	}
+	if got := r.out("stdout"); got != "update-ran" {
+		t.Errorf("stdout after a connection change = %q, want update-ran", got)
+	}
+	if got := second.commands(); len(got) != 1 || !strings.Contains(got[0], "update-ran") {
+		t.Errorf("new host ran %q, want the update command", got)
+	}
+	if got := first.commands(); len(got) != 1 {
+		t.Errorf("old host ran %q, want only the create", got)
+	}
+
+	_, d = r.diff(with(in, "connection", second.connection(), "triggers", []any{"x"}))
+	if !slices.Contains(d.ReplaceKeys, "triggers") || slices.Contains(d.ReplaceKeys, "connection") {
+		t.Errorf("triggers change: replace keys %v, want triggers only", d.ReplaceKeys)
+	}
+}
+
+func TestRemoteConnectionChangeWithoutUpdateRerunsCreate(t *testing.T) {
+	first, second := startSSHD(t, true), startSSHD(t, true)
+	in := map[string]any{"connection": first.connection(), "create": "echo create-ran"}
+	r := newRes(t, engine(t), remoteType)
+	r.mustCreate(in)
+	r.mustUpdate(with(in, "connection", second.connection()))
+	if got := second.commands(); len(got) != 1 || !strings.Contains(got[0], "create-ran") {
+		t.Errorf("new host ran %q, want create again", got)
+	}
+}
+
+func TestRemoteStdinEnvironmentAndDelete(t *testing.T) {
+	for _, acceptEnv := range []bool{true, false} {
+		name := "sshd-refuses-env"
+		if acceptEnv {
+			name = "sshd-accepts-env"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			srv := startSSHD(t, acceptEnv)
+			in := map[string]any{
+				"connection":  srv.connection(),
+				"create":      `echo "$(cat) $GREETING"`,
+				"update":      `echo "was:$PULUMI_COMMAND_STDOUT"`,
+				"delete":      `echo "$PULUMI_COMMAND_STDOUT" > ` + filepath.Join(dir, "deleted"),
+				"environment": map[string]any{"GREETING": "it's \"quoted\" $HOME"},
+				"stdin":       provkittest.Secret("over-ssh"),
+			}
+			r := newRes(t, engine(t), remoteType)
+			r.mustCreate(in)
+			want := `over-ssh it's "quoted" $HOME`
+			if got := r.out("stdout"); got != want {
+				t.Errorf("stdout = %q, want %q", got, want)
+			}
+			r.mustUpdate(with(in, "stdin", provkittest.Secret("changed")))
+			if got := r.out("stdout"); got != "was:"+want {
+				t.Errorf("update stdout = %q", got)
+			}
+			if err := r.delete(); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.TrimSpace(readFile(t, filepath.Join(dir, "deleted"))); got != "was:"+want {
+				t.Errorf("delete saw %q", got)
+			}
+		})
+	}
+}
+
+func TestRemoteCommandFailureFails(t *testing.T) {
+	srv := startSSHD(t, true)
+	r := newRes(t, engine(t), remoteType)
+	err := r.create(map[string]any{"connection": srv.connection(), "create": "echo remote-broke >&2; exit 7"})
+	if err == nil || !strings.Contains(err.Error(), "remote-broke") {
+		t.Errorf("create error = %v, want the remote stderr", err)
+	}
+}
+
+func TestCopyCheckWantsAPathOrTextSource(t *testing.T) {
+	r := newRes(t, engine(t), copyType)
+	conn := map[string]any{"host": "h"}
+	cases := map[string]map[string]any{
+		"no source":  {"connection": conn, "remotePath": "/x"},
+		"URI asset":  {"connection": conn, "remotePath": "/x", "source": resource.NewProperty(&resource.Asset{URI: "https://example.com/x"})},
+		"no connect": {"remotePath": "/x", "source": resource.NewProperty(&resource.Asset{Text: "t"})},
+	}
+	for name, in := range cases {
+		if _, failures := r.check(nil, provkittest.Props(in)); len(failures) == 0 {
+			t.Errorf("%s: no check failure", name)
+		}
+	}
+	text, err := resource.NewTextAsset("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, failures := r.check(nil, provkittest.Props(map[string]any{"connection": conn, "remotePath": "/x",
+		"source": resource.NewProperty(text)})); len(failures) > 0 {
+		t.Errorf("text asset: failures %v", failures)
+	}
+}
+
+func fileAsset(t *testing.T, p string) resource.PropertyValue {
+	t.Helper()
+	a, err := resource.NewPathAsset(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resource.NewProperty(a)
+}
+
+func pathArchive(t *testing.T, p string) resource.PropertyValue {
+	t.Helper()
+	a, err := resource.NewPathArchive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resource.NewProperty(a)
+}
+
+// A connection change alone copies nothing; a new source or remotePath copies again;
+// triggers replace.
+func TestCopyUpdateCopiesOnlyForSourceOrPath(t *testing.T) {
+	first, second := startSSHD(t, true), startSSHD(t, true)
+	local, remote := t.TempDir(), t.TempDir()
+	src := filepath.Join(local, "file.txt")
+	if err := os.WriteFile(src, []byte("one"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(remote, "copied.txt")
+	in := map[string]any{"connection": first.connection(), "source": fileAsset(t, src), "remotePath": dest}
+	r := newRes(t, engine(t), copyType)
+	r.mustCreate(in)
+	if got := readFile(t, dest); got != "one" {
+		t.Fatalf("copied %q", got)
+	}
+	if !provkittest.IsSecret(r.state, "connection") {
+		t.Error("connection output is not secret")
+	}
+
+	if err := os.Remove(dest); err != nil {
+		t.Fatal(err)
+	}
+	d := r.mustUpdate(with(in, "connection", second.connection()))
+	if d.Changes != plugin.DiffSome || len(d.ReplaceKeys) > 0 {
+		t.Fatalf("connection change: diff %+v, want an update", d)
+	}
+	if _, err := os.Stat(dest); err == nil || len(second.commands()) != 0 {
+		t.Errorf("a connection change copied again (%v)", second.commands())
+	}
+
+	if err := os.WriteFile(src, []byte("two"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.mustUpdate(with(in, "connection", second.connection(), "source", fileAsset(t, src)))
+	if got := readFile(t, dest); got != "two" {
+		t.Errorf("after a source change the remote file holds %q", got)
+	}
+	dest2 := filepath.Join(remote, "moved.txt")
+	r.mustUpdate(with(in, "connection", second.connection(), "source", fileAsset(t, src), "remotePath", dest2))
+	if got := readFile(t, dest2); got != "two" {
+		t.Errorf("after a remotePath change the new remote file holds %q", got)
+	}
+
+	_, d = r.diff(with(in, "triggers", []any{"t"}))
+	if !slices.Contains(d.ReplaceKeys, "triggers") {
+		t.Errorf("triggers change: replace keys %v", d.ReplaceKeys)
+	}
+}
+
+// Where a copy lands, per upstream's table.
+func TestCopyPlacement(t *testing.T) {
+	srv := startSSHD(t, true)
+	local := t.TempDir()
+	file := filepath.Join(local, "f.txt")
+	if err := os.WriteFile(file, []byte("F"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tree := filepath.Join(local, "tree")
+	if err := os.MkdirAll(filepath.Join(tree, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tree, "sub", "g.txt"), []byte("G"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tarball := filepath.Join(local, "a.tar")
+	if err := os.WriteFile(tarball, []byte("not unpacked"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text, err := resource.NewTextAsset("T")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	copyOK := func(t *testing.T, source resource.PropertyValue, dest string) {
+		t.Helper()
+		r := newRes(t, engine(t), copyType)
+		r.mustCreate(map[string]any{"connection": srv.connection(), "source": source, "remotePath": dest})
+	}
+	copyFails := func(t *testing.T, source resource.PropertyValue, dest string) {
+		t.Helper()
+		r := newRes(t, engine(t), copyType)
+		if err := r.create(map[string]any{"connection": srv.connection(), "source": source, "remotePath": dest}); err == nil {
+			t.Errorf("copy to %s succeeded, want an error", dest)
+		}
+	}
+
+	t.Run("file to missing path", func(t *testing.T) {
+		dest := filepath.Join(t.TempDir(), "new.txt")
+		copyOK(t, fileAsset(t, file), dest)
+		if got := readFile(t, dest); got != "F" {
+			t.Errorf("got %q", got)
+		}
+	})
+	t.Run("file into existing dir", func(t *testing.T) {
+		dest := t.TempDir()
+		copyOK(t, fileAsset(t, file), dest)
+		if got := readFile(t, filepath.Join(dest, "f.txt")); got != "F" {
+			t.Errorf("got %q", got)
+		}
+	})
+	t.Run("file over existing file", func(t *testing.T) {
+		dest := filepath.Join(t.TempDir(), "old.txt")
+		if err := os.WriteFile(dest, []byte("old"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		copyOK(t, fileAsset(t, file), dest)
+		if got := readFile(t, dest); got != "F" {
+			t.Errorf("got %q", got)
+		}
+	})
+	t.Run("text asset to a file, not to a dir", func(t *testing.T) {
+		dest := filepath.Join(t.TempDir(), "t.txt")
+		copyOK(t, resource.NewProperty(text), dest)
+		if got := readFile(t, dest); got != "T" {
+			t.Errorf("got %q", got)
+		}
+		copyFails(t, resource.NewProperty(text), t.TempDir())
+	})
+	t.Run("dir without slash lands as dest/dir", func(t *testing.T) {
+		for _, existing := range []bool{true, false} {
+			dest := t.TempDir()
+			if !existing {
+				dest = filepath.Join(dest, "new")
+			}
+			copyOK(t, pathArchive(t, tree), dest)
+			if got := readFile(t, filepath.Join(dest, "tree", "sub", "g.txt")); got != "G" {
+				t.Errorf("existing=%v: got %q", existing, got)
+			}
+		}
+	})
+	t.Run("dir with slash lands its contents in dest", func(t *testing.T) {
+		dest := t.TempDir()
+		copyOK(t, pathArchive(t, tree+"/"), dest)
+		if got := readFile(t, filepath.Join(dest, "sub", "g.txt")); got != "G" {
+			t.Errorf("got %q", got)
+		}
+	})
+	t.Run("dir onto a file fails", func(t *testing.T) {
+		dest := filepath.Join(t.TempDir(), "file")
+		if err := os.WriteFile(dest, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		copyFails(t, pathArchive(t, tree), dest)
+	})
+	t.Run("only the last element is created", func(t *testing.T) {
+		copyFails(t, pathArchive(t, tree), filepath.Join(t.TempDir(), "a", "b"))
+	})
+	t.Run("archive files are copied as they are", func(t *testing.T) {
+		dest := t.TempDir()
+		copyOK(t, pathArchive(t, tarball), dest)
+		if got := readFile(t, filepath.Join(dest, "a.tar")); got != "not unpacked" {
+			t.Errorf("got %q", got)
+		}
+	})
+}
