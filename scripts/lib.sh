@@ -18,12 +18,15 @@ require_root() {
 # systemd-nspawn, so these scripts run as root either way.
 become_root() {
   [ "$(id -u)" -ne 0 ] || return 0
+  [ -z "${HAKUBE_VIA_SUDO:-}" ] || die "still not root after sudo (uid $(id -u)): check the sudo configuration"
   command -v sudo >/dev/null 2>&1 \
     || die "run as root: local machines need network namespaces, a bridge and systemd-nspawn, and there is no sudo here (log in as root, or install sudo)"
   local keep=("PATH=$PATH") v
-  for v in $(compgen -v HAKUBE_); do keep+=("$v=${!v}"); done
+  for v in $(compgen -v HAKUBE_); do
+    case "$v" in HAKUBE_ROOT | _hakube_*) ;; *) keep+=("$v=${!v}") ;; esac
+  done
   say "not root: running $(basename "$1") again through sudo"
-  exec sudo env "${keep[@]}" bash "$@"
+  exec sudo env "${keep[@]}" HAKUBE_VIA_SUDO=1 bash "$@"
 }
 
 # The Kubernetes version a stack file pins (hakube:kubernetesVersion), e.g. v1.37.2.
