@@ -1,4 +1,5 @@
 // kube-controller-manager and kube-scheduler rendering (pure).
+import { retry, shellFunction } from "../remote/shell";
 import { Flag, renderUnit } from "../systemd";
 import { K8S_PKI } from "../apiserver/render";
 
@@ -119,12 +120,23 @@ hakube_retry ${attempts} 2 "kube-scheduler /healthz" -- curl --silent --fail --m
 echo "hakube: controllers restarted and healthy"`;
 }
 
-/** The gate: both Leases have a holder (bounded wait). Prints the holders. */
-export function controllersGateScript(attempts: number): string {
-  const holder = (lease: string, kubeconfig: string) =>
-    `[ -n "$(kubectl --kubeconfig ${kubeconfig} --request-timeout=3s -n kube-system get lease ${lease} -o jsonpath='{.spec.holderIdentity}' 2>/dev/null)" ]`;
-  return `hakube_retry ${attempts} 2 "kube-controller-manager Lease holder" -- sh -c ${JSON.stringify(holder("kube-controller-manager", CM_KUBECONFIG))}
-hakube_retry ${attempts} 2 "kube-scheduler Lease holder" -- sh -c ${JSON.stringify(holder("kube-scheduler", SCHED_KUBECONFIG))}
+/**
+ * `hakube_lease_held <kubeconfig> <lease>`: the Lease in kube-system has a holder. A
+ * function, so that each attempt of the retry asks the API again.
+ */
+export const leaseHeldFunction = shellFunction(
+  "hakube_lease_held",
+  `local holder
+holder=$(kubectl --kubeconfig "$1" --request-timeout=3s -n kube-system get lease "$2" -o 'jsonpath={.spec.holderIdentity}' 2>/dev/null) || return 1
+[ -n "$holder" ]`,
+);
+
+/** The gate: both Leases have a holder (bounded wait). */
+export function controllersGateScript(attempts: number, delaySeconds = 2): string {
+  const r = { attempts, delaySeconds };
+  return `${leaseHeldFunction}
+${retry(r, "kube-controller-manager Lease holder", ["hakube_lease_held", CM_KUBECONFIG, "kube-controller-manager"])}
+${retry(r, "kube-scheduler Lease holder", ["hakube_lease_held", SCHED_KUBECONFIG, "kube-scheduler"])}
 echo "hakube: leases held"`;
 }
 

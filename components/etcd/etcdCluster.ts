@@ -128,7 +128,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
               content: members.apply((ms) => etcdUnit(ms[i], ms, settings)),
             },
           ],
-          create: etcdCreateScript,
+          create: etcdCreateScript(dataDir),
           update: etcdUpdateScript(readyAttempts, clientPort, args.localApiServer),
           delete: etcdDeleteScript,
           identity: [`binaries ${plan.identity}`],

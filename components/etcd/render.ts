@@ -1,4 +1,5 @@
 // etcd rendering (pure): flags, unit, etcdctl environment and health scripts.
+import { command } from "../remote/shell";
 import { Flag, renderUnit } from "../systemd";
 import { readyzCheck } from "../apiserver/render";
 
@@ -78,14 +79,19 @@ export function etcdctlEnv(members: readonly EtcdMember[], s: EtcdSettings): str
 
 const loadEnv = `set -a; . ${ETCDCTL_ENV}; set +a`;
 
-/** Create: write files, (re)start without waiting (members of a new cluster start together). */
-export const etcdCreateScript = `mkdir -p /var/lib/etcd && chmod 0700 /var/lib/etcd
+/**
+ * Create: the member's data directory (private), then write files and (re)start without
+ * waiting (members of a new cluster start together).
+ */
+export function etcdCreateScript(dataDir: string): string {
+  return `${command(["install", "-d", "-m", "0700", dataDir])}
 systemctl daemon-reload
 systemctl enable etcd.service >/dev/null 2>&1
 if [ -n "$HAKUBE_CHANGED" ] || ! systemctl is-active --quiet etcd.service; then
   systemctl restart --no-block etcd.service
 fi
 echo "hakube: etcd starting"`;
+}
 
 /**
  * Update (rolling, one member at a time): restart, then wait until this member is healthy.
