@@ -5,6 +5,7 @@ import { spawn, spawnSync, SpawnSyncReturns } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { allowStackNetwork, assertSafeDestination } from "./guard";
 
 export const ROOT = path.resolve(__dirname, "..", "..");
 export const TOOLCHAIN_BIN = path.join(process.env.HAKUBE_TOOLCHAIN_DIR ?? "/var/cache/hakube/toolchain", "bin");
@@ -24,6 +25,8 @@ export interface LocalOutputs {
   sshPrivateKey: string;
   etcdEndpoints: string[];
   bridge: string;
+  /** The stack's machine subnet, routed through `bridge` while the stack exists. */
+  subnet: string;
   hosts: LocalHost[];
 }
 
@@ -99,6 +102,11 @@ export class Credentials {
   readonly ca: string;
 
   constructor(readonly outputs: LocalOutputs) {
+    if (!outputs.subnet || !outputs.bridge) {
+      throw new Error("the local stack's outputs name no bridge or subnet: run `bash scripts/local-up.sh` (it updates them)");
+    }
+    // Tools may send to this stack's addresses only while its bridge carries its subnet.
+    allowStackNetwork("local", outputs.bridge, outputs.subnet);
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "hakube-cred-"));
     fs.chmodSync(this.dir, 0o700);
     this.kubeconfig = path.join(this.dir, "kubeconfig");
@@ -110,15 +118,18 @@ export class Credentials {
   }
 
   kubectl(args: string[], input?: string, timeoutMs = 30_000): Run {
+    assertSafeDestination(this.outputs.virtualIp);
     return run(path.join(TOOLCHAIN_BIN, "kubectl"), ["--kubeconfig", this.kubeconfig, "--request-timeout=10s", ...args], { input, timeoutMs });
   }
 
   /** Runs a bash script on a machine as root (the script travels on stdin). */
   ssh(address: string, script: string, timeoutMs = 60_000): Run {
+    assertSafeDestination(address);
     return run("ssh", this.sshArgs(address), { input: script, timeoutMs });
   }
 
   sshAsync(address: string, script: string, timeoutMs = 60_000): Promise<Run> {
+    assertSafeDestination(address);
     return runAsync("ssh", this.sshArgs(address), { input: script, timeoutMs });
   }
 

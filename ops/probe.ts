@@ -6,6 +6,7 @@
 // Every loop is bounded in count and in time. Writes create ConfigMaps; each one the API
 // acknowledged is checked at the end (none may be lost).
 import * as http2 from "http2";
+import { assertSafeUrl } from "./guard";
 import * as https from "https";
 import * as yaml from "js-yaml";
 
@@ -84,6 +85,7 @@ export function httpsRequest(
   const url = new URL(path, baseUrl);
   const timeoutMs = opts.timeoutMs ?? 3000;
   return new Promise((resolve, reject) => {
+    assertSafeUrl(baseUrl); // a refusal rejects the promise, like a failed request
     const req = https.request(
       {
         host: url.hostname,
@@ -185,6 +187,7 @@ export class Probe {
       return this.session;
     }
     if (this.session) this.reconnects++;
+    assertSafeUrl(this.o.endpoint);
     const session = http2.connect(this.o.endpoint, {
       ca: this.o.credentials.ca,
       cert: this.o.credentials.cert,

@@ -4,6 +4,7 @@
 // returns facts (for the tests to assert) and figures (for the benchmark to report).
 // Faults and probes touch only the machines of this stack and the host's own links.
 import { Credentials, LocalHost, LocalOutputs, pulumiAsync, Run, runAsync } from "./localStack";
+import { assertSafeDestination } from "./guard";
 import { EtcdEndpointStatus, EtcdHealth, hostOfEndpoint, LOAD_ETCDCTL_ENV, isEtcdLeader, readyAddresses } from "./parse";
 import { ClientCredentials, credentialsFromKubeconfig, httpsRequest, lostWrites, Probe, ProbeReport } from "./probe";
 
@@ -54,6 +55,7 @@ export function apiGet(c: Cluster, baseUrl: string, path: string, timeoutMs = 30
 }
 
 export async function ensureProbeNamespace(c: Cluster): Promise<void> {
+  assertSafeDestination(c.outputs.virtualIp);
   const r = await runAsync("bash", ["-c", `KUBECONFIG=${c.cred.kubeconfig} ${kubectlPath()} create namespace ${PROBE_NAMESPACE} --dry-run=client -o yaml | KUBECONFIG=${c.cred.kubeconfig} ${kubectlPath()} apply -f -`]);
   if (r.status !== 0) throw new Error(`cannot create namespace ${PROBE_NAMESPACE}: ${r.stderr}`);
 }

@@ -1,6 +1,7 @@
 // Status summary of the running local control plane: the API endpoint and /readyz
 // through it, the `kubernetes` Service's endpoints, the Lease holders, and every etcd
 // member with its health and the leader. `node build/ops/status.js [--json]`
+import { assertSafeUrl } from "./guard";
 import { Credentials, LocalOutputs, run, stackOutputs } from "./localStack";
 import { EtcdEndpointStatus, EtcdHealth, hostOfEndpoint, LOAD_ETCDCTL_ENV, isEtcdLeader, readyAddresses } from "./parse";
 
@@ -43,6 +44,7 @@ export function memoryByHost(cred: Credentials, outputs: LocalOutputs): Record<s
 }
 
 export function readyzThroughEndpoint(cred: Credentials, endpoint: string): string {
+  assertSafeUrl(endpoint);
   const r = run("curl", ["--silent", "--show-error", "--max-time", "5", "--cacert", cred.ca, `${endpoint}/readyz`]);
   return r.status === 0 ? r.stdout.trim() : `error: ${r.stderr.trim() || `curl exit ${r.status}`}`;
 }
@@ -124,13 +126,39 @@ export function formatStatus(s: ControlPlaneStatus): string {
   return lines.join("\n");
 }
 
+/** What keeps the reported control plane from being healthy; empty when it is. */
+export function statusProblems(s: ControlPlaneStatus, apiServerCount: number): string[] {
+  const problems: string[] = [];
+  if (s.readyz !== "ok") problems.push(`/readyz through the endpoint: ${s.readyz}`);
+  if (s.serviceEndpoints.length !== apiServerCount) {
+    problems.push(`the kubernetes Service lists ${s.serviceEndpoints.length} of ${apiServerCount} apiservers`);
+  }
+  for (const [lease, holder] of Object.entries(s.leases)) {
+    if (!holder) problems.push(`the ${lease} Lease has no holder`);
+  }
+  const unhealthy = s.etcd.filter((m) => !m.healthy).map((m) => m.name);
+  if (unhealthy.length > 0) problems.push(`etcd members not healthy: ${unhealthy.join(", ")}`);
+  if (s.etcd.filter((m) => m.leader).length !== 1) problems.push(`etcd has ${s.etcd.filter((m) => m.leader).length} leaders (want 1)`);
+  return problems;
+}
+
 if (require.main === module) {
-  const outputs = stackOutputs();
-  const cred = new Credentials(outputs);
+  let cred: Credentials | undefined;
   try {
+    const outputs = stackOutputs();
+    cred = new Credentials(outputs);
     const s = collectStatus(outputs, cred);
     console.log(process.argv.includes("--json") ? JSON.stringify(s, null, 2) : formatStatus(s));
+    const problems = statusProblems(s, outputs.hosts.length);
+    if (problems.length > 0) {
+      console.error(`hakube: the control plane is NOT healthy:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+      process.exitCode = 1;
+    }
+  } catch (e) {
+    // Refused traffic, a missing stack: one clear line, no trace.
+    console.error(`hakube: status: ${(e as Error).message}`);
+    process.exitCode = 1;
   } finally {
-    cred.dispose();
+    cred?.dispose();
   }
 }

@@ -54,11 +54,32 @@ pulumi_env() {
   HAKUBE_CONFIG_FILE="$HAKUBE_STATE_DIR/Pulumi.$HAKUBE_STACK.yaml"
 }
 
+# Traffic safety: when the state names the stack's bridge and subnet and the bridge is
+# gone (after a host reboot or a half-finished teardown), the subnet is marked unreachable
+# before Pulumi's steps SSH to the machines; without the bridge their packets would leave
+# the host by the default route. (LocalMachines installs the same guard route with the
+# bridge; a reboot removes both.)
+guard_stack_network() {
+  local out bridge subnet
+  out=$(cd "$HAKUBE_ROOT" && pulumi stack output --json --stack "$HAKUBE_STACK" 2>/dev/null) || return 0
+  read -r bridge subnet < <(printf '%s' "$out" | node -e '
+    let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+      let o = {}; try { o = JSON.parse(s); } catch { }
+      const ok = (v, re) => (typeof v === "string" && re.test(v) ? v : "-");
+      console.log(ok(o.bridge, /^[A-Za-z0-9_.-]{1,15}$/), ok(o.subnet, /^[0-9.]+\/[0-9]+$/));
+    });') || return 0
+  [ "$subnet" != - ] || return 0
+  if [ "$bridge" = - ] || [ ! -d "/sys/class/net/$bridge" ]; then
+    ip route replace unreachable "$subnet" metric 4294967295
+    say "bridge $bridge of stack $HAKUBE_STACK is missing: $subnet is marked unreachable, so nothing for it leaves this host"
+  fi
+}
+
 # pulumi with the stack and its config copy: hpulumi up --yes
 hpulumi() {
   local extra=()
   case "${1:-}" in
-    up | preview | destroy | refresh | import) extra=(--config-file "$HAKUBE_CONFIG_FILE") ;;
+    up | preview | destroy | refresh | import) extra=(--config-file "$HAKUBE_CONFIG_FILE"); guard_stack_network ;;
   esac
   (cd "$HAKUBE_ROOT" && pulumi "$@" --stack "$HAKUBE_STACK" "${extra[@]}" --non-interactive)
 }

@@ -64,6 +64,7 @@ function local() {
     etcdEndpoints: cluster.etcdEndpoints,
     sshPrivateKey: machines.sshPrivateKey,
     bridge: machines.bridge,
+    subnet,
     hosts: machines.hosts.map((h) => ({ name: h.name, address: h.address, veth: h.veth, netns: h.netns })),
   };
 }

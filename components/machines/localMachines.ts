@@ -101,7 +101,7 @@ export class LocalMachines extends pulumi.ComponentResource {
       },
       { parent: this },
     );
-    const network = { bridge: this.bridge, hostCidr: `${hostAddress}/${subnet.prefix}` };
+    const network = { bridge: this.bridge, hostCidr: `${hostAddress}/${subnet.prefix}`, subnet: subnet.text };
     const bridge = new command.local.Command(
       `${name}-network`,
       { create: networkCreateScript(network), delete: networkDeleteScript(network), interpreter: ["/bin/bash", "-c"] },

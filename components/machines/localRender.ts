@@ -69,7 +69,16 @@ export interface NetworkSpec {
   readonly bridge: string;
   /** Host address on the bridge with prefix, e.g. 10.213.7.1/24. */
   readonly hostCidr: string;
+  /** The machines' subnet, e.g. 10.213.7.0/24. */
+  readonly subnet: string;
 }
+
+/**
+ * The highest route metric: the guard route for a stack's subnet loses to the bridge's own
+ * link route while the bridge exists, and answers "no route to host" once it is gone, so
+ * nothing for the stack's addresses leaves by the default route.
+ */
+export const GUARD_ROUTE_METRIC = 4294967295;
 
 export function networkCreateScript(n: NetworkSpec): string {
   return `set -euo pipefail
@@ -81,11 +90,13 @@ if ! ip link show ${n.bridge} >/dev/null 2>&1; then
 fi
 ip addr replace ${n.hostCidr} dev ${n.bridge}
 ip link set ${n.bridge} up
-echo "hakube: bridge ${n.bridge} ${n.hostCidr} (no route out)"`;
+ip route replace unreachable ${n.subnet} metric ${GUARD_ROUTE_METRIC}
+echo "hakube: bridge ${n.bridge} ${n.hostCidr} (no route out; ${n.subnet} unreachable without it)"`;
 }
 
 export function networkDeleteScript(n: NetworkSpec): string {
   return `ip link del ${n.bridge} 2>/dev/null || true
+ip route del unreachable ${n.subnet} metric ${GUARD_ROUTE_METRIC} 2>/dev/null || true
 echo "hakube: bridge ${n.bridge} removed"`;
 }
 

@@ -154,6 +154,32 @@ test("an error of the stack program itself is one line too", () => {
   assert.doesNotMatch(out, /unhandled error|non-zero exit code/i, out);
 });
 
+test("traffic safety: with the bridge down, nothing is sent to the stack's addresses, and the stack comes back", async () => {
+  const route = () => run("ip", ["route", "show", outputs.subnet]).stdout;
+  assert.match(route(), /unreachable .* metric 4294967295/, "the guard route is installed with the bridge");
+  assert.equal(run("ip", ["route", "get", outputs.virtualIp]).stdout.includes(outputs.bridge), true, "the VIP is routed by the bridge");
+  run("ip", ["link", "set", outputs.bridge, "down"]);
+  try {
+    // The kernel answers "no route to host" (the guard route) instead of the default route.
+    const get = run("ip", ["route", "get", outputs.virtualIp]);
+    assert.notEqual(get.status, 0, `no route while the bridge is down: ${get.stdout}`);
+    assert.throws(() => cred.ssh(outputs.hosts[0].address, "true"), /traffic safety: stack local: bridge .* does not carry/);
+    const status = run("node", [path.join(ROOT, "build", "ops", "status.js")], { timeoutMs: 60_000 });
+    assert.equal(status.status, 1, "the status summary fails");
+    assert.match(status.stderr, /hakube: status: traffic safety: /);
+  } finally {
+    run("ip", ["link", "set", outputs.bridge, "up"]);
+  }
+  // Bounded wait until the control plane is whole again (the machines were cut off for a moment).
+  let healthy = false;
+  for (let i = 0; i < 60 && !healthy; i++) {
+    await new Promise((r) => setTimeout(r, 2000));
+    const st = run("node", [path.join(ROOT, "build", "ops", "status.js")], { timeoutMs: 60_000 });
+    healthy = st.status === 0;
+  }
+  assert.ok(healthy, "healthy again after the bridge came back");
+});
+
 test("destroy leaves no machine, namespace, link or bridge behind", () => {
   const r = destroy();
   destroyed = true;
@@ -166,6 +192,7 @@ test("destroy leaves no machine, namespace, link or bridge behind", () => {
   }
   const procs = run("pgrep", ["-f", `systemd-nspawn.*${outputs.bridge}`]);
   assert.equal(procs.stdout.trim(), "", "no nspawn process left");
+  assert.equal(run("ip", ["route", "show", outputs.subnet]).stdout.trim(), "", "no route left for the subnet");
   const dir = `/var/lib/hakube/machines/${outputs.bridge}`;
   assert.ok(!fs.existsSync(dir) || fs.readdirSync(dir).length === 0, `machine files left in ${dir}`);
 });

@@ -30,7 +30,7 @@ const spec: MachineSpec = {
 };
 
 test("machine scripts are valid bash, clean up leftovers first, and bound their waits", () => {
-  for (const script of [machineCreateScript(spec), machineDeleteScript(spec), networkCreateScript({ bridge: "hkabc123", hostCidr: "10.213.7.1/24" }),
+  for (const script of [machineCreateScript(spec), machineDeleteScript(spec), networkCreateScript({ bridge: "hkabc123", hostCidr: "10.213.7.1/24", subnet: "10.213.7.0/24" }),
     baseImageScript({ cacheDir: "/var/cache/hakube/images", suite: "bookworm", mirror: "http://deb.debian.org/debian", packages: ["systemd"], key: "k" })]) {
     const r = run("bash", ["-n", "-c", script]);
     assert.equal(r.status, 0, r.stderr);
