@@ -15,6 +15,8 @@ export interface LocalHost {
   address: string;
   veth: string;
   netns: string;
+  /** Root file system of the machine on the host (outputs of stacks before this field lack it). */
+  dir?: string;
 }
 
 export interface LocalOutputs {

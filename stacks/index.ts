@@ -65,7 +65,7 @@ function local() {
     sshPrivateKey: machines.sshPrivateKey,
     bridge: machines.bridge,
     subnet,
-    hosts: machines.hosts.map((h) => ({ name: h.name, address: h.address, veth: h.veth, netns: h.netns })),
+    hosts: machines.hosts.map((h) => ({ name: h.name, address: h.address, veth: h.veth, netns: h.netns, dir: h.dir })),
   };
 }
 

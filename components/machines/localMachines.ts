@@ -41,6 +41,8 @@ export interface LocalMachine extends Host {
   /** Host-side veth: `ip link set <veth> down` cuts the machine off the network. */
   readonly veth: string;
   readonly netns: string;
+  /** The machine's root file system on the host (its pid file and log sit beside it). */
+  readonly dir: string;
 }
 
 /**
@@ -139,6 +141,7 @@ export class LocalMachines extends pulumi.ComponentResource {
         address,
         veth: spec.veth,
         netns: spec.netns,
+        dir: spec.dir,
         // The connection waits for the machine to answer SSH.
         connection: pulumi.secret(
           machine.stdout.apply(() => ({ host: address, user: "root", privateKey: key.privateKeyOpenssh, dialErrorLimit: 30 })),

@@ -180,6 +180,30 @@ test("traffic safety: with the bridge down, nothing is sent to the stack's addre
   assert.ok(healthy, "healthy again after the bridge came back");
 });
 
+test("after every machine and the bridge vanished (as after a host reboot): local-down.sh leaves nothing in bounded time, local-up.sh brings it back", () => {
+  // What a reboot leaves: machine files on disk, but no process, namespace, link, bridge or route.
+  for (const h of outputs.hosts) {
+    const pid = fs.readFileSync(`${h.dir}.pid`, "utf8").trim();
+    run("bash", ["-c", `kill -KILL $(ip netns pids ${h.netns}) ${pid} 2>/dev/null; sleep 0.5; ip netns del ${h.netns}; ip link del ${h.veth} 2>/dev/null; true`]);
+  }
+  run("ip", ["link", "del", outputs.bridge]);
+  run("ip", ["route", "del", "unreachable", outputs.subnet, "metric", "4294967295"]);
+  const down = run("bash", [path.join(ROOT, "scripts", "local-down.sh")], { timeoutMs: 300_000 });
+  timings.localDownAfterLossSeconds = down.seconds;
+  assert.equal(down.status, 0, `local-down failed:\n${down.stdout}\n${down.stderr}`);
+  assert.match(down.stdout, /bridge .* is gone: cleaning up on the host/);
+  assert.ok(down.seconds < 120, `bounded: ${down.seconds} s`);
+  for (const h of outputs.hosts) assert.ok(!fs.existsSync(h.dir!), `${h.dir} removed`);
+  const up = run("bash", [path.join(ROOT, "scripts", "local-up.sh")], { timeoutMs: 900_000 });
+  timings.localUpAgainSeconds = up.seconds;
+  assert.equal(up.status, 0, `local-up failed:\n${up.stdout.slice(-3000)}\n${up.stderr.slice(-2000)}`);
+  assert.match(up.stdout, /etcd members/);
+  cred.dispose();
+  outputs = stackOutputs();
+  cred = new Credentials(outputs);
+  assert.equal(collectStatus(outputs, cred).serviceEndpoints.length, 3);
+});
+
 test("destroy leaves no machine, namespace, link or bridge behind", () => {
   const r = destroy();
   destroyed = true;
