@@ -70,7 +70,7 @@ function cleanUpLocally(outputs: LocalOutputs): void {
     const r = run("bash", ["-c", `set -u\n${machineCleanupScript(spec)}`], { timeoutMs: 60_000 });
     say(`${h.name}: ${r.status === 0 ? "removed" : `cleanup exit ${r.status}: ${r.stderr.trim().split("\n").pop()}`}`);
   }
-  const net = run("bash", ["-c", networkDeleteScript({ bridge: outputs.bridge, hostCidr: "", subnet: outputs.subnet ?? "0.0.0.0/32" })], { timeoutMs: 30_000 });
+  const net = run("bash", ["-c", networkDeleteScript({ bridge: outputs.bridge, hostCidr: "", subnet: outputs.subnet ?? "0.0.0.0/32", owner: "" })], { timeoutMs: 30_000 });
   say(net.stdout.trim().split("\n").pop() ?? "bridge removed");
   try {
     fs.rmdirSync(`${STATE_DIR}/${outputs.bridge}`);

@@ -14,7 +14,9 @@ import {
   machineDeleteScript,
   machineUpdateScript,
   MachineSpec,
+  bridgeOwnerAlias,
   networkCreateScript,
+  ownerOfAlias,
   networkDeleteScript,
 } from "./localRender";
 
@@ -77,9 +79,17 @@ export class LocalMachines extends pulumi.ComponentResource {
     if (!/^[A-Za-z0-9_-]{1,15}$/.test(this.bridge)) {
       invalid(this, "bridgeName", this.bridge, "an interface name of 1 to 15 letters, digits, '-' or '_'");
     }
-    preflight(this, subnet.text, this.bridge);
     const bootTimeoutSeconds = requireInteger(this, "bootTimeoutSeconds", args.bootTimeoutSeconds ?? 120, 5, 1800);
     const stateDir = args.stateDir ?? "/var/lib/hakube/machines";
+    // Who holds the bridge: this project directory, state backend and stack. A second
+    // checkout of the same project computes the same bridge name, and must not take it.
+    const root = fs.realpathSync(pulumi.runtime.getRootDirectory?.() ?? process.cwd());
+    const ownerId = createHash("sha256")
+      .update(`${root}\n${process.env.PULUMI_BACKEND_URL ?? ""}\n${pulumi.getStack()}\n${name}`)
+      .digest("hex")
+      .slice(0, 12);
+    const owner = bridgeOwnerAlias(ownerId, pulumi.getStack(), root);
+    preflight(this, subnet.text, this.bridge, ownerId, `${stateDir}/${this.bridge}`);
     const packages = [...defaultImagePackages, ...(args.image?.extraPackages ?? [])];
     const suite = args.image?.suite ?? "bookworm";
     const mirror = args.image?.mirror ?? "http://deb.debian.org/debian";
@@ -103,7 +113,7 @@ export class LocalMachines extends pulumi.ComponentResource {
       },
       { parent: this },
     );
-    const network = { bridge: this.bridge, hostCidr: `${hostAddress}/${subnet.prefix}`, subnet: subnet.text };
+    const network = { bridge: this.bridge, hostCidr: `${hostAddress}/${subnet.prefix}`, subnet: subnet.text, owner };
     const bridge = new command.local.Command(
       `${name}-network`,
       { create: networkCreateScript(network), delete: networkDeleteScript(network), interpreter: ["/bin/bash", "-c"] },
@@ -156,7 +166,7 @@ export class LocalMachines extends pulumi.ComponentResource {
  * Checks at preview what would make creation fail half-way: missing tools or kernel
  * features, and a subnet already routed on this host (other than by our own bridge).
  */
-function preflight(parent: pulumi.Resource, subnetText: string, bridge: string): void {
+function preflight(parent: pulumi.Resource, subnetText: string, bridge: string, ownerId: string, machinesDir: string): void {
   for (const tool of ["/usr/bin/systemd-nspawn", "/usr/sbin/debootstrap", "/usr/sbin/ip", "/usr/bin/setsid"]) {
     if (!fs.existsSync(tool) && !fs.existsSync(tool.replace("/usr", ""))) {
       invalid(parent, "LocalMachines", tool, "installed (Debian packages systemd-container, debootstrap, iproute2, util-linux; scripts/local-up.sh installs them)");
@@ -164,6 +174,15 @@ function preflight(parent: pulumi.Resource, subnetText: string, bridge: string):
   }
   if (!fs.existsSync("/proc/self/ns/net")) {
     invalid(parent, "LocalMachines", "no network namespaces", "a kernel with network namespaces (CONFIG_NET_NS)");
+  }
+  const holder = bridgeHeldByOther(bridge, ownerId, machinesDir);
+  if (holder) {
+    invalid(
+      parent,
+      "bridgeName",
+      bridge,
+      `a bridge no other stack holds: ${holder}; tear that stack down first (its scripts/local-down.sh), or give this one its own hakube:bridgeName and hakube:subnet`,
+    );
   }
   let routes = "";
   try {
@@ -175,6 +194,32 @@ function preflight(parent: pulumi.Resource, subnetText: string, bridge: string):
   if (conflict) {
     invalid(parent, "subnet", subnetText, `a subnet not already in use on this host (${conflict}); pick another, e.g. 10.213.8.0/24`);
   }
+}
+
+/**
+ * Another stack's hold on the bridge, described, or undefined: the bridge exists, its
+ * alias names another owner, and machines of it are running (a pid file of a live
+ * process in its machines folder). A foreign alias with nothing running is stale and is
+ * taken over.
+ */
+function bridgeHeldByOther(bridge: string, ownerId: string, machinesDir: string): string | undefined {
+  let alias = "";
+  try {
+    alias = fs.readFileSync(`/sys/class/net/${bridge}/ifalias`, "utf8").trim();
+  } catch {
+    return undefined; // no such bridge
+  }
+  const other = ownerOfAlias(alias);
+  if (other === undefined || other === ownerId) return undefined;
+  const running = (fs.existsSync(machinesDir) ? fs.readdirSync(machinesDir) : [])
+    .filter((f) => f.endsWith(".pid"))
+    .filter((f) => {
+      const pid = Number(fs.readFileSync(`${machinesDir}/${f}`, "utf8").trim());
+      return Number.isInteger(pid) && pid > 0 && fs.existsSync(`/proc/${pid}`);
+    })
+    .map((f) => f.replace(/\.pid$/, ""));
+  if (running.length === 0) return undefined;
+  return `${bridge} is held by ${alias.replace(/^hakube /, "")} (machines running: ${running.join(", ")})`;
 }
 
 /** A route of `ip -4 -o route show` output that overlaps the subnet, other than our bridge's. */

@@ -71,6 +71,21 @@ export interface NetworkSpec {
   readonly hostCidr: string;
   /** The machines' subnet, e.g. 10.213.7.0/24. */
   readonly subnet: string;
+  /** The bridge's alias naming the stack that holds it (see `bridgeOwnerAlias`). */
+  readonly owner: string;
+}
+
+/**
+ * The alias a stack writes on its bridge, so that another stack or checkout on the same
+ * host can tell the bridge is taken: `hakube owner=<id> stack=<stack> root=<project dir>`.
+ */
+export function bridgeOwnerAlias(ownerId: string, stack: string, root: string): string {
+  return `hakube owner=${ownerId} stack=${stack} root=${root}`.replace(/[^A-Za-z0-9 =/._:-]/g, "_").slice(0, 250);
+}
+
+/** The owner id of a bridge alias written by `bridgeOwnerAlias`, if it is one. */
+export function ownerOfAlias(alias: string): string | undefined {
+  return /^hakube owner=([0-9a-f]+)\b/.exec(alias.trim())?.[1];
 }
 
 /**
@@ -88,6 +103,7 @@ if ! ip link show ${n.bridge} >/dev/null 2>&1; then
     exit 1
   fi
 fi
+ip link set ${n.bridge} alias ${q(n.owner)}
 ip addr replace ${n.hostCidr} dev ${n.bridge}
 ip link set ${n.bridge} up
 ip route replace unreachable ${n.subnet} metric ${GUARD_ROUTE_METRIC}

@@ -5,6 +5,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { Credentials, LocalOutputs, pulumi, ROOT, run, stackOutputs } from "../../ops/localStack";
 import { collectStatus, ControlPlaneStatus, formatStatus } from "../../ops/status";
@@ -152,6 +153,20 @@ test("an error of the stack program itself is one line too", () => {
   assert.equal(diagnostics(out).match(/hakube:machines is "gcp"; expected "local" or "aws"/g)?.length, 1, out);
   assert.doesNotMatch(out, TRACE, out);
   assert.doesNotMatch(out, /unhandled error|non-zero exit code/i, out);
+});
+
+test("a second checkout (another state backend) is refused the bridge at preview, and this stack is untouched", () => {
+  const other = fs.mkdtempSync(path.join(os.tmpdir(), "hakube-second-"));
+  try {
+    const r = run("bash", [path.join(ROOT, "scripts", "pulumi-local.sh"), "preview"], { env: { HAKUBE_STATE_DIR: other }, timeoutMs: 300_000 });
+    const out = r.stdout + r.stderr;
+    assert.notEqual(r.status, 0, out);
+    assert.match(out, new RegExp(`invalid argument bridgeName: got "${outputs.bridge}"; expected a bridge no other stack holds: ${outputs.bridge} is held by owner=[0-9a-f]+ stack=local root=${ROOT}`));
+  } finally {
+    fs.rmSync(other, { recursive: true, force: true });
+  }
+  const same = pulumi(["preview", "--expect-no-changes"], 300_000);
+  assert.equal(same.status, 0, `this stack is unchanged:\n${same.stdout.slice(-3000)}`);
 });
 
 test("traffic safety: with the bridge down, nothing is sent to the stack's addresses, and the stack comes back", async () => {

@@ -30,7 +30,7 @@ const spec: MachineSpec = {
 };
 
 test("machine scripts are valid bash, clean up leftovers first, and bound their waits", () => {
-  for (const script of [machineCreateScript(spec), machineDeleteScript(spec), networkCreateScript({ bridge: "hkabc123", hostCidr: "10.213.7.1/24", subnet: "10.213.7.0/24" }),
+  for (const script of [machineCreateScript(spec), machineDeleteScript(spec), networkCreateScript({ bridge: "hkabc123", hostCidr: "10.213.7.1/24", subnet: "10.213.7.0/24", owner: "hakube owner=0123456789ab stack=local root=/work/main" }),
     baseImageScript({ cacheDir: "/var/cache/hakube/images", suite: "bookworm", mirror: "http://deb.debian.org/debian", packages: ["systemd"], key: "k" })]) {
     const r = run("bash", ["-n", "-c", script]);
     assert.equal(r.status, 0, r.stderr);
@@ -43,4 +43,16 @@ test("machine scripts are valid bash, clean up leftovers first, and bound their 
   assert.match(create, /for i in \$\(seq 1 \$\(\( 60 \* 2 \)\)\)/, "SSH wait bounded by bootTimeoutSeconds");
   assert.doesNotMatch(create, /PRIVATE KEY/);
   assert.match(machineDeleteScript(spec), /ip link del hkabc123v1/);
+});
+
+test("the bridge carries its owner: alias written at create, read back by owner id", async () => {
+  const { bridgeOwnerAlias, ownerOfAlias } = await import("../../components/machines/localRender");
+  const alias = bridgeOwnerAlias("0123456789ab", "local", "/work/my checkout");
+  assert.equal(alias, "hakube owner=0123456789ab stack=local root=/work/my checkout");
+  assert.equal(ownerOfAlias(alias), "0123456789ab");
+  assert.equal(ownerOfAlias("something else"), undefined);
+  assert.equal(bridgeOwnerAlias("ab", "s", "/x'$(y)"), "hakube owner=ab stack=s root=/x___y_", "no quotes, $ or parentheses in an alias");
+  const script = networkCreateScript({ bridge: "hkabc123", hostCidr: "10.213.7.1/24", subnet: "10.213.7.0/24", owner: alias });
+  assert.match(script, /ip link set hkabc123 alias 'hakube owner=0123456789ab stack=local root=\/work\/my checkout'/);
+  assert.match(script, /ip route replace unreachable 10\.213\.7\.0\/24 metric 4294967295/);
 });
