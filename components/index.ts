@@ -20,6 +20,7 @@ export * from "./loadbalancer/keepalivedLoadBalancer";
 export * from "./controllers/render";
 export * from "./controllers/leaderElectedControllers";
 export * from "./controlplane/deployedVersions";
+export * from "./controlplane/plan";
 export * from "./controlplane/haControlPlane";
 export * from "./machines/localRender";
 export * from "./machines/localMachines";

@@ -5,24 +5,10 @@ import { ClusterPki, ClusterPkiArgs } from "../pki/clusterPki";
 import { EtcdCluster, EtcdClusterArgs } from "../etcd/etcdCluster";
 import { ApiServerPool, ApiServerPoolArgs } from "../apiserver/apiServerPool";
 import { KeepalivedLoadBalancer, KeepalivedLoadBalancerArgs } from "../loadbalancer/keepalivedLoadBalancer";
-import { haproxyDetectionSeconds } from "../loadbalancer/render";
 import { LeaderElectedControllers, LeaderElectedControllersArgs } from "../controllers/leaderElectedControllers";
 import { BinarySource } from "../binaries/source";
-import { isIpv4 } from "../net";
-import {
-  invalid,
-  knownValue,
-  requireCidr,
-  requireConsistentHosts,
-  requireDisjointRanges,
-  requireEtcdMemberCount,
-  requireHosts,
-  requireVersion,
-  resolveLeaderElection,
-} from "../validation";
-import { DEFAULT_KUBERNETES_VERSION, MINIMUM_ETCD_VERSION, MINIMUM_KUBERNETES_VERSION, parseVersion } from "../version";
-import { DEFAULT_ETCD_VERSION } from "../etcd/etcdCluster";
 import { DeployedVersions } from "./deployedVersions";
+import { ControlPlanePlan, planControlPlane } from "./plan";
 
 /** keepalived + HAProxy options, without what HaControlPlane supplies itself. */
 export type KeepalivedOptions = Omit<KeepalivedLoadBalancerArgs, "hosts" | "apiServers" | "pki"> & {
@@ -107,77 +93,50 @@ export class HaControlPlane extends pulumi.ComponentResource {
   public readonly controllers: LeaderElectedControllers;
   /** The Kubernetes and etcd versions recorded in the state (checked against the next ones). */
   public readonly versions: DeployedVersions;
+  /** The resolved plan: topology, hosts per role, versions, ranges, ports and timings. */
+  public readonly plan: ControlPlanePlan;
   /** Completes when the API answers through the endpoint and both Leases are held. */
   public readonly ready: pulumi.Resource[];
 
   constructor(name: string, args: HaControlPlaneArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hakube:index:HaControlPlane", name, {}, opts);
-    const cp = args.controlPlaneHosts;
-    requireHosts(this, "controlPlaneHosts", cp);
-    const etcdHosts = args.etcdHosts ?? cp;
-    requireHosts(this, "etcdHosts", etcdHosts);
-    // Checked here too so that messages name this component's arguments.
-    requireEtcdMemberCount(this, args.etcdHosts ? "etcdHosts" : "controlPlaneHosts (stacked etcd)", etcdHosts.length);
-    resolveLeaderElection(this, "controllers.leaderElection", args.controllers?.leaderElection);
-    if (!args.loadBalancer || (!("keepalived" in args.loadBalancer) && !("external" in args.loadBalancer))) {
-      invalid(this, "loadBalancer", args.loadBalancer ?? null, "{ keepalived: {...} } or { external: {...} }");
-    }
-    const keepalived = "keepalived" in args.loadBalancer ? args.loadBalancer.keepalived : undefined;
-    const external = "external" in args.loadBalancer ? args.loadBalancer.external : undefined;
-    const balancerHosts = keepalived?.hosts ?? (keepalived ? cp : []);
-    if (keepalived) {
-      if (!isIpv4(keepalived.virtualIp ?? "")) {
-        invalid(this, "loadBalancer.keepalived.virtualIp", keepalived.virtualIp, "an IPv4 address");
-      }
-      const owner = [...cp, ...etcdHosts, ...balancerHosts].find((h) => knownValue(h.address) === keepalived.virtualIp);
-      if (owner) {
-        invalid(this, "loadBalancer.keepalived.virtualIp", keepalived.virtualIp, `an address no host uses (it is ${owner.name}'s address)`);
-      }
-    }
-    requireConsistentHosts(this, "hosts", [cp, etcdHosts, balancerHosts]);
-    const serviceCidr = requireCidr(this, "serviceCidr", args.serviceCidr ?? "10.96.0.0/12");
-    const podCidr = requireCidr(this, "podCidr", args.podCidr ?? "10.244.0.0/16");
-    requireDisjointRanges(
-      this,
-      { argument: "serviceCidr", cidr: serviceCidr },
-      { argument: "podCidr", cidr: podCidr },
-      [...cp, ...etcdHosts, ...balancerHosts],
-    );
-    const kubernetesVersion = requireVersion(
-      this,
-      "kubernetesVersion",
-      args.kubernetesVersion ?? DEFAULT_KUBERNETES_VERSION,
-      parseVersion(MINIMUM_KUBERNETES_VERSION),
-    ).text;
-    const etcdVersion = requireVersion(this, "etcdVersion", args.etcdVersion ?? DEFAULT_ETCD_VERSION, parseVersion(MINIMUM_ETCD_VERSION)).text;
+    // Every default, the topology, ports and timings, resolved and checked once.
+    const plan = planControlPlane(this, args);
+    this.plan = plan;
+    const cp = plan.controlPlaneHosts;
+    const etcdHosts = plan.etcdHosts;
+    const serviceCidr = plan.serviceCidr;
+    const podCidr = plan.podCidr;
+    const detectionSeconds = plan.timings.balancerDetectionSeconds;
     // Registered before anything that acts on a host: its check refuses, at preview, an
     // upgrade that skips a minor release or goes back from the deployed versions.
-    this.versions = new DeployedVersions(`${name}-versions`, { kubernetesVersion, etcdVersion }, { parent: this });
-    const detectionSeconds = keepalived ? haproxyDetectionSeconds(keepalived.healthCheck) : external!.detectionTimeSeconds;
-    const apiEndpointAddress = keepalived ? pulumi.output(keepalived.virtualIp) : external!.endpoint.endpoint;
+    this.versions = new DeployedVersions(
+      `${name}-versions`,
+      { kubernetesVersion: plan.versions.kubernetes, etcdVersion: plan.versions.etcd },
+      { parent: this },
+    );
 
     this.pki = new ClusterPki(
       `${name}-pki`,
       {
         controlPlaneHosts: cp,
         etcdHosts,
-        apiEndpoint: apiEndpointAddress,
+        apiEndpoint: plan.apiEndpointAddress,
         serviceCidr: serviceCidr.text,
         clusterDomain: args.clusterDomain,
         ...args.certificates,
       },
       { parent: this },
     );
-    const cpNames = new Set(cp.map((h) => h.name));
-    const stacked = etcdHosts.every((h) => cpNames.has(h.name));
     this.etcd = new EtcdCluster(
       `${name}-etcd`,
       {
         hosts: etcdHosts,
         pki: this.pki,
-        version: etcdVersion,
+        version: plan.versions.etcd,
         binaries: args.binaries?.etcd,
-        localApiServer: stacked ? { securePort: args.apiServer?.securePort ?? 6443, settleSeconds: detectionSeconds + 2 } : undefined,
+        localApiServer:
+          plan.topology === "stacked" ? { securePort: plan.apiServerPort, settleSeconds: plan.timings.balancerSettleSeconds } : undefined,
         ...args.etcd,
       },
       { parent: this },
@@ -188,22 +147,25 @@ export class HaControlPlane extends pulumi.ComponentResource {
         hosts: cp,
         pki: this.pki,
         etcd: this.etcd,
-        kubernetesVersion,
+        kubernetesVersion: plan.versions.kubernetes,
         binaries: args.binaries?.kubernetes,
         serviceCidr: serviceCidr.text,
         clusterDomain: args.clusterDomain,
         balancerDetectionSeconds: detectionSeconds,
         ...args.apiServer,
+        securePort: plan.apiServerPort,
+        etcdAccess: plan.etcdAccess,
       },
       { parent: this },
     );
-    this.loadBalancer = keepalived
-      ? new KeepalivedLoadBalancer(
-          `${name}-lb`,
-          { ...keepalived, hosts: balancerHosts, apiServers: this.apiServers, pki: this.pki },
-          { parent: this },
-        )
-      : external!.endpoint;
+    this.loadBalancer =
+      plan.balancer.kind === "keepalived"
+        ? new KeepalivedLoadBalancer(
+            `${name}-lb`,
+            { ...plan.balancer.options, hosts: plan.balancerHosts, apiServers: this.apiServers, pki: this.pki },
+            { parent: this },
+          )
+        : plan.balancer.options.endpoint;
     this.controllers = new LeaderElectedControllers(
       `${name}-controllers`,
       {
@@ -215,6 +177,7 @@ export class HaControlPlane extends pulumi.ComponentResource {
         serviceCidr: serviceCidr.text,
         clusterName: args.clusterName,
         ...args.controllers,
+        leaderElection: plan.timings.leaderElection,
       },
       { parent: this },
     );
