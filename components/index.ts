@@ -12,6 +12,7 @@ export * from "./binaries/install";
 export * from "./pki/kubeconfig";
 export * from "./pki/clusterPki";
 export * from "./etcd/render";
+export * from "./etcd/member";
 export * from "./etcd/etcdCluster";
 export * from "./apiserver/render";
 export * from "./apiserver/apiServerPool";

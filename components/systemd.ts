@@ -52,6 +52,8 @@ export interface UnitSpec {
   readonly timeoutStopSec?: number;
   /** @default 120 */
   readonly timeoutStartSec?: number;
+  /** Files of environment variables the service reads (`EnvironmentFile=`). */
+  readonly environmentFiles?: readonly string[];
 }
 
 export function renderUnit(spec: UnitSpec): string {
@@ -67,6 +69,7 @@ export function renderUnit(spec: UnitSpec): string {
     "",
     "[Service]",
     `Type=${spec.type ?? "simple"}`,
+    ...(spec.environmentFiles ?? []).map((f) => `EnvironmentFile=${f}`),
     [`ExecStart=${spec.binary}`, ...args].join(" \\\n  "),
     "Restart=always",
     `RestartSec=${spec.restartSec ?? 2}`,

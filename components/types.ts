@@ -15,6 +15,13 @@ export interface Host {
   readonly address: pulumi.Input<string>;
   /** SSH connection (holds a private key: pass it as a secret). */
   readonly connection: pulumi.Input<HostConnection>;
+  /**
+   * Identity of the machine behind the name, which changes when the machine is replaced
+   * (a new disk): an EC2 instance id, a local machine's token. A new value re-runs every
+   * step on the host (binaries copied again, services set up again, an etcd member with
+   * no data joins the cluster again). @default none (steps do not notice a replacement)
+   */
+  readonly instance?: pulumi.Input<string>;
 }
 
 /**

@@ -446,6 +446,62 @@ etcdctl endpoint hashkv --rev="$rev" -w json`,
   return result;
 }
 
+/** The etcd members as `member list` gives them (name, id, learner), asked from a reachable machine. */
+export async function etcdMembers(c: Cluster, from: LocalHost): Promise<{ id: string; name: string; learner: boolean; started: boolean }[]> {
+  const r = await c.cred.sshAsync(from.address, `${LOAD_ETCDCTL_ENV}; etcdctl member list -w simple`, 20_000);
+  return r.stdout
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => line.split(",").map((f) => f.trim()))
+    .map(([id, status, name, , , learner]) => ({ id, name, learner: learner === "true", started: status === "started" }));
+}
+
+/**
+ * 7. Replace a machine (the VIP holder) with the documented procedure,
+ * `pulumi up --replace <urn of its machine>`, while the probes run: the old machine goes,
+ * a new one (new disk, new machine-id) comes up under the same name, and every step on
+ * it runs again: its etcd member (no data) is removed from the cluster and joins again as
+ * a learner, then is promoted; its apiserver, balancer and controllers start.
+ */
+export async function replaceMachine(c: Cluster, upArgs: string[]): Promise<ScenarioResult> {
+  const victim = (await vipHolder(c)) ?? c.outputs.hosts[0];
+  const other = c.outputs.hosts.find((h) => h !== victim)!;
+  const machineId = async (h: LocalHost) => (await c.cred.sshAsync(h.address, "cat /etc/machine-id", 15_000)).stdout.trim();
+  const before = { machineId: await machineId(victim), members: await etcdMembers(c, other) };
+  const urn = `urn:pulumi:local::hakube::hakube:index:LocalMachines$command:local:Command::local-${victim.name}`;
+  return withProbes(
+    c,
+    "replace-machine",
+    async (facts) => {
+      facts.victim = victim.name;
+      facts.machineIdBefore = before.machineId;
+      facts.memberIdBefore = before.members.find((m) => m.name === victim.name)?.id;
+      await sleep(2000);
+      const start = Date.now();
+      const up = await pulumiAsync(["up", "--yes", "--skip-preview", "--replace", urn, ...upArgs], 900_000);
+      facts.upSeconds = up.seconds;
+      facts.upOk = up.status === 0;
+      facts.upOutput = `${up.stdout.slice(-4000)}\n${up.stderr.slice(-2000)}`;
+      try {
+        await waitHealthy(c, 180_000);
+        facts.healthyAfterMs = Date.now() - start;
+      } catch (e) {
+        facts.healthyAfterMs = -1;
+        facts.notHealthy = (e as Error).message;
+      }
+      await sleep(3000);
+    },
+    { maxDurationMs: 900_000 },
+  ).then(async (result) => {
+    result.facts.machineIdAfter = await machineId(victim);
+    const members = await etcdMembers(c, other);
+    result.facts.membersAfter = members;
+    result.facts.memberIdAfter = members.find((m) => m.name === victim.name)?.id;
+    return result;
+  });
+}
+
 /** Samples each apiserver's own /readyz while `pulumi up` runs; returns not-ready intervals. */
 export async function rollingUp(c: Cluster, label: string, upArgs: string[]): Promise<ScenarioResult> {
   const pidsBefore = await Promise.all(c.outputs.hosts.map((h) => apiserverPid(c, h)));

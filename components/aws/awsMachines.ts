@@ -296,11 +296,14 @@ export class AwsMachines extends pulumi.ComponentResource {
             // `pulumi up --replace <urn>`. Hosts of a role are chained so that an
             // in-place change that stops an instance (instance type) stops one at a time.
             ignoreChanges: ["ami", "userData"],
+            // A replaced host goes before its successor starts: the old etcd member must
+            // be dead before the new one (same name) takes its place in the cluster.
+            deleteBeforeReplace: true,
             dependsOn: previous ? [previous] : [],
           },
         );
         previous = instance;
-        return { instance, host: { name: hostName, address: instance.privateIp, connection: connect(instance) } as Host };
+        return { instance, host: { name: hostName, address: instance.privateIp, connection: connect(instance), instance: instance.id } as Host };
       });
     };
     const instanceType = args.instanceType ?? "m7i.large";

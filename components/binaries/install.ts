@@ -82,6 +82,8 @@ export function installBinaries(
   opts: pulumi.CustomResourceOptions,
 ): pulumi.Resource {
   const { source } = plan;
+  // A replaced machine (new instance) gets its binaries again.
+  const triggers: pulumi.Input<string>[] = [plan.identity, ...(host.instance === undefined ? [] : [host.instance])];
   if (source.kind === "release") {
     const artifact = releaseArtifact(plan.kind, plan.version, source);
     return new command.remote.Command(
@@ -89,14 +91,15 @@ export function installBinaries(
       {
         connection: host.connection,
         create: `${scriptPrologue}\n${renderReleaseInstallScript(artifact, plan.version, plan.binaries)}`,
-        triggers: [plan.identity],
+        triggers,
       },
       opts,
     );
   }
   const mkdir = new command.remote.Command(
     `${name}-dir`,
-    { connection: host.connection, create: `${scriptPrologue}\nmkdir -p ${uploadPath(component, "")}` },
+    // Made again on a new machine (instance) along with the copies into it.
+    { connection: host.connection, create: `${scriptPrologue}\nmkdir -p ${uploadPath(component, "")}`, triggers },
     opts,
   );
   const copies = localBinaryPaths(source.directory, plan.binaries).map(
@@ -107,7 +110,7 @@ export function installBinaries(
           connection: host.connection,
           source: new pulumi.asset.FileAsset(file.path),
           remotePath: uploadPath(component, file.binary),
-          triggers: [plan.identity],
+          triggers,
         },
         { ...opts, dependsOn: [mkdir] },
       ),
@@ -117,7 +120,7 @@ export function installBinaries(
     {
       connection: host.connection,
       create: `${scriptPrologue}\n${renderUploadedInstallScript(component, plan.binaries)}`,
-      triggers: [plan.identity],
+      triggers,
     },
     { ...opts, dependsOn: copies },
   );

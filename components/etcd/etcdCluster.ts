@@ -18,7 +18,11 @@ import {
   EtcdSettings,
   etcdUnit,
   etcdUpdateScript,
+  initialCluster,
+  MEMBER_ENV,
+  memberEnv,
 } from "./render";
+import { INITIAL_CLUSTER_ENV, initialClusterEnv } from "./member";
 
 export const DEFAULT_ETCD_VERSION = "v3.6.16";
 
@@ -127,9 +131,12 @@ export class EtcdCluster extends pulumi.ComponentResource {
               mode: "0644",
               content: members.apply((ms) => etcdUnit(ms[i], ms, settings)),
             },
+            { path: MEMBER_ENV, mode: "0644", content: members.apply((ms) => memberEnv(ms[i], settings)) },
+            // The bootstrap values; a joining member writes the running cluster's instead.
+            { path: INITIAL_CLUSTER_ENV, mode: "0644", content: members.apply((ms) => initialClusterEnv(initialCluster(ms, settings))) },
           ],
-          create: etcdCreateScript(dataDir),
-          update: etcdUpdateScript(readyAttempts, clientPort, args.localApiServer),
+          create: etcdCreateScript(dataDir, readyAttempts, clientPort),
+          update: etcdUpdateScript(readyAttempts, clientPort, args.localApiServer, dataDir),
           delete: etcdDeleteScript,
           identity: [`binaries ${plan.identity}`],
         },

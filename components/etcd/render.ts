@@ -1,5 +1,6 @@
 // etcd rendering (pure): flags, unit, etcdctl environment and health scripts.
-import { command } from "../remote/shell";
+import { command, quote } from "../remote/shell";
+import { INITIAL_CLUSTER_ENV, memberFunctions } from "./member";
 import { Flag, renderUnit } from "../systemd";
 import { readyzCheck } from "../apiserver/render";
 
@@ -35,8 +36,6 @@ export function etcdFlags(self: EtcdMember, members: readonly EtcdMember[], s: E
     ["advertise-client-urls", clientUrl(self, s)],
     ["listen-peer-urls", peerUrl(self, s)],
     ["initial-advertise-peer-urls", peerUrl(self, s)],
-    ["initial-cluster", initialCluster(members, s)],
-    ["initial-cluster-state", "new"],
     ["initial-cluster-token", s.clusterToken],
     ["client-cert-auth", true],
     ["trusted-ca-file", `${ETCD_PKI}/ca.crt`],
@@ -59,6 +58,9 @@ export function etcdUnit(self: EtcdMember, members: readonly EtcdMember[], s: Et
     documentation: "https://etcd.io/docs/",
     binary: "/usr/local/bin/etcd",
     type: "notify",
+    // --initial-cluster and --initial-cluster-state come from this file: a new cluster's
+    // members at bootstrap, the running cluster's when a member joins (see member.ts).
+    environmentFiles: [INITIAL_CLUSTER_ENV],
     flags: etcdFlags(self, members, s),
     timeoutStartSec: 300,
   });
@@ -79,15 +81,38 @@ export function etcdctlEnv(members: readonly EtcdMember[], s: EtcdSettings): str
 
 const loadEnv = `set -a; . ${ETCDCTL_ENV}; set +a`;
 
+/** This member's name and URLs, for the scripts (written by the step, like every file). */
+export const MEMBER_ENV = "/etc/etcd/member.env";
+
+export function memberEnv(self: EtcdMember, s: EtcdSettings): string {
+  return `HAKUBE_ETCD_NAME=${self.name}\nHAKUBE_ETCD_PEER_URL=${peerUrl(self, s)}\nHAKUBE_ETCD_CLIENT_URL=${clientUrl(self, s)}\n`;
+}
+
+/** Loads etcdctl's environment, this member's, and the membership functions. */
+const memberPrologue = `${loadEnv}
+. ${MEMBER_ENV}
+${memberFunctions}`;
+
+/** Joins this member to the running cluster (it has no data), then waits until it is healthy. */
+function joinScript(dataDir: string, attempts: number, clientPort: number): string {
+  return `hakube_etcd_join "$HAKUBE_ETCD_NAME" "$HAKUBE_ETCD_PEER_URL" "$HAKUBE_ETCD_CLIENT_URL" ${quote(dataDir)} ${attempts} 2 ${INITIAL_CLUSTER_ENV}
+ETCDCTL_ENDPOINTS=https://127.0.0.1:${clientPort} hakube_retry ${attempts} 2 "etcd member health" -- etcdctl endpoint health`;
+}
+
 /**
- * Create: the member's data directory (private), then write files and (re)start without
- * waiting (members of a new cluster start together).
+ * Create: the member's data directory (private). A member without data whose peers already
+ * hold a quorum (a replaced machine, a resize) joins the running cluster as a learner;
+ * otherwise it (re)starts without waiting (members of a new cluster start together).
  */
-export function etcdCreateScript(dataDir: string): string {
+export function etcdCreateScript(dataDir: string, attempts = 150, clientPort = 2379): string {
   return `${command(["install", "-d", "-m", "0700", dataDir])}
 systemctl daemon-reload
 systemctl enable etcd.service >/dev/null 2>&1
-if [ -n "$HAKUBE_CHANGED" ] || ! systemctl is-active --quiet etcd.service; then
+${memberPrologue}
+others=$(hakube_etcd_others "$HAKUBE_ETCD_CLIENT_URL")
+if [ ! -d ${quote(`${dataDir}/member`)} ] && [ -n "$others" ] && hakube_etcd_quorum "$others"; then
+  ${joinScript(dataDir, attempts, clientPort).replace(/\n/g, "\n  ")}
+elif [ -n "$HAKUBE_CHANGED" ] || ! systemctl is-active --quiet etcd.service; then
   systemctl restart --no-block etcd.service
 fi
 echo "hakube: etcd starting"`;
@@ -103,31 +128,39 @@ export function etcdUpdateScript(
   attempts: number,
   clientPort: number,
   localApiServer?: { readonly securePort: number; readonly settleSeconds: number },
+  dataDir = "/var/lib/etcd",
 ): string {
   const drain = localApiServer
-    ? `if systemctl is-active --quiet kube-apiserver.service; then
-  echo "hakube: draining the local kube-apiserver before restarting etcd"
-  systemctl stop kube-apiserver.service
-  drained=1
-fi
+    ? `  if systemctl is-active --quiet kube-apiserver.service; then
+    echo "hakube: draining the local kube-apiserver before restarting etcd"
+    systemctl stop kube-apiserver.service
+    drained=1
+  fi
 `
     : "";
   const undrain = localApiServer
-    ? `if [ "$drained" = 1 ]; then
-  systemctl start kube-apiserver.service
-  hakube_retry ${attempts} 2 "kube-apiserver /readyz" -- ${readyzCheck("127.0.0.1", localApiServer.securePort)}
-  sleep ${localApiServer.settleSeconds}
-fi
+    ? `  if [ "$drained" = 1 ]; then
+    systemctl start kube-apiserver.service
+    hakube_retry ${attempts} 2 "kube-apiserver /readyz" -- ${readyzCheck("127.0.0.1", localApiServer.securePort)}
+    sleep ${localApiServer.settleSeconds}
+  fi
 `
     : "";
   return `systemctl daemon-reload
 systemctl enable etcd.service >/dev/null 2>&1
-drained=0
-${drain}systemctl restart etcd.service
-${loadEnv}
-# etcdctl refuses a flag that shadows its environment: override the variable instead.
-ETCDCTL_ENDPOINTS=https://127.0.0.1:${clientPort} hakube_retry ${attempts} 2 "etcd member health" -- etcdctl endpoint health
-${undrain}echo "hakube: etcd member restarted and healthy"`;
+${memberPrologue}
+if [ ! -d ${quote(`${dataDir}/member`)} ]; then
+  # No data here (a new disk): join the running cluster instead of restarting.
+  ${command(["install", "-d", "-m", "0700", dataDir])}
+  ${joinScript(dataDir, attempts, clientPort).replace(/\n/g, "\n  ")}
+  echo "hakube: etcd member joined and healthy"
+else
+  drained=0
+${drain}  systemctl restart etcd.service
+  # etcdctl refuses a flag that shadows its environment: override the variable instead.
+  ETCDCTL_ENDPOINTS=https://127.0.0.1:${clientPort} hakube_retry ${attempts} 2 "etcd member health" -- etcdctl endpoint health
+${undrain}  echo "hakube: etcd member restarted and healthy"
+fi`;
 }
 
 /** The readiness gate: every member reports healthy (bounded wait). */

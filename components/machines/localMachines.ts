@@ -144,7 +144,8 @@ export class LocalMachines extends pulumi.ComponentResource {
           interpreter: ["/bin/bash", "-c"],
           environment: { HAKUBE_PUBLIC_KEY: key.publicKeyOpenssh },
         },
-        { parent: this, dependsOn: [image, bridge] },
+        // The old machine goes first: both use the same folder, namespace and address.
+        { parent: this, dependsOn: [image, bridge], deleteBeforeReplace: true },
       );
       return {
         name: machineName,
@@ -152,6 +153,7 @@ export class LocalMachines extends pulumi.ComponentResource {
         veth: spec.veth,
         netns: spec.netns,
         dir: spec.dir,
+        instance: machine.stdout.apply((out) => /^hakube-instance (\S+)$/m.exec(out)?.[1] ?? ""),
         // The connection waits for the machine to answer SSH.
         connection: pulumi.secret(
           machine.stdout.apply(() => ({ host: address, user: "root", privateKey: key.privateKeyOpenssh, dialErrorLimit: 30 })),

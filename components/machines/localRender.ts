@@ -146,7 +146,7 @@ if [ -e /run/netns/${m.netns} ]; then
   ip netns del ${m.netns} 2>/dev/null || true
 fi
 ip link del ${m.veth} 2>/dev/null || true
-rm -rf ${q(m.dir)} ${q(m.dir)}.log`;
+rm -rf ${q(m.dir)} ${q(m.dir)}.log ${q(m.dir)}.instance`;
 }
 
 export function machineCreateScript(m: MachineSpec): string {
@@ -155,6 +155,8 @@ ${machineCleanupScript(m)}
 mkdir -p "$(dirname ${q(m.dir)})"
 cp -a --reflink=auto ${q(m.image)} ${q(m.dir)}
 echo ${q(m.name)} > ${q(m.dir)}/etc/hostname
+# A machine-id of its own (the image's would be shared by every machine made from it).
+tr -d '-' < /proc/sys/kernel/random/uuid > ${q(m.dir)}/etc/machine-id
 printf '127.0.0.1 localhost\\n${m.address} ${m.name}\\n' > ${q(m.dir)}/etc/hosts
 install -d -m 0700 ${q(m.dir)}/root/.ssh
 printf '%s\\n' "$HAKUBE_PUBLIC_KEY" > ${q(m.dir)}/root/.ssh/authorized_keys
@@ -184,9 +186,12 @@ if [ -z "$pid" ]; then
   exit 1
 fi
 echo "$pid" > ${q(m.dir)}.pid
+# A new token for every machine made: it changes when the machine is replaced.
+cat /proc/sys/kernel/random/uuid > ${q(m.dir)}.instance
 for i in $(seq 1 $(( ${m.bootTimeoutSeconds} * 2 ))); do
   if timeout 1 bash -c 'exec 3<>/dev/tcp/${m.address}/22' 2>/dev/null; then
     echo "hakube: machine ${m.name} at ${m.address} answers SSH"
+    echo "hakube-instance $(cat ${q(m.dir)}.instance)"
     exit 0
   fi
   if ! kill -0 "$pid" 2>/dev/null; then break; fi
@@ -216,5 +221,7 @@ if [ ! -d ${q(m.dir)}/root ]; then
 fi
 printf '%s\\n' "$HAKUBE_PUBLIC_KEY" > ${q(m.dir)}/root/.ssh/authorized_keys
 chmod 0600 ${q(m.dir)}/root/.ssh/authorized_keys
-echo "hakube: machine ${m.name} kept; its authorized key refreshed (other machine changes need destroy and up)"`;
+[ -s ${q(m.dir)}.instance ] || cat /proc/sys/kernel/random/uuid > ${q(m.dir)}.instance
+echo "hakube: machine ${m.name} kept; its authorized key refreshed (other machine changes need destroy and up)"
+echo "hakube-instance $(cat ${q(m.dir)}.instance)"`;
 }

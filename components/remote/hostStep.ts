@@ -54,7 +54,7 @@ export function hostStep(name: string, args: HostStepArgs, opts: pulumi.CustomRe
   const header = pulumi
     .all([
       pulumi.all(publicFiles.map((f) => pulumi.output(f.content).apply((c) => `#   ${f.path} sha256:${sha256(c).slice(0, 16)}`))),
-      pulumi.all([...(args.identity ?? [])]),
+      pulumi.all([...(args.identity ?? []), ...(args.host.instance === undefined ? [] : [pulumi.output(args.host.instance).apply((i) => `machine ${i}`)])]),
     ])
     .apply(([fileLines, identity]) =>
       [

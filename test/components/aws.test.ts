@@ -78,6 +78,11 @@ test("control-plane and etcd hosts are spread round-robin across three zones", a
   assert.equal(await valueOf(find("prod-cp-1").props.associatePublicIpAddress), false);
   assert.equal(await valueOf(find("dev-cp-2").props.subnetId), "dev-public-2-id");
   assert.equal(await valueOf(find("dev-cp-2").props.associatePublicIpAddress), true);
+  // A replaced host goes first (its etcd member must be dead before the new one joins),
+  // and its instance id is the host's identity (a new one re-runs the host's steps).
+  for (const r of [...instances("dev"), ...instances("prod")]) {
+    assert.equal(r.deleteBeforeReplace, true, `${r.name} is replaced delete-first`);
+  }
   // Each instance names its zone too (what previews and the policy pack see).
   for (const r of [...instances("dev"), ...instances("prod")]) {
     assert.equal(await valueOf(r.props.availabilityZone), await zoneOfSubnet(await valueOf<string>(r.props.subnetId)), r.name);

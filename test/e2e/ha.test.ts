@@ -18,6 +18,7 @@ import {
   loseLeaseHolder,
   loseQuietMachine,
   loseVipHolder,
+  replaceMachine,
   rollingUp,
   runningComponents,
   ScenarioResult,
@@ -223,6 +224,21 @@ test("6c. upgrades the version-skew policy forbids are refused at preview, and n
   assert.equal(same.status, 0, `the deployed cluster is unchanged:\n${same.stdout.slice(-3000)}`);
   const now = await runningComponents(c);
   assert.ok(now.every((x) => x.version === TO_VERSION));
+});
+
+test("7. replacing the VIP holder's machine with pulumi up --replace: a new machine under the same name, its etcd member rejoined, nothing lost", async () => {
+  const r = record(await replaceMachine(c, config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING })));
+  const f = r.facts as any;
+  assert.equal(f.upOk, true, f.upOutput);
+  assert.ok(f.healthyAfterMs > 0, `healthy again: ${f.notHealthy}`);
+  assert.notEqual(f.machineIdAfter, f.machineIdBefore, "a new machine (new machine-id)");
+  assert.notEqual(f.memberIdAfter, undefined, `the member is back: ${JSON.stringify(f.membersAfter)}`);
+  assert.notEqual(f.memberIdAfter, f.memberIdBefore, "the old member was removed and a new one added");
+  assert.equal(f.membersAfter.length, 3, "no member left behind");
+  assert.ok(f.membersAfter.every((m: any) => m.started && !m.learner), `every member a started voter: ${JSON.stringify(f.membersAfter)}`);
+  assert.equal(r.acknowledgedWritesLost, 0);
+  const after = await runningComponents(c);
+  assert.equal(after.filter((x) => x.host === f.victim && x.version === TO_VERSION).length, 3, "apiserver, controller-manager and scheduler run on the new machine");
 });
 
 test("2b. losing the lease holder with tuned timings (8/6/1)", async () => {

@@ -10,6 +10,7 @@ export interface Recorded {
   readonly dependsOn: pulumi.Resource[];
   readonly props: Record<string, any>;
   readonly additionalSecretOutputs: string[];
+  readonly deleteBeforeReplace: boolean;
 }
 
 export const recorded: Recorded[] = [];
@@ -99,6 +100,7 @@ export async function program<T>(fn: () => T): Promise<T> {
         dependsOn: (Array.isArray(deps) ? deps : deps ? [deps] : []) as pulumi.Resource[],
         props: args.props,
         additionalSecretOutputs: (args.opts as pulumi.CustomResourceOptions).additionalSecretOutputs ?? [],
+        deleteBeforeReplace: (args.opts as pulumi.CustomResourceOptions).deleteBeforeReplace === true,
       });
       return undefined;
     });

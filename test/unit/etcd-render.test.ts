@@ -1,4 +1,6 @@
 import { test } from "node:test";
+import { initialClusterEnv } from "../../components/etcd/member";
+import { memberEnv } from "../../components/etcd/render";
 import assert from "node:assert/strict";
 import { etcdctlEnv, etcdFlags, etcdGateScript, etcdUnit, etcdUpdateScript, initialCluster, EtcdSettings } from "../../components/etcd/render";
 import { run, verifyUnit } from "../helpers/tools";
@@ -18,13 +20,21 @@ const members = [
   { name: "cp-3", address: "10.0.0.13" },
 ];
 
-test("etcd flags: TLS with client certificate auth on both ports, every member in the initial cluster", () => {
+test("etcd flags: TLS with client certificate auth on both ports; every member in the initial cluster file", () => {
   const flags = Object.fromEntries(etcdFlags(members[1], members, settings));
   assert.equal(flags["client-cert-auth"], true);
   assert.equal(flags["peer-client-cert-auth"], true);
   assert.equal(flags["listen-client-urls"], "https://10.0.0.12:2379,https://127.0.0.1:2379");
   assert.equal(flags["listen-peer-urls"], "https://10.0.0.12:2380");
-  assert.equal(flags["initial-cluster"], "cp-1=https://10.0.0.11:2380,cp-2=https://10.0.0.12:2380,cp-3=https://10.0.0.13:2380");
+  // The initial cluster comes from an environment file, so a resize changes no member's unit.
+  assert.equal(flags["initial-cluster"], undefined);
+  assert.equal(flags["initial-cluster-state"], undefined);
+  assert.equal(
+    initialClusterEnv(initialCluster(members, settings)),
+    "ETCD_INITIAL_CLUSTER=cp-1=https://10.0.0.11:2380,cp-2=https://10.0.0.12:2380,cp-3=https://10.0.0.13:2380\nETCD_INITIAL_CLUSTER_STATE=new\n",
+  );
+  assert.equal(etcdUnit(members[0], members, settings), etcdUnit(members[0], members.slice(0, 2), settings), "the unit does not list the members");
+  assert.equal(memberEnv(members[1], settings), "HAKUBE_ETCD_NAME=cp-2\nHAKUBE_ETCD_PEER_URL=https://10.0.0.12:2380\nHAKUBE_ETCD_CLIENT_URL=https://10.0.0.12:2379\n");
   assert.equal(flags["heartbeat-interval"], 100);
   assert.equal(flags["election-timeout"], 1000);
   assert.ok(!Object.values(flags).some((v) => String(v).startsWith("http://") && !String(v).includes("127.0.0.1")), "only metrics is plain HTTP, on loopback");

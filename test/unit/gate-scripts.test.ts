@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
 import { controllersGateScript } from "../../components/controllers/render";
-import { etcdCreateScript } from "../../components/etcd/render";
+import { ETCDCTL_ENV, etcdCreateScript, MEMBER_ENV, memberEnv } from "../../components/etcd/render";
 import { command, quote, retry } from "../../components/remote/shell";
 import { failTimesThen, stubCommands, Stubs } from "../helpers/stubs";
 
@@ -65,13 +65,18 @@ test("the controllers' Lease gate treats an API error as no holder and retries",
 });
 
 test("the etcd create script makes the data directory it is given, private", () => {
-  // daemon-reload, enable, is-active (inactive: 3), restart
-  const s = stubs({ systemctl: [{}, {}, { exitCode: 3 }, {}] });
+  // daemon-reload, enable, is-active (inactive: 3), restart; no other member answers
+  const s = stubs({ systemctl: [{}, {}, { exitCode: 3 }, {}], etcdctl: [{ exitCode: 1 }] });
   const dataDir = path.join(s.dir, "data dir", "etcd");
-  const script = etcdCreateScript(dataDir);
+  fs.writeFileSync(path.join(s.dir, "etcdctl.env"), "ETCDCTL_ENDPOINTS=https://10.0.0.11:2379,https://10.0.0.12:2379\n");
+  fs.writeFileSync(path.join(s.dir, "member.env"), memberEnv({ name: "cp-1", address: "10.0.0.11" }, { clusterToken: "t", dataDir, clientPort: 2379, peerPort: 2380, heartbeatIntervalMs: 100, electionTimeoutMs: 1000 }));
+  const script = etcdCreateScript(dataDir)
+    .replaceAll(ETCDCTL_ENV, path.join(s.dir, "etcdctl.env"))
+    .replaceAll(MEMBER_ENV, path.join(s.dir, "member.env"));
   assert.doesNotMatch(script, /\/var\/lib\/etcd/, "no fixed path");
   const r = s.run(script, { HAKUBE_CHANGED: "" });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(fs.statSync(dataDir).mode & 0o777, 0o700);
   assert.ok(s.argv("systemctl").some((a) => a[0] === "restart"), "starts etcd when it is not active");
+  assert.deepEqual(s.argv("etcdctl"), [["endpoint", "health"]], "asked whether the other member holds a quorum (it does not: bootstrap)");
 });

@@ -43,6 +43,11 @@ test("machine scripts are valid bash, clean up leftovers first, and bound their 
   assert.match(create, /for i in \$\(seq 1 \$\(\( 60 \* 2 \)\)\)/, "SSH wait bounded by bootTimeoutSeconds");
   assert.doesNotMatch(create, /PRIVATE KEY/);
   assert.match(machineDeleteScript(spec), /ip link del hkabc123v1/);
+  // Each machine made is a new machine: its own machine-id and a new instance token.
+  assert.match(create, /random\/uuid > '?\/var\/lib\/hakube\/machines\/hkabc123\/cp-1'?\/etc\/machine-id/);
+  assert.match(create, /random\/uuid > '?\/var\/lib\/hakube\/machines\/hkabc123\/cp-1'?\.instance/);
+  assert.match(create, /echo "hakube-instance \$\(cat /);
+  assert.match(machineDeleteScript(spec), /\.instance/, "the token goes with the machine");
 });
 
 test("the bridge carries its owner: alias written at create, read back by owner id", async () => {

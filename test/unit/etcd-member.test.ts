@@ -1,0 +1,149 @@
+// Joining a member with no data to a running cluster, against a stateful fake etcdctl:
+// a replaced member is removed only when dead, re-added as a learner, started with
+// `existing`, promoted once in sync; unsafe cases are refused and change nothing.
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "fs";
+import * as path from "path";
+import { INITIAL_CLUSTER_ENV, memberFunctions } from "../../components/etcd/member";
+import { ETCDCTL_ENV, etcdUpdateScript, MEMBER_ENV } from "../../components/etcd/render";
+import { command } from "../../components/remote/shell";
+import { FakeEtcd, fakeEtcd, FakeMember } from "../helpers/fakeEtcd";
+
+const open: FakeEtcd[] = [];
+after(() => open.forEach((f) => f.dispose()));
+
+const url = (n: number, port: number) => `https://10.0.0.1${n}:${port}`;
+const member = (n: number, over: Partial<FakeMember> = {}): FakeMember => ({
+  id: `a${n}`,
+  name: `cp-${n}`,
+  peer: url(n, 2380),
+  client: url(n, 2379),
+  learner: false,
+  started: true,
+  ...over,
+});
+const ENDPOINTS = [1, 2, 3].map((n) => url(n, 2379)).join(",");
+
+/** cp-2 is the machine running the script; its data dir is empty. */
+function cluster(members: FakeMember[], health: Record<string, boolean>, promoteFailures = 0): { fake: FakeEtcd; run: () => ReturnType<FakeEtcd["run"]>; envFile: string; data: string } {
+  const fake = fakeEtcd({ members, health, promoteFailures, self: { name: "cp-2", peer: url(2, 2380), client: url(2, 2379) } });
+  open.push(fake);
+  const envFile = path.join(fake.dir, "initial-cluster.env");
+  const data = path.join(fake.dir, "data");
+  const run = () =>
+    fake.run(`export ETCDCTL_ENDPOINTS=${ENDPOINTS}
+${memberFunctions}
+${command(["hakube_etcd_join", "cp-2", url(2, 2380), url(2, 2379), data, 5, 0, envFile])}`);
+  return { fake, run, envFile, data };
+}
+const healthy = { [url(1, 2379)]: true, [url(3, 2379)]: true };
+
+test("a replaced member: the dead entry is removed, a learner added, started with existing, promoted when in sync", () => {
+  const c = cluster([member(1), member(2), member(3)], healthy, 2);
+  fs.mkdirSync(c.data);
+  fs.writeFileSync(path.join(c.data, "stale"), "x");
+  const r = c.run();
+  assert.equal(r.status, 0, r.stderr);
+  const s = c.fake.state();
+  assert.deepEqual(
+    s.log.filter((l) => l.startsWith("member")),
+    ["member remove a2", `member add cp-2 --learner`, ...["(not in sync)", "(not in sync)"].map((x) => `member promote ${s.members[2].id} ${x}`), `member promote ${s.members[2].id}`],
+  );
+  assert.ok(s.log.indexOf("systemctl stop etcd.service") < s.log.findIndex((l) => l.startsWith("member remove")), "stopped before asking");
+  const joined = s.members.find((m) => m.peer === url(2, 2380))!;
+  assert.deepEqual([joined.name, joined.learner, joined.started], ["cp-2", false, true]);
+  assert.equal(
+    fs.readFileSync(c.envFile, "utf8"),
+    `ETCD_INITIAL_CLUSTER=cp-1=${url(1, 2380)},cp-3=${url(3, 2380)},cp-2=${url(2, 2380)}\nETCD_INITIAL_CLUSTER_STATE=existing\n`,
+  );
+  assert.ok(fs.existsSync(path.join(c.data + ".hakube-old", "stale")), "old data kept aside, not deleted");
+  assert.deepEqual(fs.readdirSync(c.data), []);
+});
+
+test("a new member (resize): added as a learner without removing anything", () => {
+  const c = cluster([member(1), member(3)], healthy);
+  const r = c.run();
+  assert.equal(r.status, 0, r.stderr);
+  const s = c.fake.state();
+  assert.equal(s.log.filter((l) => l.startsWith("member remove")).length, 0);
+  assert.ok(s.log.includes("member add cp-2 --learner"));
+  assert.equal(s.members.length, 3);
+});
+
+test("re-entrant: a learner added by an earlier, interrupted run is started and promoted, not added again", () => {
+  const c = cluster([member(1), member(2, { id: "b2", name: "", client: "", learner: true, started: false }), member(3)], healthy);
+  const r = c.run();
+  assert.equal(r.status, 0, r.stderr);
+  const s = c.fake.state();
+  assert.deepEqual(s.log.filter((l) => l.startsWith("member")), ["member promote b2"]);
+});
+
+test("a bootstrap member that never started starts as part of the new cluster (no membership change)", () => {
+  const c = cluster([member(1), member(2, { started: false }), member(3)], healthy);
+  const r = c.run();
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(c.fake.state().log.filter((l) => l.startsWith("member")), []);
+  assert.ok(c.fake.state().log.includes("systemctl start --no-block etcd.service"));
+  assert.match(r.stdout, /never started: starting it as part of the new cluster/);
+});
+
+test("refused: the old member still answers healthy (something else serves it): nothing removed", () => {
+  const c = cluster([member(2, { client: "https://10.0.0.99:2379" }), member(1), member(3)], { ...healthy, "https://10.0.0.99:2379": true });
+  const r = c.run();
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /refusing to remove etcd member cp-2 \(a2\): it answers healthy/);
+  assert.equal(c.fake.state().members.length, 3);
+});
+
+test("refused: another member is unhealthy too (removing would leave no margin): nothing removed", () => {
+  const c = cluster([member(1), member(2), member(3), member(4), member(5)], { [url(1, 2379)]: true, [url(3, 2379)]: false });
+  const r = c.run();
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /not removing etcd member cp-2 \(a2\): another member is unhealthy/);
+  assert.equal(c.fake.state().members.length, 5);
+});
+
+test("refused: no quorum among the others (every member lost): a restore is needed", () => {
+  const c = cluster([member(1), member(2), member(3)], {});
+  const r = c.run();
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /no other member answers with a quorum: it cannot join \(every member lost\? restore from a backup\)/);
+  assert.deepEqual(c.fake.state().log, []);
+});
+
+test("refused: another learner is pending (one membership change at a time)", () => {
+  const c = cluster([member(1), member(3), member(4, { learner: true, started: false, name: "", client: "" })], healthy);
+  const r = c.run();
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /another learner is pending/);
+  assert.equal(c.fake.state().log.filter((l) => l.startsWith("member")).length, 0);
+});
+
+test("the etcd update script on a machine with an empty disk joins instead of restarting", () => {
+  const c = cluster([member(1), member(2), member(3)], healthy);
+  const dataDir = path.join(c.fake.dir, "etcd");
+  fs.writeFileSync(path.join(c.fake.dir, "etcdctl.env"), `ETCDCTL_ENDPOINTS=${ENDPOINTS}\n`);
+  fs.writeFileSync(path.join(c.fake.dir, "member.env"), `HAKUBE_ETCD_NAME=cp-2\nHAKUBE_ETCD_PEER_URL=${url(2, 2380)}\nHAKUBE_ETCD_CLIENT_URL=${url(2, 2379)}\n`);
+  const script = etcdUpdateScript(5, 2379, { securePort: 6443, settleSeconds: 0 }, dataDir)
+    .replaceAll(ETCDCTL_ENV, path.join(c.fake.dir, "etcdctl.env"))
+    .replaceAll(MEMBER_ENV, path.join(c.fake.dir, "member.env"))
+    .replaceAll(INITIAL_CLUSTER_ENV, c.envFile);
+  const r = c.fake.run(script);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /etcd member joined and healthy/);
+  const log = c.fake.state().log;
+  assert.ok(log.includes("member remove a2") && log.includes("member add cp-2 --learner"), log.join("\n"));
+  assert.ok(!log.some((l) => l.startsWith("systemctl restart")), "no restart of a member without data");
+  assert.equal(fs.statSync(dataDir).mode & 0o777, 0o700);
+  assert.match(fs.readFileSync(c.envFile, "utf8"), /ETCD_INITIAL_CLUSTER_STATE=existing/);
+});
+
+test("a replaced machine with a new address: its old entry is found by name and removed", () => {
+  const c = cluster([member(1), member(2, { peer: "https://10.0.0.42:2380", client: "https://10.0.0.42:2379" }), member(3)], healthy);
+  const r = c.run();
+  assert.equal(r.status, 0, r.stderr);
+  const s = c.fake.state();
+  assert.ok(s.log.includes("member remove a2"), s.log.join("\n"));
+  assert.deepEqual(s.members.map((m) => m.peer).sort(), [url(1, 2380), url(2, 2380), url(3, 2380)].sort());
+});
