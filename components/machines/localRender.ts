@@ -174,9 +174,10 @@ setsid -f systemd-nspawn --quiet --register=no --keep-unit --boot --console=pass
   --capability=CAP_NET_ADMIN,CAP_NET_RAW --rlimit=RLIMIT_NOFILE=1048576:1048576 \\
   --link-journal=no --resolv-conf=off --timezone=off \\
   </dev/null >${q(m.dir)}.log 2>&1
-# setsid -f returns at once: find the nspawn process by its machine directory.
+# setsid -f returns at once: find the nspawn process by its machine directory (anchored
+# at the program name: this script's own shell has the same text in its command line).
 for _ in $(seq 1 20); do
-  pid=$(pgrep -f -o -- "--directory=${m.dir} " || true)
+  pid=$(pgrep -f -o -- "^systemd-nspawn .*--directory=${m.dir} " || true)
   [ -n "$pid" ] && break
   sleep 0.25
 done

@@ -48,6 +48,9 @@ test("machine scripts are valid bash, clean up leftovers first, and bound their 
   assert.match(create, /random\/uuid > '?\/var\/lib\/hakube\/machines\/hkabc123\/cp-1'?\.instance/);
   assert.match(create, /echo "hakube-instance \$\(cat /);
   assert.match(machineDeleteScript(spec), /\.instance/, "the token goes with the machine");
+  // The pid file names the nspawn process, not the shell running this script (whose
+  // command line holds the same --directory text).
+  assert.match(create, /pgrep -f -o -- "\^systemd-nspawn \.\*--directory=\/var\/lib\/hakube\/machines\/hkabc123\/cp-1 "/);
 });
 
 test("the bridge carries its owner: alias written at create, read back by owner id", async () => {
