@@ -9,6 +9,7 @@
 // nothing is left, and exits 1 if something is.
 import * as fs from "fs";
 import { machineCleanupScript, MachineSpec, networkDeleteScript } from "../components/machines/localRender";
+import { machineProcessRunning } from "../components/machines/localMachines";
 import { assertSafeDestination } from "./guard";
 import { Credentials, LocalHost, LocalOutputs, pulumi, run } from "./localStack";
 
@@ -23,10 +24,7 @@ function dirOf(outputs: LocalOutputs, h: LocalHost): string {
 }
 
 function machineRunning(outputs: LocalOutputs, h: LocalHost): boolean {
-  const pidFile = `${dirOf(outputs, h)}.pid`;
-  if (!fs.existsSync(`/run/netns/${h.netns}`) || !fs.existsSync(pidFile)) return false;
-  const pid = Number(fs.readFileSync(pidFile, "utf8").trim());
-  return Number.isInteger(pid) && pid > 0 && fs.existsSync(`/proc/${pid}`);
+  return fs.existsSync(`/run/netns/${h.netns}`) && machineProcessRunning(dirOf(outputs, h));
 }
 
 /** Why the stack is not whole, or undefined when pulumi destroy can reach everything. */

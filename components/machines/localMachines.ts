@@ -198,6 +198,16 @@ function preflight(parent: pulumi.Resource, subnetText: string, bridge: string, 
   }
 }
 
+/** Whether the nspawn process of the machine in `dir` runs (its pid file, beside the folder, names a live process). */
+export function machineProcessRunning(dir: string): boolean {
+  try {
+    const pid = Number(fs.readFileSync(`${dir}.pid`, "utf8").trim());
+    return Number.isInteger(pid) && pid > 0 && fs.existsSync(`/proc/${pid}`);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Another stack's hold on the bridge, described, or undefined: the bridge exists, its
  * alias names another owner, and machines of it are running (a pid file of a live
@@ -215,11 +225,8 @@ function bridgeHeldByOther(bridge: string, ownerId: string, machinesDir: string)
   if (other === undefined || other === ownerId) return undefined;
   const running = (fs.existsSync(machinesDir) ? fs.readdirSync(machinesDir) : [])
     .filter((f) => f.endsWith(".pid"))
-    .filter((f) => {
-      const pid = Number(fs.readFileSync(`${machinesDir}/${f}`, "utf8").trim());
-      return Number.isInteger(pid) && pid > 0 && fs.existsSync(`/proc/${pid}`);
-    })
-    .map((f) => f.replace(/\.pid$/, ""));
+    .map((f) => f.replace(/\.pid$/, ""))
+    .filter((name) => machineProcessRunning(`${machinesDir}/${name}`));
   if (running.length === 0) return undefined;
   return `${bridge} is held by ${alias.replace(/^hakube /, "")} (machines running: ${running.join(", ")})`;
 }
