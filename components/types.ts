@@ -22,6 +22,12 @@ export interface Host {
    * no data joins the cluster again). @default none (steps do not notice a replacement)
    */
   readonly instance?: pulumi.Input<string>;
+  /**
+   * Repair generations per component ("0", or "<n> <reason>"), set by HaControlPlane from
+   * the host's `HostObservation`: a step whose component's generation moves runs again.
+   * @default none
+   */
+  readonly repairs?: pulumi.Input<Readonly<Record<string, string>>>;
 }
 
 /**

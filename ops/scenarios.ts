@@ -3,6 +3,7 @@
 // a fault, observes the control plane, undoes the fault, waits for full recovery, and
 // returns facts (for the tests to assert) and figures (for the benchmark to report).
 // Faults and probes touch only the machines of this stack and the host's own links.
+import * as fs from "fs";
 import { Credentials, LocalHost, LocalOutputs, pulumiAsync, Run, runAsync } from "./localStack";
 import { assertSafeDestination } from "./guard";
 import { EtcdEndpointStatus, EtcdHealth, hostOfEndpoint, LOAD_ETCDCTL_ENV, isEtcdLeader, readyAddresses } from "./parse";
@@ -560,4 +561,110 @@ export async function rollingUp(c: Cluster, label: string, upArgs: string[]): Pr
     result.facts.versionsAfter = versions;
     return result;
   });
+}
+
+/** The quiet machine of `loseQuietMachine`: holds neither the VIP, nor a Lease, nor (if it can be helped) etcd leadership. */
+async function quietMachine(c: Cluster): Promise<LocalHost> {
+  const vip = await vipHolder(c);
+  const etcdLeaderHost = await etcdLeader(c, c.outputs.hosts[0]);
+  const holders = await Promise.all(["kube-controller-manager", "kube-scheduler"].map((l) => lease(c, l)));
+  const leaseHosts = holders.map((l) => l && hostOfHolder(c, l.holder));
+  const quiet = (h: LocalHost) => h !== vip && !leaseHosts.includes(h);
+  const victim = c.outputs.hosts.find((h) => quiet(h) && h !== etcdLeaderHost) ?? c.outputs.hosts.find(quiet);
+  if (!victim) throw new Error("every machine holds the VIP or a lease; cannot pick a quiet one");
+  return victim;
+}
+
+/**
+ * 8. A machine lost for good: its nspawn process killed and its files deleted (as a dead
+ * disk). `pulumi preview --refresh` must show the machine and its steps as changes; the
+ * repair command `pulumi up --refresh` makes it anew, its etcd member rejoins.
+ */
+export async function loseMachineForGood(c: Cluster, upArgs: string[]): Promise<ScenarioResult> {
+  const victim = await quietMachine(c);
+  const other = c.outputs.hosts.find((h) => h !== victim)!;
+  const machineId = async (h: LocalHost) => (await c.cred.sshAsync(h.address, "cat /etc/machine-id", 15_000)).stdout.trim();
+  const before = { machineId: await machineId(victim), members: await etcdMembers(c, other) };
+  return withProbes(
+    c,
+    "lose-machine-for-good",
+    async (facts) => {
+      facts.victim = victim.name;
+      facts.machineIdBefore = before.machineId;
+      facts.memberIdBefore = before.members.find((m) => m.name === victim.name)?.id;
+      await sleep(2000);
+      facts.lostAt = Date.now();
+      if (!victim.dir) throw new Error("the stack's outputs name no machine folder (hosts[].dir)");
+      const pid = fs.readFileSync(`${victim.dir}.pid`, "utf8").trim();
+      if (!/^\d+$/.test(pid)) throw new Error(`no pid in ${victim.dir}.pid`);
+      await runAsync("kill", ["-KILL", pid], { timeoutMs: 10_000 });
+      await sleep(1000);
+      await runAsync("ip", ["netns", "del", victim.netns], { timeoutMs: 10_000 });
+      fs.rmSync(victim.dir, { recursive: true, force: true });
+      const preview = await pulumiAsync(["preview", "--refresh", ...upArgs], 300_000);
+      facts.previewOk = preview.status === 0;
+      facts.previewSeconds = preview.seconds;
+      // The resources the preview would update or replace ("~" / "+-" lines).
+      facts.previewChanges = [...preview.stdout.matchAll(/^ (?:~|\+-) +\S+ (\S+) (?:update|replace)\b/gm)].map((m) => m[1]);
+      const start = Date.now();
+      const up = await pulumiAsync(["up", "--yes", "--skip-preview", "--refresh", ...upArgs], 900_000);
+      facts.upSeconds = up.seconds;
+      facts.upOk = up.status === 0;
+      facts.upOutput = `${up.stdout.slice(-4000)}\n${up.stderr.slice(-2000)}`;
+      try {
+        await waitHealthy(c, 180_000);
+        facts.healthyAfterMs = Date.now() - start;
+      } catch (e) {
+        facts.healthyAfterMs = -1;
+        facts.notHealthy = (e as Error).message;
+      }
+      await sleep(3000);
+    },
+    { maxDurationMs: 900_000 },
+  ).then(async (result) => {
+    result.facts.machineIdAfter = await machineId(victim);
+    const members = await etcdMembers(c, other);
+    result.facts.membersAfter = members;
+    result.facts.memberIdAfter = members.find((m) => m.name === victim.name)?.id;
+    return result;
+  });
+}
+
+/**
+ * 9. Services stopped by hand (etcd on one host, kube-scheduler on another): a refresh shows
+ * exactly their steps, and `pulumi up --refresh` starts them again.
+ */
+export async function repairStoppedServices(c: Cluster, upArgs: string[]): Promise<ScenarioResult> {
+  const etcdHost = await quietMachine(c);
+  const schedulerHost = c.outputs.hosts.find((h) => h !== etcdHost)!;
+  return withProbes(
+    c,
+    "repair-stopped-services",
+    async (facts) => {
+      facts.etcdHost = etcdHost.name;
+      facts.schedulerHost = schedulerHost.name;
+      await sleep(2000);
+      await c.cred.sshAsync(etcdHost.address, "systemctl stop etcd.service", 60_000);
+      await c.cred.sshAsync(schedulerHost.address, "systemctl stop kube-scheduler.service", 60_000);
+      const preview = await pulumiAsync(["preview", "--refresh", ...upArgs], 300_000);
+      facts.previewOk = preview.status === 0;
+      facts.previewSeconds = preview.seconds;
+      facts.previewUpdates = [...preview.stdout.matchAll(/^ ~ +\S+ (\S+) update\b/gm)].map((m) => m[1]);
+      const up = await pulumiAsync(["up", "--yes", "--skip-preview", "--refresh", ...upArgs], 900_000);
+      facts.upSeconds = up.seconds;
+      facts.upOk = up.status === 0;
+      facts.upOutput = `${up.stdout.slice(-4000)}\n${up.stderr.slice(-2000)}`;
+      const active = async (h: LocalHost, unit: string) =>
+        (await c.cred.sshAsync(h.address, `systemctl is-active ${unit} || true`, 15_000)).stdout.trim();
+      facts.etcdAfter = await active(etcdHost, "etcd.service");
+      facts.schedulerAfter = await active(schedulerHost, "kube-scheduler.service");
+      await waitHealthy(c, 120_000);
+      const again = await pulumiAsync(["preview", "--refresh", "--expect-no-changes", ...upArgs], 300_000);
+      facts.healthyRefreshNoChanges = again.status === 0;
+      facts.healthyRefreshPreviewSeconds = again.seconds;
+      facts.healthyRefreshOutput = again.stdout.slice(-2000);
+      await sleep(2000);
+    },
+    { maxDurationMs: 900_000 },
+  );
 }

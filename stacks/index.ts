@@ -55,6 +55,8 @@ function local() {
     apiServer: { extraFlags: config.getObject<Record<string, string>>("apiServerExtraFlags") },
     controllers: { leaderElection: numbers(config.getObject<Record<string, unknown>>("leaderElection")) },
     kubernetesProvider: config.getBoolean("kubernetesProvider") ?? true,
+    // Refresh looks at the machines only while their bridge exists.
+    observe: { network: { bridge: machines.bridge, subnet } },
   });
   return {
     endpoint: cluster.endpoint,

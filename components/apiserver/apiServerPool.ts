@@ -203,6 +203,7 @@ export class ApiServerPool extends pulumi.ComponentResource {
           update: apiServerUpdateScript(this.securePort, readyAttempts, detection + 2),
           delete: apiServerDeleteScript,
           identity: [`binaries ${this.binaries.identity}`],
+          component: { name: "apiserver", units: ["kube-apiserver.service"] },
         },
         { parent: this, dependsOn: [args.etcd.ready, binaries, ...(previous ? [previous] : [])] },
       );

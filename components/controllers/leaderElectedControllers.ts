@@ -135,6 +135,7 @@ export class LeaderElectedControllers extends pulumi.ComponentResource {
           update: controllersUpdateScript(readyAttempts),
           delete: controllersDeleteScript,
           identity: [`binaries ${plan.identity}`],
+          component: { name: "controllers", units: ["kube-controller-manager.service", "kube-scheduler.service"] },
         },
         {
           parent: this,

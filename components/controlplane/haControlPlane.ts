@@ -9,6 +9,7 @@ import { LeaderElectedControllers, LeaderElectedControllersArgs } from "../contr
 import { BinarySource } from "../binaries/source";
 import { DeployedVersions } from "./deployedVersions";
 import { ControlPlanePlan, planControlPlane } from "./plan";
+import { HostObservation, ObservedNetwork } from "../observe/hostObservation";
 
 /** keepalived + HAProxy options, without what HaControlPlane supplies itself. */
 export type KeepalivedOptions = Omit<KeepalivedLoadBalancerArgs, "hosts" | "apiServers" | "pki"> & {
@@ -63,6 +64,14 @@ export interface HaControlPlaneArgs {
   readonly controllers?: Pick<LeaderElectedControllersArgs, "apiAccess" | "leaderElection" | "readyTimeoutSeconds">;
   /** Make a `@pulumi/kubernetes` Provider for the new cluster (loads the kubernetes plugin). @default true */
   readonly kubernetesProvider?: boolean;
+  /**
+   * Drift checks on refresh: one {@link HostObservation} per host looks at it over SSH (the
+   * system `ssh` client, the connection's private key) when you run `pulumi preview
+   * --refresh` or `pulumi up --refresh`, and the steps of what it finds wrong run again.
+   * `network`: on a local stack, the bridge the hosts are reached through (no packet is sent
+   * while it is missing). @default { enabled: true }
+   */
+  readonly observe?: { readonly enabled?: boolean; readonly network?: ObservedNetwork };
 }
 
 /**
@@ -93,6 +102,8 @@ export class HaControlPlane extends pulumi.ComponentResource {
   public readonly controllers: LeaderElectedControllers;
   /** The Kubernetes and etcd versions recorded in the state (checked against the next ones). */
   public readonly versions: DeployedVersions;
+  /** One per host: what the last refresh found of it. */
+  public readonly observations: HostObservation[];
   /** The resolved plan: topology, hosts per role, versions, ranges, ports and timings. */
   public readonly plan: ControlPlanePlan;
   /** Completes when the API answers through the endpoint and both Leases are held. */
@@ -103,11 +114,6 @@ export class HaControlPlane extends pulumi.ComponentResource {
     // Every default, the topology, ports and timings, resolved and checked once.
     const plan = planControlPlane(this, args);
     this.plan = plan;
-    const cp = plan.controlPlaneHosts;
-    const etcdHosts = plan.etcdHosts;
-    const serviceCidr = plan.serviceCidr;
-    const podCidr = plan.podCidr;
-    const detectionSeconds = plan.timings.balancerDetectionSeconds;
     // Registered before anything that acts on a host: its check refuses, at preview, an
     // upgrade that skips a minor release or goes back from the deployed versions.
     this.versions = new DeployedVersions(
@@ -116,6 +122,25 @@ export class HaControlPlane extends pulumi.ComponentResource {
       { parent: this },
     );
 
+    // One observation per host (a host may carry several roles); the components get the
+    // observed hosts, whose steps run again when a refresh found them drifted.
+    const observed = new Map<string, Host>();
+    this.observations = [];
+    if (args.observe?.enabled ?? true) {
+      for (const host of [...plan.controlPlaneHosts, ...plan.etcdHosts, ...plan.balancerHosts]) {
+        if (observed.has(host.name)) continue;
+        const observation = new HostObservation(`${name}-observe-${host.name}`, { host, network: args.observe?.network }, { parent: this });
+        this.observations.push(observation);
+        observed.set(host.name, observation.observed(host));
+      }
+    }
+    const view = (hosts: readonly Host[]) => hosts.map((h) => observed.get(h.name) ?? h);
+    const cp = view(plan.controlPlaneHosts);
+    const etcdHosts = view(plan.etcdHosts);
+    const balancerHosts = view(plan.balancerHosts);
+    const serviceCidr = plan.serviceCidr;
+    const podCidr = plan.podCidr;
+    const detectionSeconds = plan.timings.balancerDetectionSeconds;
     this.pki = new ClusterPki(
       `${name}-pki`,
       {
@@ -162,7 +187,7 @@ export class HaControlPlane extends pulumi.ComponentResource {
       plan.balancer.kind === "keepalived"
         ? new KeepalivedLoadBalancer(
             `${name}-lb`,
-            { ...plan.balancer.options, hosts: plan.balancerHosts, apiServers: this.apiServers, pki: this.pki },
+            { ...plan.balancer.options, hosts: balancerHosts, apiServers: this.apiServers, pki: this.pki },
             { parent: this },
           )
         : plan.balancer.options.endpoint;

@@ -139,6 +139,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
           update: etcdUpdateScript(readyAttempts, clientPort, args.localApiServer, dataDir),
           delete: etcdDeleteScript,
           identity: [`binaries ${plan.identity}`],
+          component: { name: "etcd", units: ["etcd.service"] },
         },
         { parent: this, dependsOn: previous ? [binaries, previous] : [binaries] },
       );

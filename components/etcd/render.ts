@@ -154,6 +154,14 @@ if [ ! -d ${quote(`${dataDir}/member`)} ]; then
   ${command(["install", "-d", "-m", "0700", dataDir])}
   ${joinScript(dataDir, attempts, clientPort).replace(/\n/g, "\n  ")}
   echo "hakube: etcd member joined and healthy"
+elif ! systemctl is-active --quiet etcd.service; then
+  # Stopped or failed (a repair): its apiserver serves nothing without it, so there is
+  # nothing to drain; start it and wait until it is healthy.
+  echo "hakube: etcd is not running: starting it"
+  systemctl reset-failed etcd.service 2>/dev/null || true
+  systemctl start etcd.service
+  ETCDCTL_ENDPOINTS=https://127.0.0.1:${clientPort} hakube_retry ${attempts} 2 "etcd member health" -- etcdctl endpoint health
+  echo "hakube: etcd member started and healthy"
 else
   drained=0
 ${drain}  systemctl restart etcd.service

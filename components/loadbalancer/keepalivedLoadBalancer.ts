@@ -169,6 +169,7 @@ export class KeepalivedLoadBalancer extends pulumi.ComponentResource implements 
           ],
           create: balancerCreateScript,
           delete: balancerDeleteScript,
+          component: { name: "balancer", units: ["haproxy.service", "keepalived.service"] },
         },
         { parent: this },
       ),

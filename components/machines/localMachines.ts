@@ -19,6 +19,7 @@ import {
   ownerOfAlias,
   networkDeleteScript,
 } from "./localRender";
+import { LocalMachinesState } from "./localState";
 
 export interface LocalMachinesArgs {
   /** Number of machines. */
@@ -57,6 +58,8 @@ export class LocalMachines extends pulumi.ComponentResource {
   public readonly hosts: LocalMachine[];
   public readonly bridge: string;
   public readonly hostAddress: string;
+  /** What the last refresh found of the machines (their repair generations). */
+  public readonly state: LocalMachinesState;
   /** The stack's SSH private key (OpenSSH format, secret). */
   public readonly sshPrivateKey: pulumi.Output<string>;
 
@@ -120,26 +123,37 @@ export class LocalMachines extends pulumi.ComponentResource {
       { parent: this },
     );
 
-    this.hosts = Array.from({ length: count }, (_, i) => {
+    const specs = Array.from({ length: count }, (_, i): MachineSpec => {
       const machineName = `${prefix}-${i + 1}`;
-      const address = formatIpv4(subnet.network + 11 + i);
-      const spec: MachineSpec = {
+      return {
         name: machineName,
         image: `${cacheDir}/${imageKey}`,
         dir: `${stateDir}/${this.bridge}/${machineName}`,
         netns: `${this.bridge}-${i + 1}`,
         veth: `${this.bridge}v${i + 1}`,
         bridge: this.bridge,
-        address,
+        address: formatIpv4(subnet.network + 11 + i),
         prefixLength: subnet.prefix,
         gateway: hostAddress,
         bootTimeoutSeconds,
       };
+    });
+    // A refresh looks at the machines on this host: one found gone is made anew by the
+    // next `pulumi up` (its update script carries the repair), one found stopped is booted.
+    this.state = new LocalMachinesState(
+      `${name}-state`,
+      { machines: specs.map((m) => ({ name: m.name, dir: m.dir, netns: m.netns })) },
+      { parent: this },
+    );
+    const repairs = this.state.repairs;
+    this.hosts = specs.map((spec) => {
+      const machineName = spec.name;
+      const address = spec.address;
       const machine = new command.local.Command(
         `${name}-${machineName}`,
         {
           create: machineCreateScript(spec),
-          update: machineUpdateScript(spec),
+          update: repairs.apply((r) => machineUpdateScript(spec, r?.[machineName] && r[machineName] !== "0" ? `repair ${r[machineName]}` : "")),
           delete: machineDeleteScript(spec),
           interpreter: ["/bin/bash", "-c"],
           environment: { HAKUBE_PUBLIC_KEY: key.publicKeyOpenssh },

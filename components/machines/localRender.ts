@@ -149,10 +149,9 @@ ip link del ${m.veth} 2>/dev/null || true
 rm -rf ${q(m.dir)} ${q(m.dir)}.log ${q(m.dir)}.instance`;
 }
 
-export function machineCreateScript(m: MachineSpec): string {
-  return `set -euo pipefail
-${machineCleanupScript(m)}
-mkdir -p "$(dirname ${q(m.dir)})"
+/** Copies the base image into the machine's folder and gives it its own name, ids, host keys and authorized key. */
+function provisionScript(m: MachineSpec): string {
+  return `mkdir -p "$(dirname ${q(m.dir)})"
 cp -a --reflink=auto ${q(m.image)} ${q(m.dir)}
 echo ${q(m.name)} > ${q(m.dir)}/etc/hostname
 # A machine-id of its own (the image's would be shared by every machine made from it).
@@ -162,7 +161,13 @@ install -d -m 0700 ${q(m.dir)}/root/.ssh
 printf '%s\\n' "$HAKUBE_PUBLIC_KEY" > ${q(m.dir)}/root/.ssh/authorized_keys
 chmod 0600 ${q(m.dir)}/root/.ssh/authorized_keys
 chroot ${q(m.dir)} ssh-keygen -A -q >/dev/null
-ip netns add ${m.netns}
+# A new token for every machine made: it changes when the machine is replaced.
+cat /proc/sys/kernel/random/uuid > ${q(m.dir)}.instance`;
+}
+
+/** Namespace, link and the nspawn process of a provisioned machine; waits until it answers SSH. */
+function bootScript(m: MachineSpec): string {
+  return `ip netns add ${m.netns}
 ip link add ${m.veth} type veth peer name eth0 netns ${m.netns}
 ip link set ${m.veth} master ${m.bridge} up
 ip -n ${m.netns} link set lo up
@@ -187,20 +192,40 @@ if [ -z "$pid" ]; then
   exit 1
 fi
 echo "$pid" > ${q(m.dir)}.pid
-# A new token for every machine made: it changes when the machine is replaced.
-cat /proc/sys/kernel/random/uuid > ${q(m.dir)}.instance
+booted=0
 for i in $(seq 1 $(( ${m.bootTimeoutSeconds} * 2 ))); do
   if timeout 1 bash -c 'exec 3<>/dev/tcp/${m.address}/22' 2>/dev/null; then
     echo "hakube: machine ${m.name} at ${m.address} answers SSH"
     echo "hakube-instance $(cat ${q(m.dir)}.instance)"
-    exit 0
+    booted=1
+    break
   fi
   if ! kill -0 "$pid" 2>/dev/null; then break; fi
   sleep 0.5
 done
-echo "hakube: machine ${m.name} did not answer SSH on ${m.address}:22 within ${m.bootTimeoutSeconds} s; its console log:" >&2
-tail -n 30 ${q(m.dir)}.log >&2 || true
-exit 1`;
+if [ "$booted" != 1 ]; then
+  echo "hakube: machine ${m.name} did not answer SSH on ${m.address}:22 within ${m.bootTimeoutSeconds} s; its console log:" >&2
+  tail -n 30 ${q(m.dir)}.log >&2 || true
+  exit 1
+fi`;
+}
+
+/** Namespace and link of a machine whose nspawn process is gone (its files are kept). */
+function unplugScript(m: MachineSpec): string {
+  return `rm -f ${q(m.dir)}.pid
+if [ -e /run/netns/${m.netns} ]; then
+  pids=$(ip netns pids ${m.netns} 2>/dev/null || true)
+  if [ -n "$pids" ]; then kill -KILL $pids 2>/dev/null || true; sleep 0.5; fi
+  ip netns del ${m.netns} 2>/dev/null || true
+fi
+ip link del ${m.veth} 2>/dev/null || true`;
+}
+
+export function machineCreateScript(m: MachineSpec): string {
+  return `set -euo pipefail
+${machineCleanupScript(m)}
+${provisionScript(m)}
+${bootScript(m)}`;
 }
 
 export function machineDeleteScript(m: MachineSpec): string {
@@ -210,19 +235,35 @@ echo "hakube: machine ${m.name} removed"`;
 }
 
 /**
- * Update: a machine is never rebuilt in place (its services would be lost while Pulumi
- * believes them installed); only the authorized key is refreshed. Other changes need
- * `pulumi destroy` and `pulumi up` (scripts/local-down.sh, scripts/local-up.sh).
+ * Update, which also repairs (the machines' state resource puts a repair line in this
+ * script when a refresh finds the machine gone): a machine whose files are gone is made
+ * anew (a new instance, so every step on it runs again); one whose files are there but
+ * whose nspawn process is not is booted again from them (the same instance: its services
+ * start as they were); a running one only gets its authorized key refreshed. Other
+ * machine changes need `pulumi destroy` and `pulumi up`.
  */
-export function machineUpdateScript(m: MachineSpec): string {
-  return `set -euo pipefail
-if [ ! -d ${q(m.dir)}/root ]; then
-  echo "hakube: machine ${m.name} is missing; run scripts/local-down.sh then scripts/local-up.sh" >&2
-  exit 1
+export function machineUpdateScript(m: MachineSpec, repair = ""): string {
+  return `set -euo pipefail${repair ? `\n# ${repair.replace(/\n/g, " ")}` : ""}
+pidfile=${q(m.dir)}.pid
+running=0
+if [ -f "$pidfile" ] && pid=$(cat "$pidfile") && [ -n "$pid" ] && tr '\\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -F -- "--directory=${m.dir} "; then
+  running=1
+fi
+if [ ! -d ${q(m.dir)}/root ] || [ ! -s ${q(m.dir)}.instance ]; then
+  echo "hakube: machine ${m.name} is gone: making it anew (a new machine: every step on it runs again)"
+  ${machineCleanupScript(m).replace(/\n/g, "\n  ")}
+  ${provisionScript(m).replace(/\n/g, "\n  ")}
+  ${bootScript(m).replace(/\n/g, "\n  ")}
+  exit 0
 fi
 printf '%s\\n' "$HAKUBE_PUBLIC_KEY" > ${q(m.dir)}/root/.ssh/authorized_keys
 chmod 0600 ${q(m.dir)}/root/.ssh/authorized_keys
-[ -s ${q(m.dir)}.instance ] || cat /proc/sys/kernel/random/uuid > ${q(m.dir)}.instance
+if [ "$running" != 1 ]; then
+  echo "hakube: machine ${m.name} is not running: booting it again from its files"
+  ${unplugScript(m).replace(/\n/g, "\n  ")}
+  ${bootScript(m).replace(/\n/g, "\n  ")}
+  exit 0
+fi
 echo "hakube: machine ${m.name} kept; its authorized key refreshed (other machine changes need destroy and up)"
 echo "hakube-instance $(cat ${q(m.dir)}.instance)"`;
 }

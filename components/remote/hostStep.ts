@@ -2,6 +2,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Host } from "../types";
 import { FileSpec, renderFileBundle, retryFunction, scriptPrologue, sha256, writeFilesFunction } from "./files";
+import { command as shellCommand } from "./shell";
+import { Component, recordStepFunction, repairLine } from "../observe/observe";
 
 /** A file for a host step; contents may be outputs. Mode 0600 marks a secret file. */
 export interface StepFile {
@@ -27,10 +29,24 @@ export interface HostStepArgs {
    * delete script (stopping the service) instead of a rolling update.
    */
   readonly identity?: readonly pulumi.Input<string>[];
+  /**
+   * What the step sets up, for drift checks: once the step succeeds, its files' hashes and
+   * its units are recorded on the host, and the host's observation reports a changed file
+   * or a unit not running; a repair of this component runs the step's `update` again.
+   */
+  readonly component?: { readonly name: Component; readonly units: readonly string[] };
 }
 
-function script(header: string, body: string, withFiles: boolean): string {
-  return [header, scriptPrologue, writeFilesFunction, retryFunction, withFiles ? "hakube_write_files" : "", body].filter(Boolean).join("\n");
+function script(header: string, body: string, withFiles: boolean, record: string): string {
+  return [header, scriptPrologue, writeFilesFunction, retryFunction, withFiles ? "hakube_write_files" : "", body, record]
+    .filter(Boolean)
+    .join("\n");
+}
+
+/** The end of a step's script: what it set up, recorded for the observation. */
+function recordScript(component: HostStepArgs["component"], files: readonly StepFile[]): string {
+  if (!component) return "";
+  return `(\n${recordStepFunction}\n${shellCommand(["hakube_record_step", component.name, ...component.units, "--", ...files.map((f) => f.path)])}\n)`;
 }
 
 function resolve(files: readonly StepFile[]): pulumi.Output<FileSpec[]> {
@@ -51,25 +67,30 @@ export function hostStep(name: string, args: HostStepArgs, opts: pulumi.CustomRe
   // The header names every input with a short hash, so `pulumi preview --diff` shows
   // which file changed; private files are listed by path only (their contents travel
   // in the secret stdin, whose change re-runs the step as well).
+  const record = recordScript(args.component, files);
   const header = pulumi
     .all([
       pulumi.all(publicFiles.map((f) => pulumi.output(f.content).apply((c) => `#   ${f.path} sha256:${sha256(c).slice(0, 16)}`))),
       pulumi.all([...(args.identity ?? []), ...(args.host.instance === undefined ? [] : [pulumi.output(args.host.instance).apply((i) => `machine ${i}`)])]),
+      args.component && args.host.repairs !== undefined
+        ? pulumi.output(args.host.repairs).apply((r) => repairLine(r as Record<string, string>, args.component!.name))
+        : "",
     ])
-    .apply(([fileLines, identity]) =>
+    .apply(([fileLines, identity, repair]) =>
       [
         "# hakube step inputs (a change re-runs this step):",
         ...fileLines,
         ...secretFiles.map((f) => `#   ${f.path} (secret)`),
         ...identity.map((i) => `#   ${i}`),
+        ...(repair ? [`#   ${repair}`] : []),
       ].join("\n"),
     );
   return new command.remote.Command(
     name,
     {
       connection: args.host.connection,
-      create: header.apply((h) => script(h, args.create, withFiles)),
-      update: header.apply((h) => script(h, args.update ?? args.create, withFiles)),
+      create: header.apply((h) => script(h, args.create, withFiles, record)),
+      update: header.apply((h) => script(h, args.update ?? args.create, withFiles, record)),
       delete: args.delete ? [scriptPrologue, `{\n${args.delete}\n} || true`].join("\n") : undefined,
       stdin: withFiles ? pulumi.secret(resolve(files).apply(renderFileBundle)) : undefined,
       addPreviousOutputInEnv: false,

@@ -17,7 +17,9 @@ import {
   killApiserver,
   loseLeaseHolder,
   loseQuietMachine,
+  loseMachineForGood,
   loseVipHolder,
+  repairStoppedServices,
   replaceMachine,
   rollingUp,
   runningComponents,
@@ -239,6 +241,36 @@ test("7. replacing the VIP holder's machine with pulumi up --replace: a new mach
   assert.equal(r.acknowledgedWritesLost, 0);
   const after = await runningComponents(c);
   assert.equal(after.filter((x) => x.host === f.victim && x.version === TO_VERSION).length, 3, "apiserver, controller-manager and scheduler run on the new machine");
+});
+
+test("8. a machine lost for good (process killed, files deleted): preview --refresh shows it, pulumi up --refresh makes it anew and its member rejoins, nothing lost", async () => {
+  const r = record(await loseMachineForGood(c, config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING })));
+  const f = r.facts as any;
+  assert.equal(f.previewOk, true);
+  for (const step of [`local-${f.victim}`, `local-etcd-${f.victim}`, `local-apiserver-${f.victim}`, `local-controllers-${f.victim}`, `local-lb-${f.victim}`]) {
+    assert.ok(f.previewChanges.includes(step), `the refresh preview lists ${step}: ${f.previewChanges.join(", ")}`);
+  }
+  assert.ok(f.previewChanges.every((n: string) => !/-cp-\d+$/.test(n) || n.endsWith(`-${f.victim}`) || /-binaries/.test(n)), `only the lost host's steps change: ${f.previewChanges.join(", ")}`);
+  assert.equal(f.upOk, true, f.upOutput);
+  assert.ok(f.healthyAfterMs > 0, `healthy again: ${f.notHealthy}`);
+  assert.notEqual(f.machineIdAfter, f.machineIdBefore, "a new machine (new machine-id)");
+  assert.notEqual(f.memberIdAfter, undefined, `the member is back: ${JSON.stringify(f.membersAfter)}`);
+  assert.notEqual(f.memberIdAfter, f.memberIdBefore, "the dead member was removed and a new one added");
+  assert.equal(f.membersAfter.length, 3, "no member left behind");
+  assert.ok(f.membersAfter.every((m: any) => m.started && !m.learner), `every member a started voter: ${JSON.stringify(f.membersAfter)}`);
+  assert.equal(r.acknowledgedWritesLost, 0);
+});
+
+test("9. services stopped by hand: preview --refresh lists exactly their steps, pulumi up --refresh starts them, and a healthy refresh preview has no changes", async () => {
+  const r = record(await repairStoppedServices(c, config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING })));
+  const f = r.facts as any;
+  assert.equal(f.previewOk, true);
+  assert.deepEqual([...f.previewUpdates].sort(), [`local-controllers-${f.schedulerHost}`, `local-etcd-${f.etcdHost}`].sort(), "the steps of the stopped services, and no other");
+  assert.equal(f.upOk, true, f.upOutput);
+  assert.equal(f.etcdAfter, "active");
+  assert.equal(f.schedulerAfter, "active");
+  assert.equal(f.healthyRefreshNoChanges, true, f.healthyRefreshOutput);
+  assert.equal(r.acknowledgedWritesLost, 0);
 });
 
 test("2b. losing the lease holder with tuned timings (8/6/1)", async () => {
