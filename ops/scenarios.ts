@@ -4,7 +4,7 @@
 // returns facts (for the tests to assert) and figures (for the benchmark to report).
 // Faults and probes touch only the machines of this stack and the host's own links.
 import * as fs from "fs";
-import { Credentials, LocalHost, LocalOutputs, pulumiAsync, Run, runAsync } from "./localStack";
+import { Credentials, LocalHost, LocalOutputs, pulumiAsync, Run, runAsync, stackOutputs } from "./localStack";
 import { assertSafeDestination } from "./guard";
 import { EtcdEndpointStatus, EtcdHealth, hostOfEndpoint, LOAD_ETCDCTL_ENV, isEtcdLeader, readyAddresses } from "./parse";
 import { ClientCredentials, credentialsFromKubeconfig, httpsRequest, lostWrites, Probe, ProbeReport } from "./probe";
@@ -667,4 +667,40 @@ export async function repairStoppedServices(c: Cluster, upArgs: string[]): Promi
     },
     { maxDurationMs: 900_000 },
   );
+}
+
+/**
+ * 10. A resize of the stacked control plane (and so of etcd) to `count` machines with one
+ * `pulumi up --refresh`; the cluster's outputs are read again afterwards (the hosts change).
+ */
+export async function resizeControlPlane(c: Cluster, count: number, upArgs: string[]): Promise<ScenarioResult> {
+  const before = c.outputs.hosts.map((h) => h.name);
+  return withProbes(
+    c,
+    `resize-${before.length}-to-${count}`,
+    async (facts) => {
+      facts.before = before;
+      await sleep(2000);
+      const start = Date.now();
+      const up = await pulumiAsync(["up", "--yes", "--skip-preview", "--refresh", "--config", `hakube:controlPlaneCount=${count}`, ...upArgs], 1_500_000);
+      facts.upSeconds = up.seconds;
+      facts.upOk = up.status === 0;
+      facts.upOutput = `${up.stdout.slice(-5000)}\n${up.stderr.slice(-2000)}`;
+      c.outputs = stackOutputs();
+      facts.after = c.outputs.hosts.map((h) => h.name);
+      try {
+        await waitHealthy(c, 180_000);
+        facts.healthyAfterMs = Date.now() - start;
+      } catch (e) {
+        facts.healthyAfterMs = -1;
+        facts.notHealthy = (e as Error).message;
+      }
+      await sleep(3000);
+    },
+    { maxDurationMs: 1_500_000 },
+  ).then(async (result) => {
+    result.facts.membersAfter = await etcdMembers(c, c.outputs.hosts[0]);
+    result.facts.serviceAfter = await serviceEndpoints(c);
+    return result;
+  });
 }

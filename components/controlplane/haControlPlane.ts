@@ -162,6 +162,7 @@ export class HaControlPlane extends pulumi.ComponentResource {
         binaries: args.binaries?.etcd,
         localApiServer:
           plan.topology === "stacked" ? { securePort: plan.apiServerPort, settleSeconds: plan.timings.balancerSettleSeconds } : undefined,
+        membership: { argument: plan.etcdArgument, network: args.observe?.network },
         ...args.etcd,
       },
       { parent: this },

@@ -13,6 +13,7 @@ import {
   etcdCreateScript,
   etcdctlEnv,
   etcdDeleteScript,
+  etcdLeaveScript,
   etcdGateScript,
   EtcdMember,
   EtcdSettings,
@@ -23,6 +24,8 @@ import {
   memberEnv,
 } from "./render";
 import { INITIAL_CLUSTER_ENV, initialClusterEnv } from "./member";
+import { EtcdMembership } from "./membership";
+import type { ObservedNetwork } from "../observe/hostObservation";
 
 export const DEFAULT_ETCD_VERSION = "v3.6.16";
 
@@ -54,6 +57,12 @@ export interface EtcdClusterArgs {
    * balancer to use it again. @default undefined (nothing else is touched)
    */
   readonly localApiServer?: { readonly securePort: number; readonly settleSeconds: number };
+  /**
+   * How a resize is checked at preview (see {@link EtcdMembership}): the argument a refusal
+   * names, and on a local stack the bridge the hosts are reached through.
+   * @default { argument: "hosts" }
+   */
+  readonly membership?: { readonly argument?: string; readonly network?: ObservedNetwork };
 }
 
 /**
@@ -69,6 +78,8 @@ export class EtcdCluster extends pulumi.ComponentResource {
   public readonly memberNames: string[];
   public readonly version: string;
   public readonly clientPort: number;
+  /** The deployed member set (checked at preview when it changes). */
+  public readonly membership: EtcdMembership;
 
   constructor(name: string, args: EtcdClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hakube:index:EtcdCluster", name, {}, opts);
@@ -111,11 +122,27 @@ export class EtcdCluster extends pulumi.ComponentResource {
       { path: ETCDCTL_ENV, mode: "0644", content: members.apply((ms) => etcdctlEnv(ms, settings)) },
     ];
 
+    // The member set, checked at preview against the live cluster when it changes; every
+    // step waits for it, so a refused resize touches nothing.
+    this.membership = new EtcdMembership(
+      `${name}-membership`,
+      {
+        argument: args.membership?.argument ?? "hosts",
+        clientPort,
+        members: args.hosts.map((h) => ({ name: h.name, connection: h.connection })),
+        network: args.membership?.network,
+      },
+      { parent: this },
+    );
+
     // Members are chained: a change restarts one member, waits until it is healthy, then
-    // moves on, so quorum is never lost. On creation each step only starts its member.
+    // moves on, so quorum is never lost. On creation each step only starts its member. A
+    // new member (a resize) joins as a learner at the end of the chain, is promoted, and
+    // only then does the next one join; a member removed leaves the cluster in its delete
+    // (last member first), before it is stopped.
     let previous: pulumi.Resource | undefined;
     const steps = args.hosts.map((host, i) => {
-      const binaries = installBinaries(`${name}-${host.name}-binaries`, host, "etcd", plan, { parent: this });
+      const binaries = installBinaries(`${name}-${host.name}-binaries`, host, "etcd", plan, { parent: this, dependsOn: [this.membership] });
       const step = hostStep(
         `${name}-${host.name}`,
         {
@@ -137,11 +164,12 @@ export class EtcdCluster extends pulumi.ComponentResource {
           ],
           create: etcdCreateScript(dataDir, readyAttempts, clientPort),
           update: etcdUpdateScript(readyAttempts, clientPort, args.localApiServer, dataDir),
+          strictDelete: etcdLeaveScript(dataDir),
           delete: etcdDeleteScript,
           identity: [`binaries ${plan.identity}`],
           component: { name: "etcd", units: ["etcd.service"] },
         },
-        { parent: this, dependsOn: previous ? [binaries, previous] : [binaries] },
+        { parent: this, dependsOn: previous ? [binaries, previous] : [binaries, this.membership] },
       );
       previous = step;
       return step;

@@ -22,6 +22,7 @@ export function initialClusterEnv(initialCluster: string): string {
  *   hakube_etcd_entry <endpoints> <peer-url> [name]   this member's `member list` line (by peer URL,
  *                                            or by name: a replaced machine may have a new address)
  *   hakube_etcd_join <name> <peer-url> <client-url> <data-dir> <attempts> <delay> <env-file>
+ *   hakube_etcd_leave <name> <peer-url> <client-url> <data-dir>   (a member removed from the cluster)
  */
 export const memberFunctions = [
   shellFunction(
@@ -106,5 +107,41 @@ mv -f "$envfile.tmp" "$envfile"
 systemctl start --no-block etcd.service
 hakube_retry "$attempts" "$delay" "learner $name promoted (in sync with the leader)" -- hakube_etcd_promote "$others" "$peer"
 echo "hakube: etcd member $name joined and was promoted"`,
+  ),
+  // A member leaving the cluster (a resize down, or the last step of a destroy): leadership
+  // handed to another started voter first, then `member remove` through the others (etcd's
+  // strict reconfiguration check refuses one that would cost quorum; then this fails and
+  // the member keeps running), and only then is it stopped and its data wiped. A member
+  // with no other member answering (the last one, or a cluster already lost) just stops.
+  shellFunction(
+    "hakube_etcd_leave",
+    `local name=$1 peer=$2 client=$3 data=$4 others entry id status me leader target
+others=$(hakube_etcd_others "$client")
+if [ -n "$others" ] && hakube_etcd_quorum "$others"; then
+  entry=$(hakube_etcd_entry "$others" "$peer" "$name")
+  id=$(printf '%s' "$entry" | cut -d, -f1)
+  if [ -n "$id" ]; then
+    status=$(ETCDCTL_ENDPOINTS=https://127.0.0.1:\${client##*:} etcdctl endpoint status -w json 2>/dev/null || true)
+    me=$(printf '%s' "$status" | grep -o '"member_id":[0-9]*' | head -n 1 | cut -d: -f2)
+    leader=$(printf '%s' "$status" | grep -o '"leader":[0-9]*' | head -n 1 | cut -d: -f2)
+    if [ -n "$me" ] && [ "$me" = "$leader" ]; then
+      target=$(ETCDCTL_ENDPOINTS=$others etcdctl member list -w simple | tr -d ' ' | awk -F, -v self="$id" '$1 != self && $2 == "started" && $6 == "false" { print $1; exit }')
+      if [ -n "$target" ]; then
+        echo "hakube: etcd member $name leads: handing leadership to $target first"
+        ETCDCTL_ENDPOINTS=https://127.0.0.1:\${client##*:} etcdctl move-leader "$target" >/dev/null
+      fi
+    fi
+    echo "hakube: removing etcd member $name ($id) from the cluster"
+    if ! ETCDCTL_ENDPOINTS=$others etcdctl member remove "$id" >/dev/null; then
+      echo "hakube: etcd refused to remove member $name ($id): removing it would cost quorum (another member is unhealthy?); it keeps running. Repair the cluster first (pulumi up --refresh)" >&2
+      return 1
+    fi
+  fi
+else
+  echo "hakube: no other etcd member answers with a quorum: stopping $name without a membership change"
+fi
+systemctl disable --now etcd.service 2>/dev/null || true
+if [ -n "$data" ] && [ "$data" != / ]; then rm -rf "$data"; fi
+echo "hakube: etcd member $name stopped and its data removed"`,
   ),
 ].join("\n");

@@ -178,6 +178,17 @@ hakube_retry ${attempts} 2 "etcd cluster health" -- etcdctl endpoint health
 etcdctl endpoint status --write-out=table`;
 }
 
+/**
+ * The strict part of an etcd member's delete: it leaves the cluster (leadership handed
+ * over, removed through the others) before it is stopped; a refusal fails the delete.
+ */
+export function etcdLeaveScript(dataDir: string): string {
+  return `if [ -f ${ETCDCTL_ENV} ] && [ -f ${MEMBER_ENV} ]; then
+${memberPrologue}
+hakube_etcd_leave "$HAKUBE_ETCD_NAME" "$HAKUBE_ETCD_PEER_URL" "$HAKUBE_ETCD_CLIENT_URL" ${quote(dataDir)}
+fi`;
+}
+
 export const etcdDeleteScript = `systemctl disable --now etcd.service
 rm -f /etc/systemd/system/etcd.service
 systemctl daemon-reload`;

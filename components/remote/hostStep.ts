@@ -23,6 +23,11 @@ export interface HostStepArgs {
   /** Shell run on deletion (failures are tolerated). */
   readonly delete?: string;
   /**
+   * Shell run on deletion before `delete`, whose failure fails the delete (the resource and
+   * its service stay): e.g. an etcd member removing itself from the cluster.
+   */
+  readonly strictDelete?: string;
+  /**
    * Other values whose change re-runs the step's `update` (e.g. the binaries' identity).
    * They are written into the script's header, not into `triggers`: the command SDK
    * replaces a command whose triggers change, and replacing a step would run its
@@ -91,7 +96,10 @@ export function hostStep(name: string, args: HostStepArgs, opts: pulumi.CustomRe
       connection: args.host.connection,
       create: header.apply((h) => script(h, args.create, withFiles, record)),
       update: header.apply((h) => script(h, args.update ?? args.create, withFiles, record)),
-      delete: args.delete ? [scriptPrologue, `{\n${args.delete}\n} || true`].join("\n") : undefined,
+      delete:
+        args.delete || args.strictDelete
+          ? [scriptPrologue, args.strictDelete ? retryFunction : "", args.strictDelete ?? "", args.delete ? `{\n${args.delete}\n} || true` : ""].filter(Boolean).join("\n")
+          : undefined,
       stdin: withFiles ? pulumi.secret(resolve(files).apply(renderFileBundle)) : undefined,
       addPreviousOutputInEnv: false,
     },

@@ -21,6 +21,8 @@ import {
   loseVipHolder,
   repairStoppedServices,
   replaceMachine,
+  resizeControlPlane,
+  setLink,
   rollingUp,
   runningComponents,
   ScenarioResult,
@@ -271,6 +273,70 @@ test("9. services stopped by hand: preview --refresh lists exactly their steps, 
   assert.equal(f.schedulerAfter, "active");
   assert.equal(f.healthyRefreshNoChanges, true, f.healthyRefreshOutput);
   assert.equal(r.acknowledgedWritesLost, 0);
+});
+
+const UP_CONFIG = () => config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING });
+
+/** A preview that must be refused: its exit status and the message it printed. */
+function refused(count: number): { status: number | null; output: string } {
+  const r = pulumi(["preview", "--config", `hakube:controlPlaneCount=${count}`, ...UP_CONFIG()], 300_000);
+  return { status: r.status, output: `${r.stdout}\n${r.stderr}` };
+}
+
+function assertResized(r: ScenarioResult, names: string[]): void {
+  const f = r.facts as any;
+  assert.equal(f.upOk, true, f.upOutput);
+  assert.deepEqual(f.after, names);
+  assert.ok(f.healthyAfterMs > 0, `healthy again: ${f.notHealthy}`);
+  assert.deepEqual(f.membersAfter.map((m: any) => m.name).sort(), [...names].sort(), `etcd lists exactly the machines: ${JSON.stringify(f.membersAfter)}`);
+  assert.ok(f.membersAfter.every((m: any) => m.started && !m.learner), `every member a started voter: ${JSON.stringify(f.membersAfter)}`);
+  assert.deepEqual(f.serviceAfter, c.outputs.hosts.map((h) => h.address).sort(), "the kubernetes Service lists every apiserver");
+  assert.equal(r.acknowledgedWritesLost, 0);
+}
+
+test("10a. unsafe resizes are refused at preview with the argument and the value, and nothing changes", async () => {
+  const victim = c.outputs.hosts[1];
+  await c.cred.sshAsync(victim.address, "systemctl stop etcd.service", 60_000);
+  try {
+    const grow = refused(5);
+    assert.notEqual(grow.status, 0);
+    assert.match(grow.output, new RegExp(`invalid argument controlPlaneHosts \\(stacked etcd\\): got "5 host\\(s\\)" \\(adding cp-4, cp-5\\); expected a resize while every etcd member that stays is healthy: ${victim.name} is not`));
+  } finally {
+    await c.cred.sshAsync(victim.address, "systemctl start etcd.service", 120_000);
+  }
+  await waitHealthy(c);
+  for (const count of [1, 4]) {
+    const r = refused(count);
+    assert.notEqual(r.status, 0);
+    assert.match(r.output, new RegExp(`invalid argument controlPlaneHosts \\(stacked etcd\\): got "${count} host\\(s\\)"; expected an odd number of etcd members from 3 to 7`));
+  }
+  const same = pulumi(["preview", "--expect-no-changes", ...UP_CONFIG()], 300_000);
+  assert.equal(same.status, 0, `nothing changed:\n${same.stdout.slice(-3000)}`);
+  assert.equal(fs.existsSync(`${path.dirname(c.outputs.hosts[0].dir!)}/cp-4`), false, "no machine made for a refused resize");
+});
+
+test("10b. growing 3 -> 5 with one pulumi up: each new member joins as a learner and is promoted, nothing lost", async () => {
+  const r = record(await resizeControlPlane(c, 5, UP_CONFIG()));
+  assertResized(r, ["cp-1", "cp-2", "cp-3", "cp-4", "cp-5"]);
+  const out = (r.facts as any).upOutput as string;
+  assert.doesNotMatch(out, /member remove/, "nothing removed while growing");
+});
+
+test("10c. shrinking 5 -> 3: refused while a member to remove does not answer; then each removed member leaves etcd before it stops, nothing lost", async () => {
+  const cp5 = c.outputs.hosts.find((h) => h.name === "cp-5")!;
+  await setLink(cp5, false);
+  try {
+    const r = refused(3);
+    assert.notEqual(r.status, 0);
+    assert.match(r.output, /invalid argument controlPlaneHosts \(stacked etcd\): got "3 host\(s\)" \(removing cp-4, cp-5\); expected members to remove that are healthy and answer over SSH .*cp-5 does not/);
+  } finally {
+    await setLink(cp5, true);
+  }
+  await waitHealthy(c);
+  const dirs = c.outputs.hosts.map((h) => h.dir!);
+  const r = record(await resizeControlPlane(c, 3, UP_CONFIG()));
+  assertResized(r, ["cp-1", "cp-2", "cp-3"]);
+  assert.equal(fs.existsSync(dirs[3]) || fs.existsSync(dirs[4]), false, "the removed machines are gone");
 });
 
 test("2b. losing the lease holder with tuned timings (8/6/1)", async () => {

@@ -23,6 +23,8 @@ export interface FakeCluster {
   /** How many promote attempts fail ("not in sync") before one succeeds. */
   promoteFailures: number;
   log: string[];
+  /** The leader's id (for endpoint status and move-leader). */
+  leader?: string;
   /** The member this machine runs: systemctl start marks it started and healthy. */
   self: { name: string; peer: string; client: string };
 }
@@ -47,11 +49,21 @@ if (tool === "systemctl") {
     s.health[s.self.client] = true;
     s.health["https://127.0.0.1:2379"] = true;
   }
-  if (unit === "etcd.service" && verb === "stop") s.health[s.self.client] = s.health["https://127.0.0.1:2379"] = false;
+  if (unit === "etcd.service" && (verb === "stop" || (verb === "disable" && args.includes("--now")))) s.health[s.self.client] = s.health["https://127.0.0.1:2379"] = false;
   done(0);
 }
 if (args[0] === "endpoint" && args[1] === "health") {
   done(endpoints.length > 0 && endpoints.every((e) => s.health[e]) ? 0 : 1);
+}
+if (args[0] === "endpoint" && args[1] === "status") {
+  const self = s.members.find((x) => x.peer === s.self.peer);
+  if (!self || !s.health["https://127.0.0.1:2379"]) done(1);
+  done(0, JSON.stringify([{ Endpoint: endpoints[0], Status: { header: { member_id: parseInt(self.id, 16) }, leader: parseInt(s.leader || "0", 16) } }]) + "\\n");
+}
+if (args[0] === "move-leader") {
+  s.log.push("move-leader " + args[1]);
+  s.leader = args[1];
+  done(0);
 }
 if (args[0] !== "member") done(2, "");
 if (!reachable) { process.stderr.write("context deadline exceeded\\n"); done(1); }
@@ -66,6 +78,10 @@ if (args[1] === "add") {
   done(0, "Member " + id + " added\\n");
 }
 if (args[1] === "remove") {
+  // etcd's strict reconfiguration check: the members left must still have a quorum started.
+  const left = s.members.filter((m) => m.id !== args[2] && !m.learner);
+  const up = left.filter((m) => m.started && s.health[m.client]).length;
+  if (up < Math.floor(left.length / 2) + 1) { process.stderr.write("etcdserver: re-configuration failed due to not enough started members\\n"); s.log.push("member remove " + args[2] + " (refused)"); done(1); }
   s.members = s.members.filter((m) => m.id !== args[2]);
   s.log.push("member remove " + args[2]);
   done(0);

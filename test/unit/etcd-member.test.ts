@@ -147,3 +147,61 @@ test("a replaced machine with a new address: its old entry is found by name and 
   assert.ok(s.log.includes("member remove a2"), s.log.join("\n"));
   assert.deepEqual(s.members.map((m) => m.peer).sort(), [url(1, 2380), url(2, 2380), url(3, 2380)].sort());
 });
+
+/** cp-2 leaves: its data dir exists; `leader` names the leader's id. */
+function leaving(health: Record<string, boolean>, leader = "a1") {
+  const fake = fakeEtcd({ members: [member(1), member(2), member(3)], health, promoteFailures: 0, leader, self: { name: "cp-2", peer: url(2, 2380), client: url(2, 2379) } });
+  open.push(fake);
+  const data = path.join(fake.dir, "data");
+  fs.mkdirSync(path.join(data, "member"), { recursive: true });
+  const run = () =>
+    fake.run(`export ETCDCTL_ENDPOINTS=${ENDPOINTS}
+${memberFunctions}
+${command(["hakube_etcd_leave", "cp-2", url(2, 2380), url(2, 2379), data])}`);
+  return { fake, run, data };
+}
+const allHealthy = { [url(1, 2379)]: true, [url(2, 2379)]: true, [url(3, 2379)]: true, "https://127.0.0.1:2379": true };
+
+test("a member leaving: removed through the others before it is stopped, then its data wiped", () => {
+  const c = leaving(allHealthy);
+  const r = c.run();
+  assert.equal(r.status, 0, r.stderr);
+  const s = c.fake.state();
+  assert.deepEqual(s.members.map((m) => m.name), ["cp-1", "cp-3"]);
+  const removed = s.log.indexOf("member remove a2");
+  const stopped = s.log.findIndex((l) => l.startsWith("systemctl disable --now etcd.service"));
+  assert.ok(removed >= 0 && stopped > removed, `removed, then stopped: ${s.log.join(" | ")}`);
+  assert.ok(!s.log.some((l) => l.startsWith("move-leader")), "a follower hands nothing over");
+  assert.equal(fs.existsSync(c.data), false);
+});
+
+test("a leader leaving hands leadership to another started voter first", () => {
+  const c = leaving(allHealthy, "a2");
+  const r = c.run();
+  assert.equal(r.status, 0, r.stderr);
+  const s = c.fake.state();
+  const moved = s.log.findIndex((l) => l.startsWith("move-leader "));
+  assert.ok(moved >= 0 && moved < s.log.indexOf("member remove a2"), s.log.join(" | "));
+  assert.notEqual(s.leader, "a2");
+  assert.ok(["a1", "a3"].includes(s.leader ?? ""));
+});
+
+test("a removal that would cost quorum is refused: the member keeps running and keeps its data", () => {
+  const c = leaving({ ...allHealthy, [url(3, 2379)]: false });
+  const r = c.run();
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /etcd refused to remove member cp-2 .*keeps running/);
+  const s = c.fake.state();
+  assert.equal(s.members.length, 3);
+  assert.ok(!s.log.some((l) => l.startsWith("systemctl disable")), "not stopped");
+  assert.ok(fs.existsSync(path.join(c.data, "member")), "data kept");
+});
+
+test("the last member (no other answers) stops without a membership change", () => {
+  const c = leaving({ "https://127.0.0.1:2379": true, [url(2, 2379)]: true });
+  const r = c.run();
+  assert.equal(r.status, 0, r.stderr);
+  const s = c.fake.state();
+  assert.equal(s.members.length, 3);
+  assert.ok(s.log.some((l) => l.startsWith("systemctl disable --now etcd.service")));
+});
