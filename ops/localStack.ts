@@ -17,6 +17,18 @@ export interface LocalHost {
   netns: string;
   /** Root file system of the machine on the host (outputs of stacks before this field lack it). */
   dir?: string;
+  /** "etcd" for a machine of an external etcd cluster; control plane otherwise. */
+  role?: "control-plane" | "etcd";
+}
+
+/** The machines running an apiserver (all of them on a stacked stack). */
+export function controlPlaneHosts(outputs: LocalOutputs): LocalHost[] {
+  return outputs.hosts.filter((h) => h.role !== "etcd");
+}
+
+/** The machines running an etcd member (named by the stack's etcd endpoints). */
+export function etcdHosts(outputs: LocalOutputs): LocalHost[] {
+  return outputs.hosts.filter((h) => outputs.etcdEndpoints.some((e) => e.includes(`//${h.address}:`)));
 }
 
 export interface LocalOutputs {
@@ -108,7 +120,7 @@ export class Credentials {
       throw new Error("the local stack's outputs name no bridge or subnet: run `bash scripts/local-up.sh` (it updates them)");
     }
     // Tools may send to this stack's addresses only while its bridge carries its subnet.
-    allowStackNetwork("local", outputs.bridge, outputs.subnet);
+    allowStackNetwork(process.env.HAKUBE_STACK ?? "local", outputs.bridge, outputs.subnet);
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "hakube-cred-"));
     fs.chmodSync(this.dir, 0o700);
     this.kubeconfig = path.join(this.dir, "kubeconfig");

@@ -4,7 +4,7 @@
 // returns facts (for the tests to assert) and figures (for the benchmark to report).
 // Faults and probes touch only the machines of this stack and the host's own links.
 import * as fs from "fs";
-import { Credentials, LocalHost, LocalOutputs, pulumiAsync, Run, runAsync, stackOutputs } from "./localStack";
+import { controlPlaneHosts, Credentials, etcdHosts, LocalHost, LocalOutputs, pulumiAsync, Run, runAsync, stackOutputs } from "./localStack";
 import { assertSafeDestination } from "./guard";
 import { EtcdEndpointStatus, EtcdHealth, hostOfEndpoint, LOAD_ETCDCTL_ENV, isEtcdLeader, readyAddresses } from "./parse";
 import { ClientCredentials, credentialsFromKubeconfig, httpsRequest, lostWrites, Probe, ProbeReport } from "./probe";
@@ -111,7 +111,7 @@ export async function etcdHealth(c: Cluster, from: LocalHost): Promise<Record<st
   const r = await c.cred.sshAsync(from.address, `${LOAD_ETCDCTL_ENV}; etcdctl endpoint health -w json 2>/dev/null || true`, 20_000);
   if (r.status !== 0 || !r.stdout.trim()) return undefined;
   const list = JSON.parse(r.stdout) as EtcdHealth[];
-  return Object.fromEntries(c.outputs.hosts.map((h) => [h.name, list.some((e) => hostOfEndpoint([h], e.endpoint) && e.health)]));
+  return Object.fromEntries(etcdHosts(c.outputs).map((h) => [h.name, list.some((e) => hostOfEndpoint([h], e.endpoint) && e.health)]));
 }
 
 /** The machine whose etcd member leads (asked from a reachable machine). */
@@ -129,11 +129,11 @@ export async function setLink(host: LocalHost, up: boolean): Promise<void> {
 
 /** Everything back to normal: 3 apiservers in the Service, etcd all healthy, both leases held. */
 export async function waitHealthy(c: Cluster, timeoutMs = 120_000): Promise<number> {
-  const all = c.outputs.hosts.map((h) => h.address).sort().join(",");
+  const all = controlPlaneHosts(c.outputs).map((h) => h.address).sort().join(",");
   const { ms } = await waitFor("the control plane to be fully healthy", timeoutMs, 1000, async () => {
     const eps = await serviceEndpoints(c);
     if (eps?.join(",") !== all) return undefined;
-    const health = await etcdHealth(c, c.outputs.hosts[0]);
+    const health = await etcdHealth(c, etcdHosts(c.outputs)[0]);
     if (!health || !Object.values(health).every(Boolean)) return undefined;
     for (const name of ["kube-controller-manager", "kube-scheduler"]) {
       const l = await lease(c, name);
@@ -205,7 +205,7 @@ export function between(result: ScenarioResult, from: number, to: number) {
  */
 export async function loseQuietMachine(c: Cluster): Promise<ScenarioResult> {
   const vip = await vipHolder(c);
-  const etcdLeaderHost = await etcdLeader(c, c.outputs.hosts[0]);
+  const etcdLeaderHost = await etcdLeader(c, etcdHosts(c.outputs)[0]);
   const holders = await Promise.all(["kube-controller-manager", "kube-scheduler"].map((l) => lease(c, l)));
   const leaseHosts = holders.map((l) => l && hostOfHolder(c, l.holder));
   const quiet = (h: LocalHost) => h !== vip && !leaseHosts.includes(h);
@@ -465,15 +465,16 @@ export async function etcdMembers(c: Cluster, from: LocalHost): Promise<{ id: st
  * it runs again: its etcd member (no data) is removed from the cluster and joins again as
  * a learner, then is promoted; its apiserver, balancer and controllers start.
  */
-export async function replaceMachine(c: Cluster, upArgs: string[]): Promise<ScenarioResult> {
-  const victim = (await vipHolder(c)) ?? c.outputs.hosts[0];
-  const other = c.outputs.hosts.find((h) => h !== victim)!;
+export async function replaceMachine(c: Cluster, upArgs: string[], pick?: (c: Cluster) => Promise<LocalHost>, label = "replace-machine"): Promise<ScenarioResult> {
+  const victim = pick ? await pick(c) : ((await vipHolder(c)) ?? c.outputs.hosts[0]);
+  const other = etcdHosts(c.outputs).find((h) => h !== victim)!;
   const machineId = async (h: LocalHost) => (await c.cred.sshAsync(h.address, "cat /etc/machine-id", 15_000)).stdout.trim();
   const before = { machineId: await machineId(victim), members: await etcdMembers(c, other) };
-  const urn = `urn:pulumi:local::hakube::hakube:index:LocalMachines$command:local:Command::local-${victim.name}`;
+  const stack = process.env.HAKUBE_STACK ?? "local";
+  const urn = `urn:pulumi:${stack}::hakube::hakube:index:LocalMachines$command:local:Command::local-${victim.name}`;
   return withProbes(
     c,
-    "replace-machine",
+    label,
     async (facts) => {
       facts.victim = victim.name;
       facts.machineIdBefore = before.machineId;
@@ -566,7 +567,7 @@ export async function rollingUp(c: Cluster, label: string, upArgs: string[]): Pr
 /** The quiet machine of `loseQuietMachine`: holds neither the VIP, nor a Lease, nor (if it can be helped) etcd leadership. */
 async function quietMachine(c: Cluster): Promise<LocalHost> {
   const vip = await vipHolder(c);
-  const etcdLeaderHost = await etcdLeader(c, c.outputs.hosts[0]);
+  const etcdLeaderHost = await etcdLeader(c, etcdHosts(c.outputs)[0]);
   const holders = await Promise.all(["kube-controller-manager", "kube-scheduler"].map((l) => lease(c, l)));
   const leaseHosts = holders.map((l) => l && hostOfHolder(c, l.holder));
   const quiet = (h: LocalHost) => h !== vip && !leaseHosts.includes(h);
@@ -699,7 +700,7 @@ export async function resizeControlPlane(c: Cluster, count: number, upArgs: stri
     },
     { maxDurationMs: 1_500_000 },
   ).then(async (result) => {
-    result.facts.membersAfter = await etcdMembers(c, c.outputs.hosts[0]);
+    result.facts.membersAfter = await etcdMembers(c, etcdHosts(c.outputs)[0]);
     result.facts.serviceAfter = await serviceEndpoints(c);
     return result;
   });

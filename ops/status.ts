@@ -2,7 +2,7 @@
 // through it, the `kubernetes` Service's endpoints, the Lease holders, and every etcd
 // member with its health and the leader. `node build/ops/status.js [--json]`
 import { assertSafeUrl } from "./guard";
-import { Credentials, LocalOutputs, run, stackOutputs } from "./localStack";
+import { controlPlaneHosts, Credentials, etcdHosts, LocalOutputs, run, stackOutputs } from "./localStack";
 import { EtcdEndpointStatus, EtcdHealth, hostOfEndpoint, LOAD_ETCDCTL_ENV, isEtcdLeader, readyAddresses } from "./parse";
 
 export interface EtcdMemberStatus {
@@ -67,7 +67,7 @@ export function etcdStatus(cred: Credentials, outputs: LocalOutputs): EtcdMember
   const script = `${LOAD_ETCDCTL_ENV}
 echo "---health"; etcdctl endpoint health -w json 2>/dev/null || true
 echo "---status"; etcdctl endpoint status -w json 2>/dev/null || true`;
-  for (const host of outputs.hosts) {
+  for (const host of etcdHosts(outputs)) {
     const r = cred.ssh(host.address, script, 30_000);
     if (r.status !== 0) continue;
     const health = JSON.parse(r.stdout.split("---health")[1].split("---status")[0].trim() || "[]") as EtcdHealth[];
@@ -104,7 +104,7 @@ export function collectStatus(outputs: LocalOutputs, cred: Credentials): Control
 
 export function formatStatus(s: ControlPlaneStatus): string {
   const lines = [
-    "hakube control plane (stack local)",
+    `hakube control plane (stack ${process.env.HAKUBE_STACK ?? "local"})`,
     `  API endpoint (VIP)          ${s.endpoint}`,
     `  /readyz through the VIP     ${s.readyz}`,
     `  kubernetes Service          ${s.serviceEndpoints.join(", ")} (${s.serviceEndpoints.length} apiservers)`,
@@ -149,7 +149,7 @@ if (require.main === module) {
     cred = new Credentials(outputs);
     const s = collectStatus(outputs, cred);
     console.log(process.argv.includes("--json") ? JSON.stringify(s, null, 2) : formatStatus(s));
-    const problems = statusProblems(s, outputs.hosts.length);
+    const problems = statusProblems(s, controlPlaneHosts(outputs).length);
     if (problems.length > 0) {
       console.error(`hakube: the control plane is NOT healthy:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
       process.exitCode = 1;

@@ -24,9 +24,13 @@ function numbers(o: Record<string, unknown> | undefined): Record<string, number>
 
 function local() {
   const subnet = config.get("subnet") ?? "10.213.7.0/24";
+  // etcdCount > 0: etcd on machines of its own (external topology), else stacked.
+  const etcdCount = config.getNumber("etcdCount") ?? 0;
   const machines = new LocalMachines("local", {
-    count: config.getNumber("controlPlaneCount") ?? 3,
-    namePrefix: "cp",
+    groups: [
+      { namePrefix: "cp", count: config.getNumber("controlPlaneCount") ?? 3 },
+      ...(etcdCount > 0 ? [{ namePrefix: "etcd", count: etcdCount }] : []),
+    ],
     subnet,
     bridgeName: config.get("bridgeName"),
   });
@@ -38,7 +42,8 @@ function local() {
   const kubernetesVersion = config.require("kubernetesVersion");
   const etcdVersion = config.require("etcdVersion");
   const cluster = new HaControlPlane("local", {
-    controlPlaneHosts: machines.hosts,
+    controlPlaneHosts: machines.groups.cp,
+    etcdHosts: etcdCount > 0 ? machines.groups.etcd : undefined,
     loadBalancer: {
       keepalived: {
         virtualIp,
@@ -67,7 +72,14 @@ function local() {
     sshPrivateKey: machines.sshPrivateKey,
     bridge: machines.bridge,
     subnet,
-    hosts: machines.hosts.map((h) => ({ name: h.name, address: h.address, veth: h.veth, netns: h.netns, dir: h.dir })),
+    hosts: machines.hosts.map((h) => ({
+      name: h.name,
+      address: h.address,
+      veth: h.veth,
+      netns: h.netns,
+      dir: h.dir,
+      role: h.name.startsWith("etcd-") ? "etcd" : "control-plane",
+    })),
   };
 }
 

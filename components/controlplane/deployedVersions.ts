@@ -60,8 +60,9 @@ export const deployedVersionsProvider: pulumi.dynamic.ResourceProvider = {
  * same version, but not rolled back).
  */
 export class DeployedVersions extends pulumi.dynamic.Resource {
-  public readonly kubernetesVersion!: pulumi.Output<string>;
-  public readonly etcdVersion!: pulumi.Output<string>;
+  // `declare`: no class field, which (ES2022) would overwrite the output the base class set.
+  declare public readonly kubernetesVersion: pulumi.Output<string>;
+  declare public readonly etcdVersion: pulumi.Output<string>;
 
   constructor(name: string, args: DeployedVersionsArgs, opts?: pulumi.CustomResourceOptions) {
     super(deployedVersionsProvider, name, { kubernetesVersion: args.kubernetesVersion, etcdVersion: args.etcdVersion }, opts);

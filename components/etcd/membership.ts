@@ -146,7 +146,8 @@ export const etcdMembershipProvider: pulumi.dynamic.ResourceProvider = {
  * refused resize stops before any host is touched.
  */
 export class EtcdMembership extends pulumi.dynamic.Resource {
-  public readonly names!: pulumi.Output<string[]>;
+  // `declare`: no class field, which (ES2022) would overwrite the output the base class set.
+  declare public readonly names: pulumi.Output<string[]>;
 
   constructor(
     name: string,

@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import * as tls from "@pulumi/tls";
 import * as fs from "fs";
+import * as path from "path";
 import { execFileSync } from "child_process";
 import { createHash } from "crypto";
 import { Host } from "../types";
@@ -21,11 +22,25 @@ import {
 } from "./localRender";
 import { LocalMachinesState } from "./localState";
 
-export interface LocalMachinesArgs {
-  /** Number of machines. */
+/** Machines of one kind (e.g. control plane, etcd), named `<namePrefix>-1` ... */
+export interface LocalMachineGroup {
+  readonly namePrefix: string;
+  /** 0 to 19. */
   readonly count: number;
+}
+
+export interface LocalMachinesArgs {
+  /** Number of machines (one group; or give `groups`). */
+  readonly count?: number;
   /** Machine names are `<namePrefix>-1` ... @default "node" */
   readonly namePrefix?: string;
+  /**
+   * Several kinds of machines on one bridge, instead of `count` and `namePrefix`. Group g
+   * takes the addresses from .(11 + 20 g) up, so growing one group never moves another's
+   * machines. E.g. `[{ namePrefix: "cp", count: 3 }, { namePrefix: "etcd", count: 3 }]`:
+   * cp-1..3 at .11-.13, etcd-1..3 at .31-.33.
+   */
+  readonly groups?: readonly LocalMachineGroup[];
   /** Private subnet of the bridge; the host takes .1, machines .11 upwards. @default "10.213.7.0/24" */
   readonly subnet?: string;
   /** Bridge name (at most 15 characters). @default "hk" + 6 hex of the Pulumi project and stack */
@@ -55,7 +70,10 @@ export interface LocalMachine extends Host {
  * the machines, namespaces, links and the bridge.
  */
 export class LocalMachines extends pulumi.ComponentResource {
+  /** Every machine, group by group. */
   public readonly hosts: LocalMachine[];
+  /** The machines of each group, by name prefix. */
+  public readonly groups: Readonly<Record<string, LocalMachine[]>>;
   public readonly bridge: string;
   public readonly hostAddress: string;
   /** What the last refresh found of the machines (their repair generations). */
@@ -68,14 +86,28 @@ export class LocalMachines extends pulumi.ComponentResource {
     if (typeof process.getuid === "function" && process.getuid() !== 0) {
       invalid(this, "LocalMachines", `uid ${process.getuid()}`, "root: creating namespaces, links and nspawn machines needs it (run with sudo)");
     }
-    const count = requireInteger(this, "count", args.count, 1, 50);
-    const prefix = args.namePrefix ?? "node";
-    if (!/^[a-z][a-z0-9-]{0,20}$/.test(prefix)) {
-      invalid(this, "namePrefix", prefix, "a short lowercase DNS label");
+    if ((args.groups === undefined) === (args.count === undefined)) {
+      invalid(this, "count", args.count ?? null, "either count (with namePrefix) or groups, not both");
     }
+    const groups: LocalMachineGroup[] = args.groups
+      ? args.groups.map((g, i) => ({ namePrefix: g.namePrefix, count: requireInteger(this, `groups[${i}].count`, g.count, 0, 19) }))
+      : [{ namePrefix: args.namePrefix ?? "node", count: requireInteger(this, "count", args.count as number, 1, 50) }];
+    if (groups.length === 0 || groups.length > 4) {
+      invalid(this, "groups", `${groups.length} group(s)`, "1 to 4 groups");
+    }
+    groups.forEach((g, i) => {
+      if (!/^[a-z][a-z0-9-]{0,20}$/.test(g.namePrefix)) {
+        invalid(this, args.groups ? `groups[${i}].namePrefix` : "namePrefix", g.namePrefix, "a short lowercase DNS label");
+      }
+      if (groups.findIndex((o) => o.namePrefix === g.namePrefix) !== i) {
+        invalid(this, `groups[${i}].namePrefix`, g.namePrefix, "a prefix no other group has");
+      }
+    });
+    const count = groups.reduce((a, g) => a + g.count, 0);
     const subnet = requireCidr(this, "subnet", args.subnet ?? "10.213.7.0/24");
-    if (cidrSize(subnet) < count + 16) {
-      invalid(this, "subnet", subnet.text, `a subnet with room for ${count} machines from .11 (a /24 is plenty)`);
+    const highest = groups.length === 1 ? 11 + count : 11 + 20 * (groups.length - 1) + groups[groups.length - 1].count;
+    if (cidrSize(subnet) < highest + 5) {
+      invalid(this, "subnet", subnet.text, `a subnet with room for machines up to .${highest} (a /24 is plenty)`);
     }
     const id = createHash("sha256").update(`${pulumi.getProject()}/${pulumi.getStack()}/${name}`).digest("hex").slice(0, 6);
     this.bridge = args.bridgeName ?? `hk${id}`;
@@ -86,7 +118,8 @@ export class LocalMachines extends pulumi.ComponentResource {
     const stateDir = args.stateDir ?? "/var/lib/hakube/machines";
     // Who holds the bridge: this project directory, state backend and stack. A second
     // checkout of the same project computes the same bridge name, and must not take it.
-    const root = fs.realpathSync(pulumi.runtime.getRootDirectory?.() ?? process.cwd());
+    const rootDir = pulumi.runtime.getRootDirectory?.() ?? process.cwd();
+    const root = fs.existsSync(rootDir) ? fs.realpathSync(rootDir) : path.resolve(rootDir);
     const ownerId = createHash("sha256")
       .update(`${root}\n${process.env.PULUMI_BACKEND_URL ?? ""}\n${pulumi.getStack()}\n${name}`)
       .digest("hex")
@@ -123,21 +156,25 @@ export class LocalMachines extends pulumi.ComponentResource {
       { parent: this },
     );
 
-    const specs = Array.from({ length: count }, (_, i): MachineSpec => {
-      const machineName = `${prefix}-${i + 1}`;
-      return {
-        name: machineName,
-        image: `${cacheDir}/${imageKey}`,
-        dir: `${stateDir}/${this.bridge}/${machineName}`,
-        netns: `${this.bridge}-${i + 1}`,
-        veth: `${this.bridge}v${i + 1}`,
-        bridge: this.bridge,
-        address: formatIpv4(subnet.network + 11 + i),
-        prefixLength: subnet.prefix,
-        gateway: hostAddress,
-        bootTimeoutSeconds,
-      };
-    });
+    // The first group keeps the names and addresses of a single-group stack.
+    const specs = groups.flatMap((g, gi) =>
+      Array.from({ length: g.count }, (_, i): MachineSpec & { group: string } => {
+        const machineName = `${g.namePrefix}-${i + 1}`;
+        return {
+          group: g.namePrefix,
+          name: machineName,
+          image: `${cacheDir}/${imageKey}`,
+          dir: `${stateDir}/${this.bridge}/${machineName}`,
+          netns: gi === 0 ? `${this.bridge}-${i + 1}` : `${this.bridge}-g${gi}-${i + 1}`,
+          veth: `${this.bridge}${"vwxy"[gi]}${i + 1}`,
+          bridge: this.bridge,
+          address: formatIpv4(subnet.network + 11 + 20 * gi + i),
+          prefixLength: subnet.prefix,
+          gateway: hostAddress,
+          bootTimeoutSeconds,
+        };
+      }),
+    );
     // A refresh looks at the machines on this host: one found gone is made anew by the
     // next `pulumi up` (its update script carries the repair), one found stopped is booted.
     this.state = new LocalMachinesState(
@@ -146,7 +183,7 @@ export class LocalMachines extends pulumi.ComponentResource {
       { parent: this },
     );
     const repairs = this.state.repairs;
-    this.hosts = specs.map((spec) => {
+    this.hosts = specs.map(({ group: _group, ...spec }) => {
       const machineName = spec.name;
       const address = spec.address;
       const machine = new command.local.Command(
@@ -174,6 +211,7 @@ export class LocalMachines extends pulumi.ComponentResource {
         ),
       };
     });
+    this.groups = Object.fromEntries(groups.map((g) => [g.namePrefix, this.hosts.filter((_, i) => specs[i].group === g.namePrefix)]));
     this.registerOutputs({ bridge: this.bridge, addresses: this.hosts.map((h) => h.address) });
   }
 }

@@ -96,7 +96,8 @@ export const localMachinesStateProvider: pulumi.dynamic.ResourceProvider = {
  */
 export class LocalMachinesState extends pulumi.dynamic.Resource {
   /** Per machine name: "0", or "<n> <reason>" after the n-th problem a refresh found. */
-  public readonly repairs!: pulumi.Output<Record<string, string>>;
+  // `declare`: no class field, which (ES2022) would overwrite the output the base class set.
+  declare public readonly repairs: pulumi.Output<Record<string, string>>;
 
   constructor(name: string, args: { readonly machines: readonly LocalMachineFacts[] }, opts?: pulumi.CustomResourceOptions) {
     super(localMachinesStateProvider, name, { machines: args.machines, repairs: undefined }, opts);

@@ -116,8 +116,9 @@ export const hostObservationProvider: pulumi.dynamic.ResourceProvider = {
  * instance with its host-wide repairs, so every step on the host runs again after one.
  */
 export class HostObservation extends pulumi.dynamic.Resource {
-  public readonly machineId!: pulumi.Output<string>;
-  public readonly repairs!: pulumi.Output<Repairs>;
+  // `declare`: no class field, which (ES2022) would overwrite the output the base class set.
+  declare public readonly machineId: pulumi.Output<string>;
+  declare public readonly repairs: pulumi.Output<Repairs>;
 
   constructor(name: string, args: { readonly host: Host; readonly network?: ObservedNetwork }, opts?: pulumi.CustomResourceOptions) {
     const connection = pulumi.output(args.host.connection).apply((c: pulumi.Unwrap<HostConnection>) => ({

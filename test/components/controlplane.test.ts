@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
+import * as pulumi from "@pulumi/pulumi";
 import { byName, decodeBundle, ETCD_DIGEST, hosts, isSecret, nameOf, program, recorded, valueOf } from "../helpers/mocks";
 import { HaControlPlane } from "../../components";
 
@@ -245,4 +246,20 @@ test("the deployed versions are recorded first, before anything acts on a host",
   assert.equal(versions.dependsOn.length, 0);
   const children = recorded.filter((r) => r.name.startsWith("c3-") && r.type !== "hakube:index:HaControlPlane");
   assert.equal(children[0].name, "c3-versions", "registered before the PKI, etcd and every step");
+});
+
+test("one observation per host, registered after the versions, whose outputs the steps read (no class field hides them)", async () => {
+  const names = recorded.filter((r) => r.name.startsWith("c5-observe-")).map((r) => r.name);
+  assert.deepEqual(names.sort(), [...["cp5-1", "cp5-2", "cp5-3", "cp5-4", "cp5-5"], ...["etcd-1", "etcd-2", "etcd-3", "etcd-4", "etcd-5"], "lb-1", "lb-2"].map((n) => `c5-observe-${n}`).sort());
+  assert.equal(three.observations.length, 3);
+  for (const o of [...three.observations, ...five.observations]) {
+    assert.ok(pulumi.Output.isInstance(o.repairs), "repairs is the resource's output");
+    assert.ok(pulumi.Output.isInstance(o.machineId));
+  }
+  assert.ok(pulumi.Output.isInstance(three.versions.kubernetesVersion));
+  assert.ok(pulumi.Output.isInstance(three.etcd.membership.names));
+  const membership = byName("c5-etcd-membership");
+  assert.equal(await valueOf(membership.props.argument), "etcdHosts");
+  assert.equal(await valueOf(byName("c3-etcd-membership").props.argument), "controlPlaneHosts (stacked etcd)");
+  assert.ok(isSecret(membership.props.connections), "the members' connections are a secret");
 });

@@ -1,0 +1,73 @@
+// End to end, the external etcd topology (stacks/Pulumi.local-external.yaml, as aws-prod
+// runs it): 3 control-plane machines and 3 etcd machines on a bridge and subnet of their
+// own. Brought up by the main job itself (scripts/local-up.sh, whose status exits non-zero
+// unless healthy); one etcd machine is replaced with the documented procedure while the
+// probes run; scripts/local-down.sh leaves nothing.
+process.env.HAKUBE_STACK = "local-external";
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import * as path from "path";
+import { controlPlaneHosts, etcdHosts, pulumi, ROOT, run, stackOutputs } from "../../ops/localStack";
+import { Cluster, cluster, etcdMembers, replaceMachine, waitHealthy } from "../../ops/scenarios";
+import { LOAD_ETCDCTL_ENV } from "../../ops/parse";
+
+let c: Cluster;
+const figures: Record<string, unknown> = {};
+
+before(() => {
+  pulumi(["destroy", "--yes", "--skip-preview"], 600_000);
+  const up = run("bash", [path.join(ROOT, "scripts", "local-up.sh")], { timeoutMs: 1_500_000 });
+  figures.mainJobSeconds = up.seconds;
+  assert.equal(up.status, 0, `the main job on local-external failed:\n${up.stdout.slice(-4000)}\n${up.stderr.slice(-2000)}`);
+  assert.match(up.stdout, /hakube control plane \(stack local-external\)/);
+  c = cluster(stackOutputs());
+});
+
+after(() => {
+  c?.cred.dispose();
+  const down = run("bash", [path.join(ROOT, "scripts", "local-down.sh")], { timeoutMs: 600_000 });
+  console.log(`local-external: ${JSON.stringify(figures)}; local-down ${down.seconds} s, exit ${down.status}`);
+  assert.equal(down.status, 0, `local-down left something:\n${down.stdout.slice(-3000)}\n${down.stderr.slice(-2000)}`);
+});
+
+test("external topology: etcd runs on its own machines only, the apiservers on the control-plane machines talk to all of them", async () => {
+  const cp = controlPlaneHosts(c.outputs);
+  const etcd = etcdHosts(c.outputs);
+  assert.deepEqual(cp.map((h) => h.name), ["cp-1", "cp-2", "cp-3"]);
+  assert.deepEqual(etcd.map((h) => h.name), ["etcd-1", "etcd-2", "etcd-3"]);
+  assert.deepEqual(etcd.map((h) => h.address), ["10.213.9.31", "10.213.9.32", "10.213.9.33"]);
+  const members = await etcdMembers(c, etcd[0]);
+  assert.deepEqual(members.map((m) => m.name).sort(), ["etcd-1", "etcd-2", "etcd-3"]);
+  for (const h of cp) {
+    const r = await c.cred.sshAsync(h.address, "systemctl is-active etcd.service || true; tr '\\0' ' ' < /proc/$(systemctl show -p MainPID --value kube-apiserver.service)/cmdline", 20_000);
+    assert.match(r.stdout, /^(inactive|unknown)/m, `no etcd on ${h.name}`);
+    assert.match(r.stdout, /--etcd-servers=https:\/\/10\.213\.9\.31:2379,https:\/\/10\.213\.9\.32:2379,https:\/\/10\.213\.9\.33:2379 /, `${h.name}'s apiserver uses every member`);
+  }
+  for (const h of etcd) {
+    const r = await c.cred.sshAsync(h.address, "systemctl is-active kube-apiserver.service || true", 20_000);
+    assert.match(r.stdout, /^(inactive|unknown)/m, `no apiserver on ${h.name}`);
+  }
+  const health = await c.cred.sshAsync(etcd[0].address, `${LOAD_ETCDCTL_ENV}; etcdctl endpoint health`, 20_000);
+  assert.equal(health.status, 0, health.stderr);
+});
+
+test("replacing an etcd machine with pulumi up --replace: a new machine, its member removed and re-added as a learner, promoted, nothing lost", async () => {
+  const r = await replaceMachine(c, [], async (cl) => etcdHosts(cl.outputs)[1], "replace-etcd-machine");
+  const f = r.facts as any;
+  console.log(
+    `replace-etcd-machine: ${r.requests} requests, ${r.failedRequests} failed, longest failure ${r.longestFailureMs} ms, ` +
+      `${r.acknowledgedWrites} writes acknowledged, ${r.acknowledgedWritesLost} lost; up ${f.upSeconds} s, healthy after ${f.healthyAfterMs} ms`,
+  );
+  figures.replaceEtcdMachine = { requests: r.requests, failedRequests: r.failedRequests, longestFailureMs: r.longestFailureMs, upSeconds: f.upSeconds };
+  assert.equal(f.upOk, true, f.upOutput);
+  assert.equal(f.victim, "etcd-2");
+  assert.ok(f.healthyAfterMs > 0, `healthy again: ${f.notHealthy}`);
+  assert.notEqual(f.machineIdAfter, f.machineIdBefore, "a new machine (new machine-id)");
+  assert.notEqual(f.memberIdAfter, undefined, `the member is back: ${JSON.stringify(f.membersAfter)}`);
+  assert.notEqual(f.memberIdAfter, f.memberIdBefore, "the old member was removed and a new one added");
+  assert.equal(f.membersAfter.length, 3);
+  assert.ok(f.membersAfter.every((m: any) => m.started && !m.learner), JSON.stringify(f.membersAfter));
+  assert.equal(r.acknowledgedWritesLost, 0);
+  await waitHealthy(c);
+});
