@@ -13,6 +13,7 @@ export * from "./pki/kubeconfig";
 export * from "./pki/clusterPki";
 export * from "./etcd/render";
 export * from "./etcd/member";
+export * from "./etcd/membership";
 export * from "./etcd/etcdCluster";
 export * from "./apiserver/render";
 export * from "./apiserver/apiServerPool";

@@ -7,9 +7,15 @@ if (!fs.existsSync(file)) {
   process.exit(1);
 }
 const r = JSON.parse(fs.readFileSync(file, "utf8"));
-const rows: string[][] = [["scenario", "requests", "failed", "longest failure (ms)", "acked writes", "lost"]];
+const rows: string[][] = [["scenario", "requests", "failed", "longest failure (ms)", "acked writes", "lost", "pulumi up (s)", "until healthy (s)"]];
+const seconds = (v: unknown, scale = 1) => (typeof v === "number" && v >= 0 ? (v / scale).toFixed(1) : "-");
 for (const [name, s] of Object.entries<any>(r.scenarios)) {
-  rows.push([name, s.requests, s.failedRequests, s.longestFailureMs, s.acknowledgedWrites, s.acknowledgedWritesLost].map(String));
+  rows.push([
+    ...[name, s.requests, s.failedRequests, s.longestFailureMs, s.acknowledgedWrites, s.acknowledgedWritesLost].map(String),
+    // Heal, replace and resize cases: how long their pulumi up ran, and until every check was healthy.
+    seconds(s.facts?.upSeconds),
+    seconds(s.facts?.healthyAfterMs, 1000),
+  ]);
 }
 const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
 const line = (row: string[]) => row.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");

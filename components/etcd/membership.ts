@@ -6,10 +6,7 @@
 // stops the preview (and `up`) before any step runs.
 import * as pulumi from "@pulumi/pulumi";
 import { HostConnection } from "../types";
-import { ObservedNetwork } from "../observe/hostObservation";
-import { destinationProblem, parseRoutes } from "../routes";
-import { parseCidr } from "../net";
-import { runOverSsh, SshTarget } from "../observe/ssh";
+import { ObservedNetwork, runOverSsh, SshTarget, stackNetworkProblem } from "../observe/ssh";
 import { quote } from "../remote/shell";
 
 interface MembershipInputs {
@@ -89,23 +86,9 @@ export function membershipChangeProblem(
   return undefined;
 }
 
-function blocked(address: string, network: ObservedNetwork | undefined): string | undefined {
-  if (!network) return undefined;
-  const fs = require("fs") as typeof import("fs");
-  const subnet = parseCidr(network.subnet);
-  if (!subnet) return `bad subnet ${network.subnet}`;
-  let routes = "";
-  try {
-    routes = fs.readFileSync("/proc/net/route", "utf8");
-  } catch {
-    return "cannot read /proc/net/route";
-  }
-  return destinationProblem(address, [{ stack: "this", bridge: network.bridge, subnet }], parseRoutes(routes), (b) => fs.existsSync(`/sys/class/net/${b}/bridge`));
-}
-
 async function lookAt(name: string, connection: SshTarget | undefined, clientPort: number, network: ObservedNetwork | undefined): Promise<MemberLook> {
   if (!connection || typeof connection.host !== "string") return { name, unreachable: "no connection in the state" };
-  const problem = blocked(connection.host, network);
+  const problem = stackNetworkProblem(connection.host, network);
   if (problem) return { name, unreachable: problem };
   const r = await runOverSsh(connection, memberLookScript(clientPort), 15000);
   if (r.code !== 0) return { name, unreachable: `over SSH: ${(r.stderr.trim().split("\n")[0] || `exit ${r.code}`).slice(0, 120)}` };

@@ -16,7 +16,8 @@ interface StateInputs {
   readonly machines: readonly LocalMachineFacts[];
 }
 
-interface StateOutputs extends StateInputs {
+/** The state of a {@link LocalMachinesState}: the machines looked at, and their repair generations. */
+export interface LocalMachinesStateOutputs extends StateInputs {
   readonly repairs: Record<string, string>;
 }
 
@@ -54,7 +55,7 @@ export function nextRepair(previous: string | undefined, reason: string): string
 }
 
 /** The outputs after a look at the machines: unchanged (the same object) when all run. */
-export function observeLocalMachines(state: StateOutputs, problemOf: (m: LocalMachineFacts) => string | undefined): StateOutputs {
+export function observeLocalMachines(state: LocalMachinesStateOutputs, problemOf: (m: LocalMachineFacts) => string | undefined): LocalMachinesStateOutputs {
   let changed = false;
   const repairs: Record<string, string> = { ...state.repairs };
   for (const m of state.machines) {
@@ -73,19 +74,19 @@ function sameMachines(a: readonly LocalMachineFacts[] | undefined, b: readonly L
 
 /** Serialized into the state by Pulumi: captures only the pure functions above. */
 export const localMachinesStateProvider: pulumi.dynamic.ResourceProvider = {
-  async diff(_id: string, olds: StateOutputs, news: StateInputs) {
+  async diff(_id: string, olds: LocalMachinesStateOutputs, news: StateInputs) {
     return { changes: !sameMachines(olds.machines, news.machines), replaces: [], deleteBeforeReplace: false };
   },
   async create(inputs: StateInputs) {
     const repairs = Object.fromEntries(inputs.machines.map((m) => [m.name, "0"]));
     return { id: "local-machines-state", outs: { machines: inputs.machines, repairs } };
   },
-  async update(_id: string, olds: StateOutputs, news: StateInputs) {
+  async update(_id: string, olds: LocalMachinesStateOutputs, news: StateInputs) {
     // Machines kept keep their generation; new ones start at "0".
     const repairs = Object.fromEntries(news.machines.map((m) => [m.name, olds.repairs?.[m.name] ?? "0"]));
     return { outs: { machines: news.machines, repairs } };
   },
-  async read(id: string, props: StateOutputs) {
+  async read(id: string, props: LocalMachinesStateOutputs) {
     return { id, props: observeLocalMachines(props, localMachineProblem) };
   },
 };

@@ -7,16 +7,10 @@
 // nothing returns the state unchanged: a healthy cluster stays "no changes".
 import * as pulumi from "@pulumi/pulumi";
 import { Host, HostConnection } from "../types";
-import { destinationProblem, parseRoutes } from "../routes";
-import { parseCidr } from "../net";
 import { judge, Known, noRepairs, OBSERVE_SCRIPT, Observation, parseObservation, Repairs } from "./observe";
-import { runOverSsh, SshTarget } from "./ssh";
+import { ObservedNetwork, runOverSsh, SshTarget, stackNetworkProblem } from "./ssh";
 
-/** The bridge a host is reached through, on a local stack: never dial while it is missing. */
-export interface ObservedNetwork {
-  readonly bridge: string;
-  readonly subnet: string;
-}
+export type { ObservedNetwork } from "./ssh";
 
 interface ObservationInputs {
   readonly name: string;
@@ -27,26 +21,9 @@ interface ObservationInputs {
 
 interface ObservationOutputs extends ObservationInputs, Known {}
 
-/** Why the host must not be dialled now (its stack's bridge is gone), or undefined. */
-function networkProblem(address: string, network: ObservedNetwork | undefined): string | undefined {
-  if (!network) return undefined;
-  const fs = require("fs") as typeof import("fs");
-  const subnet = parseCidr(network.subnet);
-  if (!subnet) return `bad subnet ${network.subnet}`;
-  let routes = "";
-  try {
-    routes = fs.readFileSync("/proc/net/route", "utf8");
-  } catch {
-    return "cannot read /proc/net/route";
-  }
-  return destinationProblem(address, [{ stack: "this", bridge: network.bridge, subnet }], parseRoutes(routes), (b) =>
-    fs.existsSync(`/sys/class/net/${b}/bridge`),
-  );
-}
-
 /** Looks at the host: its observation, or why it could not be looked at. Never throws. */
 async function look(inputs: ObservationInputs, attempts: number): Promise<Observation | string> {
-  const blocked = networkProblem(inputs.connection.host, inputs.network);
+  const blocked = stackNetworkProblem(inputs.connection.host, inputs.network);
   if (blocked) return `unreachable: ${blocked.slice(0, 160)}`;
   let last = "";
   for (let i = 0; i < attempts; i++) {

@@ -3,6 +3,8 @@
 // a 0700 temporary folder, removed afterwards; it is never on a command line.
 // Node built-ins are required inside the functions: these run serialized in the dynamic
 // provider, outside this module.
+import { destinationProblem, parseRoutes } from "../routes";
+import { parseCidr } from "../net";
 
 export interface SshTarget {
   readonly host: string;
@@ -11,6 +13,32 @@ export interface SshTarget {
   readonly privateKey?: string;
   /** A jump host (the command connection's `proxy`). */
   readonly proxy?: { readonly host: string; readonly port?: number; readonly user?: string; readonly privateKey?: string };
+}
+
+/** The bridge a host is reached through, on a local stack: never dial while it is missing. */
+export interface ObservedNetwork {
+  readonly bridge: string;
+  readonly subnet: string;
+}
+
+/**
+ * Why `address` must not be dialled now (its stack's bridge does not carry the subnet:
+ * packets would leave by the default route), or undefined. No network: always fine.
+ */
+export function stackNetworkProblem(address: string, network: ObservedNetwork | undefined): string | undefined {
+  if (!network) return undefined;
+  const fs = require("fs") as typeof import("fs");
+  const subnet = parseCidr(network.subnet);
+  if (!subnet) return `bad subnet ${network.subnet}`;
+  let routes = "";
+  try {
+    routes = fs.readFileSync("/proc/net/route", "utf8");
+  } catch {
+    return "cannot read /proc/net/route";
+  }
+  return destinationProblem(address, [{ stack: "this", bridge: network.bridge, subnet }], parseRoutes(routes), (b) =>
+    fs.existsSync(`/sys/class/net/${b}/bridge`),
+  );
 }
 
 export interface SshResult {
