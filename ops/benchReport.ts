@@ -30,5 +30,35 @@ console.log(`lease takeover, tuned 8/6/1       controller-manager ${ms(r.leaseTa
 console.log(`VIP failover                      ${ms(r.vipFailoverMs)}`);
 console.log(`pulumi up from nothing to ready   ${typeof r.upSeconds === "number" ? r.upSeconds.toFixed(1) : "n/a"} s`);
 console.log(`no-change preview                 ${typeof r.noChangePreviewSeconds === "number" ? r.noChangePreviewSeconds.toFixed(1) : "n/a"} s`);
+// The tail of the loss scenarios: every run of each, against the availability bound.
+const bound: number | undefined = r.availabilityBound?.ms;
+const tail: string[][] = [["scenario (runs)", "failed: median", "worst", "window: median (ms)", "worst (ms)", `over ${bound ?? "?"} ms`]];
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? 0 : s.length % 2 ? s[(s.length - 1) / 2] : Math.round((s[s.length / 2 - 1] + s[s.length / 2]) / 2);
+};
+for (const [name, s] of Object.entries<any>(r.scenarios)) {
+  const runs: any[] = s.runs ?? [];
+  if (!/^(lose|kill)-/.test(name) || runs.length === 0) continue;
+  const failed = runs.map((x) => x.failedRequests);
+  const windows = runs.map((x) => x.longestFailureMs);
+  tail.push([
+    `${name} (${runs.length})`,
+    String(median(failed)),
+    String(Math.max(...failed)),
+    String(median(windows)),
+    String(Math.max(...windows)),
+    bound === undefined ? "?" : String(windows.filter((w) => w > bound).length),
+  ]);
+}
+if (tail.length > 1) {
+  const tw = tail[0].map((_, i) => Math.max(...tail.map((row) => row[i].length)));
+  const tline = (row: string[]) => row.map((c, i) => (i === 0 ? c.padEnd(tw[i]) : c.padStart(tw[i]))).join("  ");
+  console.log("");
+  console.log(`the tail (bound ${bound ?? "?"} ms = ${r.availabilityBound ? JSON.stringify(r.availabilityBound.parts) : "?"})`);
+  console.log(tline(tail[0]));
+  console.log(tw.map((w) => "-".repeat(w)).join("  "));
+  tail.slice(1).forEach((row) => console.log(tline(row)));
+}
 console.log("");
 console.log(JSON.stringify({ scenarios: r.scenarios, leaseTakeoverMs: r.leaseTakeoverMs, vipFailoverMs: r.vipFailoverMs, upSeconds: r.upSeconds, noChangePreviewSeconds: r.noChangePreviewSeconds, machine: r.machine }));

@@ -8,6 +8,7 @@ import { controlPlaneHosts, Credentials, etcdHosts, LocalHost, LocalOutputs, pul
 import { assertSafeDestination } from "./guard";
 import { EtcdEndpointStatus, EtcdHealth, hostOfEndpoint, LOAD_ETCDCTL_ENV, isEtcdLeader, readyAddresses } from "./parse";
 import { ClientCredentials, credentialsFromKubeconfig, httpsRequest, lostWrites, Probe, ProbeReport } from "./probe";
+import { Evidence, evidenceAround } from "./evidence";
 
 export const PROBE_NAMESPACE = "hakube-probe";
 
@@ -149,10 +150,15 @@ export async function withProbes(
   c: Cluster,
   name: string,
   during: (facts: Record<string, unknown>) => Promise<void>,
-  opts: { maxDurationMs?: number } = {},
+  opts: { maxDurationMs?: number; evidence?: boolean } = {},
 ): Promise<ScenarioResult> {
   await ensureProbeNamespace(c);
   const facts: Record<string, unknown> = {};
+  // What every machine and the host saw, kept for the longest failure window.
+  // Loss scenarios record it by default.
+  const evidence = (opts.evidence ?? /^(lose|kill)-/.test(name)) ? new Evidence(c.cred, c.outputs.hosts, c.outputs.virtualIp) : undefined;
+  await evidence?.start(opts.maxDurationMs ?? 300_000);
+  const startedAt = Date.now();
   const probes = (["per-request", "http2"] as const).map(
     (kind) =>
       new Probe({
@@ -173,7 +179,14 @@ export async function withProbes(
     error = e;
   }
   const reports = await Promise.all(probes.map((p) => p.stop()));
+  const seen = await evidence?.stop();
   if (error) throw error;
+  const windows = reports.flatMap((r) => r.failureWindows).sort((a, b) => b.end - b.start - (a.end - a.start));
+  if (seen && windows.length > 0) {
+    const zero = (facts.cutAt as number | undefined) ?? startedAt;
+    facts.longestWindow = { startMs: windows[0].start - zero, endMs: windows[0].end - zero };
+    facts.longestWindowEvidence = evidenceAround(seen, zero, windows[0].start, windows[0].end);
+  }
   let lost = 0;
   for (const r of reports) {
     lost += (await lostWrites(c.outputs.endpoint, c.client, PROBE_NAMESPACE, r.name, r.acknowledgedWrites)).length;
@@ -698,10 +711,87 @@ export async function resizeControlPlane(c: Cluster, count: number, upArgs: stri
       }
       await sleep(3000);
     },
-    { maxDurationMs: 1_500_000 },
+    { maxDurationMs: 1_500_000, evidence: true },
   ).then(async (result) => {
     result.facts.membersAfter = await etcdMembers(c, etcdHosts(c.outputs)[0]);
     result.facts.serviceAfter = await serviceEndpoints(c);
     return result;
   });
+}
+
+/**
+ * Puts the VIP, both Leases and etcd leadership on one machine (the VIP holder): the
+ * controllers on the other machines stop until it holds both Leases, then start again as
+ * standbys; etcd leadership moves to it with `move-leader`. Returns it.
+ */
+export async function gatherEverything(c: Cluster): Promise<LocalHost> {
+  const victim = await vipHolder(c);
+  if (!victim) throw new Error("no machine holds the VIP");
+  const others = controlPlaneHosts(c.outputs).filter((h) => h !== victim);
+  const leases = ["kube-controller-manager", "kube-scheduler"];
+  const holds = async () => (await Promise.all(leases.map((l) => lease(c, l)))).every((l) => l && hostOfHolder(c, l.holder) === victim);
+  if (!(await holds())) {
+    const units = "kube-controller-manager.service kube-scheduler.service";
+    await Promise.all(others.map((h) => c.cred.sshAsync(h.address, `systemctl stop ${units}`, 60_000)));
+    try {
+      await waitFor(`${victim.name} to hold both Leases`, 90_000, 500, async () => ((await holds()) ? true : undefined));
+    } finally {
+      await Promise.all(others.map((h) => c.cred.sshAsync(h.address, `systemctl start ${units}`, 60_000)));
+    }
+  }
+  const leader = await etcdLeader(c, victim);
+  if (leader !== victim) {
+    const members = await etcdMembers(c, victim);
+    const id = members.find((m) => m.name === victim.name)?.id;
+    if (!id || !leader) throw new Error(`cannot move etcd leadership: members ${JSON.stringify(members)}, leader ${leader?.name}`);
+    const r = await c.cred.sshAsync(leader.address, `${LOAD_ETCDCTL_ENV}; ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 etcdctl move-leader ${id}`, 30_000);
+    if (r.status !== 0) throw new Error(`etcdctl move-leader failed: ${r.stderr}`);
+    await waitFor(`${victim.name} to lead etcd`, 30_000, 300, async () => ((await etcdLeader(c, victim)) === victim ? true : undefined));
+  }
+  return victim;
+}
+
+/**
+ * 11. The worst case: the machine holding the VIP, both Leases and etcd leadership at once
+ * loses its link. Everything moves at the same time: the VIP (VRRP), etcd leadership (an
+ * election among the survivors), HAProxy's view of the lost apiserver, both Leases.
+ */
+export async function loseEverythingHolder(c: Cluster): Promise<ScenarioResult> {
+  const victim = await gatherEverything(c);
+  return withProbes(c, "lose-everything-holder", async (facts) => {
+    facts.victim = victim.name;
+    facts.heldBeforeCut = {
+      vip: (await vipHolder(c))?.name,
+      etcdLeader: (await etcdLeader(c, victim))?.name,
+      leases: await Promise.all(["kube-controller-manager", "kube-scheduler"].map(async (l) => hostOfHolder(c, (await lease(c, l))?.holder ?? "")?.name)),
+    };
+    await sleep(3000);
+    const cutAt = Date.now();
+    facts.cutAt = cutAt;
+    await setLink(victim, false);
+    const survivors = c.outputs.hosts.filter((h) => h !== victim);
+    const moved = await waitFor("the VIP to move", 60_000, 50, () => vipHolder(c, survivors));
+    facts.vipFailoverMs = Date.now() - cutAt;
+    facts.newVipHolder = moved.value.name;
+    const led = await waitFor("a new etcd leader", 60_000, 200, async () => {
+      const l = await etcdLeader(c, moved.value);
+      return l && l !== victim ? l : undefined;
+    });
+    facts.etcdLeaderAfterMs = Date.now() - cutAt;
+    facts.newEtcdLeader = led.value.name;
+    for (const name of ["kube-controller-manager", "kube-scheduler"]) {
+      const taken = await waitFor(`a new holder of ${name}`, 120_000, 500, async () => {
+        const l = await lease(c, name);
+        const h = l && hostOfHolder(c, l.holder);
+        return l && h && h !== victim ? l : undefined;
+      });
+      const acquired = Date.parse(taken.value.acquireTime ?? taken.value.renewTime ?? "");
+      facts[`${name}TakeoverMs`] = Number.isFinite(acquired) ? acquired - cutAt : undefined;
+    }
+    await sleep(2000);
+    facts.restoreAt = Date.now();
+    await setLink(victim, true);
+    facts.healthyAfterMs = await waitHealthy(c);
+    await sleep(3000);
+  }, { maxDurationMs: 400_000 });
 }

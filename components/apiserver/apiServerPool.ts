@@ -160,10 +160,13 @@ export class ApiServerPool extends pulumi.ComponentResource {
       }),
     );
     const pki = args.pki;
+    for (const host of args.hosts) {
+      if (!pki.apiServerServing[host.name]) {
+        invalid(this, "pki", host.name, "a ClusterPki whose controlPlaneHosts include every apiserver host");
+      }
+    }
     const sharedFiles: StepFile[] = [
       { path: `${K8S_PKI}/ca.crt`, mode: "0644", content: pki.clusterCa.certPem },
-      { path: `${K8S_PKI}/apiserver.crt`, mode: "0644", content: pki.apiServerServing.certPem },
-      { path: `${K8S_PKI}/apiserver.key`, mode: "0600", content: pki.apiServerServing.keyPem },
       { path: `${K8S_PKI}/etcd-ca.crt`, mode: "0644", content: pki.etcdCa.certPem },
       { path: `${K8S_PKI}/apiserver-etcd-client.crt`, mode: "0644", content: pki.apiServerEtcdClient.certPem },
       { path: `${K8S_PKI}/apiserver-etcd-client.key`, mode: "0600", content: pki.apiServerEtcdClient.keyPem },
@@ -189,6 +192,8 @@ export class ApiServerPool extends pulumi.ComponentResource {
           host,
           files: [
             ...sharedFiles,
+            { path: `${K8S_PKI}/apiserver.crt`, mode: "0644", content: pki.apiServerServing[host.name].certPem },
+            { path: `${K8S_PKI}/apiserver.key`, mode: "0600", content: pki.apiServerServing[host.name].keyPem },
             {
               path: "/etc/systemd/system/kube-apiserver.service",
               mode: "0644",

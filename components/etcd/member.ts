@@ -22,7 +22,7 @@ export function initialClusterEnv(initialCluster: string): string {
  *   hakube_etcd_entry <endpoints> <peer-url> [name]   this member's `member list` line (by peer URL,
  *                                            or by name: a replaced machine may have a new address)
  *   hakube_etcd_join <name> <peer-url> <client-url> <data-dir> <attempts> <delay> <env-file>
- *   hakube_etcd_leave <name> <peer-url> <client-url> <data-dir>   (a member removed from the cluster)
+ *   hakube_etcd_leave <name> <peer-url> <client-url> <data-dir> [attempts delay]   (a member removed from the cluster)
  */
 export const memberFunctions = [
   shellFunction(
@@ -50,6 +50,18 @@ id=$(hakube_etcd_entry "$1" "$2" | cut -d, -f1)
 [ -n "$id" ] || return 1
 [ "$(hakube_etcd_entry "$1" "$2" | cut -d, -f6)" = false ] && return 0
 ETCDCTL_ENDPOINTS=$1 etcdctl member promote "$id" >/dev/null 2>&1`,
+  ),
+  // Adds a learner unless it is there already (an add whose answer was lost is not repeated).
+  shellFunction(
+    "hakube_etcd_add_learner",
+    `[ -n "$(hakube_etcd_entry "$1" "$3")" ] && return 0
+ETCDCTL_ENDPOINTS=$1 etcdctl member add "$2" --peer-urls="$3" --learner >/dev/null`,
+  ),
+  // Removes a member unless it is gone already.
+  shellFunction(
+    "hakube_etcd_remove",
+    `[ -z "$(ETCDCTL_ENDPOINTS=$1 etcdctl member list -w simple | tr -d ' ' | awk -F, -v id="$2" '$1 == id')" ] && return 0
+ETCDCTL_ENDPOINTS=$1 etcdctl member remove "$2" >/dev/null`,
   ),
   shellFunction(
     "hakube_etcd_join",
@@ -97,7 +109,9 @@ fi
 install -d -m 0700 "$data"
 if [ -z "$entry" ]; then
   echo "hakube: adding $name to the etcd cluster as a learner"
-  ETCDCTL_ENDPOINTS=$others etcdctl member add "$name" --peer-urls="$peer" --learner >/dev/null
+  # etcd accepts a member only once the member asked has been connected to every voter
+  # for 5 s (strict reconfiguration check: "unhealthy cluster" right after a promotion).
+  hakube_retry 20 "$delay" "etcd member add $name" -- hakube_etcd_add_learner "$others" "$name" "$peer"
 fi
 # Every member as name=peer URL; this one is unnamed in the list until it starts.
 cluster=$(ETCDCTL_ENDPOINTS=$others etcdctl member list -w simple | tr -d ' ' | awk -F, -v peer="$peer" -v self="$name" '{ n = ($3 == "" && $4 == peer) ? self : $3; printf "%s%s=%s", sep, n, $4; sep = "," }')
@@ -115,7 +129,7 @@ echo "hakube: etcd member $name joined and was promoted"`,
   // with no other member answering (the last one, or a cluster already lost) just stops.
   shellFunction(
     "hakube_etcd_leave",
-    `local name=$1 peer=$2 client=$3 data=$4 others entry id status me leader target
+    `local name=$1 peer=$2 client=$3 data=$4 attempts=\${5:-10} delay=\${6:-2} others entry id status me leader target
 others=$(hakube_etcd_others "$client")
 if [ -n "$others" ] && hakube_etcd_quorum "$others"; then
   entry=$(hakube_etcd_entry "$others" "$peer" "$name")
@@ -132,7 +146,8 @@ if [ -n "$others" ] && hakube_etcd_quorum "$others"; then
       fi
     fi
     echo "hakube: removing etcd member $name ($id) from the cluster"
-    if ! ETCDCTL_ENDPOINTS=$others etcdctl member remove "$id" >/dev/null; then
+    # Retried: right after another change etcd may answer "unhealthy cluster" for a few seconds.
+    if ! hakube_retry "$attempts" "$delay" "etcd member remove $name" -- hakube_etcd_remove "$others" "$id"; then
       echo "hakube: etcd refused to remove member $name ($id): removing it would cost quorum (another member is unhealthy?); it keeps running. Repair the cluster first (pulumi up --refresh)" >&2
       return 1
     fi

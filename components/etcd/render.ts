@@ -1,5 +1,5 @@
 // etcd rendering (pure): flags, unit, etcdctl environment and health scripts.
-import { command, quote } from "../remote/shell";
+import { command, quote, shellFunction } from "../remote/shell";
 import { INITIAL_CLUSTER_ENV, memberFunctions } from "./member";
 import { Flag, renderUnit } from "../systemd";
 import { readyzCheck } from "../apiserver/render";
@@ -88,10 +88,32 @@ export function memberEnv(self: EtcdMember, s: EtcdSettings): string {
   return `HAKUBE_ETCD_NAME=${self.name}\nHAKUBE_ETCD_PEER_URL=${peerUrl(self, s)}\nHAKUBE_ETCD_CLIENT_URL=${clientUrl(self, s)}\n`;
 }
 
+/**
+ * `hakube_etcd_needs_restart`: whether the running etcd must restart to take this step's
+ * changes: a changed file it reads (anything in HAKUBE_CHANGED but etcdctl's environment,
+ * the member file and the bootstrap cluster list), or its binary replaced since it started.
+ */
+export const needsRestartFunction = shellFunction(
+  "hakube_etcd_needs_restart",
+  `local f pid exe
+while IFS= read -r f; do
+  case "$f" in
+    "" | ${ETCDCTL_ENV} | ${MEMBER_ENV} | ${INITIAL_CLUSTER_ENV}) ;;
+    *) return 0 ;;
+  esac
+done <<< "\${HAKUBE_CHANGED:-}"
+pid=$(systemctl show -p MainPID --value etcd.service 2>/dev/null || true)
+if [ -n "$pid" ] && [ "$pid" != 0 ] && exe=$(readlink "/proc/$pid/exe" 2>/dev/null); then
+  [ "$exe" = "$(readlink -f /usr/local/bin/etcd)" ] || return 0
+fi
+return 1`,
+);
+
 /** Loads etcdctl's environment, this member's, and the membership functions. */
 const memberPrologue = `${loadEnv}
 . ${MEMBER_ENV}
-${memberFunctions}`;
+${memberFunctions}
+${needsRestartFunction}`;
 
 /** Joins this member to the running cluster (it has no data), then waits until it is healthy. */
 function joinScript(dataDir: string, attempts: number, clientPort: number): string {
@@ -162,6 +184,11 @@ elif ! systemctl is-active --quiet etcd.service; then
   systemctl start etcd.service
   ETCDCTL_ENDPOINTS=https://127.0.0.1:${clientPort} hakube_retry ${attempts} 2 "etcd member health" -- etcdctl endpoint health
   echo "hakube: etcd member started and healthy"
+elif ! hakube_etcd_needs_restart; then
+  # Only files etcd does not read changed (etcdctl's environment, the scripts' member
+  # file, the bootstrap cluster list a member with data ignores): a resize or a repair
+  # of another part restarts nothing here.
+  echo "hakube: etcd runs as configured (nothing it reads changed): not restarted"
 else
   drained=0
 ${drain}  systemctl restart etcd.service

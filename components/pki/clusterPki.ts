@@ -72,7 +72,13 @@ export class ClusterPki extends pulumi.ComponentResource {
   /** Per etcd host name. */
   public readonly etcdServer: Record<string, KeyPair> = {};
   public readonly etcdPeer: Record<string, KeyPair> = {};
-  public readonly apiServerServing: KeyPair;
+  /**
+   * The apiserver serving certificate per control-plane host name: the endpoint, that
+   * host's address and name, the first service IP, loopback and the kubernetes names. One
+   * per host, so adding or removing a control-plane host re-issues no other host's
+   * certificate (and restarts no other apiserver).
+   */
+  public readonly apiServerServing: Record<string, KeyPair> = {};
   public readonly apiServerEtcdClient: KeyPair;
   public readonly apiServerKubeletClient: KeyPair;
   public readonly frontProxyClient: KeyPair;
@@ -81,7 +87,7 @@ export class ClusterPki extends pulumi.ComponentResource {
   public readonly controllerManagerClient: KeyPair;
   public readonly schedulerClient: KeyPair;
   public readonly adminClient: KeyPair;
-  /** Every SAN of the apiserver serving certificate. */
+  /** Every SAN of the apiserver serving certificates (the union over the hosts). */
   public readonly apiServerSans: pulumi.Output<string[]>;
 
   private readonly validityHours: number;
@@ -143,7 +149,19 @@ export class ClusterPki extends pulumi.ComponentResource {
         ...apiServerDnsNames(clusterDomain),
         ...(args.extraApiServerSans ?? []),
       ]);
-    this.apiServerServing = this.leaf(`${name}-apiserver`, this.clusterCa, { commonName: "kube-apiserver" }, "server", this.apiServerSans);
+    for (const host of args.controlPlaneHosts) {
+      const sans = pulumi.all([args.apiEndpoint, host.address]).apply(([apiEndpoint, address]) => [
+        apiEndpoint,
+        address,
+        host.name,
+        firstHostAddress(serviceCidr),
+        "127.0.0.1",
+        "localhost",
+        ...apiServerDnsNames(clusterDomain),
+        ...(args.extraApiServerSans ?? []),
+      ]);
+      this.apiServerServing[host.name] = this.leaf(`${name}-apiserver-${host.name}`, this.clusterCa, { commonName: "kube-apiserver" }, "server", sans);
+    }
     this.apiServerKubeletClient = this.leaf(
       `${name}-apiserver-kubelet-client`,
       this.clusterCa,

@@ -296,7 +296,7 @@ test("the NLB's DNS name is the endpoint and is in the apiserver certificate SAN
   assert.equal(await valueOf(dev.api.port), 6443);
   assert.equal(await valueOf(dev.cluster.endpoint), `https://${dns}:6443`);
   assert.ok((await valueOf(dev.cluster.pki.apiServerSans)).includes(dns));
-  assert.ok((await valueOf<string[]>(find("devcp-pki-apiserver-csr").props.dnsNames)).includes(dns));
+  assert.ok((await valueOf<string[]>(find("devcp-pki-apiserver-cp-1-csr").props.dnsNames)).includes(dns));
   assert.match(await valueOf(dev.cluster.adminKubeconfig), new RegExp(`server: "https://${dns.replace(/\./g, "\\.")}:6443"`));
 });
 

@@ -100,7 +100,7 @@ test("ordering: etcd ready before apiservers, apiservers ready before controller
 
 test("secrets: every private key, kubeconfig and file bundle is secret; none is on a command line", async () => {
   const pki = three.pki;
-  for (const pair of [pki.clusterCa, pki.etcdCa, pki.frontProxyCa, pki.apiServerServing, pki.adminClient, pki.controllerManagerClient, pki.schedulerClient, pki.apiServerEtcdClient, pki.etcdServer["cp-1"], pki.etcdPeer["cp-1"]]) {
+  for (const pair of [pki.clusterCa, pki.etcdCa, pki.frontProxyCa, pki.apiServerServing["cp-1"], pki.apiServerServing["cp-3"], pki.adminClient, pki.controllerManagerClient, pki.schedulerClient, pki.apiServerEtcdClient, pki.etcdServer["cp-1"], pki.etcdPeer["cp-1"]]) {
     assert.equal(await isSecret(pair.keyPem), true);
   }
   assert.equal(await isSecret(pki.serviceAccount.privateKeyPem), true);
@@ -149,7 +149,7 @@ test("apiserver certificate SANs: endpoint, every address, kubernetes names, fir
   ]) {
     assert.ok(sans.includes(expected), `SAN ${expected}`);
   }
-  const csr = byName("c3-pki-apiserver-csr");
+  const csr = byName("c3-pki-apiserver-cp-2-csr");
   const ips = await valueOf<string[]>(csr.props.ipAddresses);
   const dns = await valueOf<string[]>(csr.props.dnsNames);
   assert.ok(ips.includes("10.0.0.100") && ips.includes("10.96.0.1"));
@@ -262,4 +262,15 @@ test("one observation per host, registered after the versions, whose outputs the
   assert.equal(await valueOf(membership.props.argument), "etcdHosts");
   assert.equal(await valueOf(byName("c3-etcd-membership").props.argument), "controlPlaneHosts (stacked etcd)");
   assert.ok(isSecret(membership.props.connections), "the members' connections are a secret");
+});
+
+test("one apiserver serving certificate per host, with that host's address only: a resize re-issues no other host's certificate", async () => {
+  const csr = (host: string) => byName(`c3-pki-apiserver-${host}-csr`);
+  const cp1 = await valueOf<string[]>(csr("cp-1").props.ipAddresses);
+  assert.ok(cp1.includes("10.0.0.11") && cp1.includes("10.0.0.100") && cp1.includes("10.96.0.1"), cp1.join(","));
+  assert.ok(!cp1.includes("10.0.0.12") && !cp1.includes("10.0.0.13"), `only its own address: ${cp1.join(",")}`);
+  assert.deepEqual(
+    recorded.filter((r) => r.type === "tls:index/locallySignedCert:LocallySignedCert" && /^c3-pki-apiserver-cp-\d$/.test(r.name)).map((r) => r.name).sort(),
+    ["c3-pki-apiserver-cp-1", "c3-pki-apiserver-cp-2", "c3-pki-apiserver-cp-3"],
+  );
 });

@@ -9,6 +9,7 @@ import * as os from "os";
 import * as path from "path";
 import * as yaml from "js-yaml";
 import { pulumi, ROOT, stackOutputs } from "../../ops/localStack";
+import { availabilityBound } from "../../ops/bounds";
 import {
   between,
   Cluster,
@@ -17,6 +18,7 @@ import {
   killApiserver,
   loseLeaseHolder,
   loseQuietMachine,
+  loseEverythingHolder,
   loseMachineForGood,
   loseVipHolder,
   repairStoppedServices,
@@ -41,10 +43,19 @@ const TUNED = { leaseDurationSeconds: 8, renewDeadlineSeconds: 6, retryPeriodSec
 const FLAG = JSON.stringify({ "max-requests-inflight": "500" });
 /** Also rolls etcd, one member at a time, in the same `pulumi up`. */
 const ETCD_TUNING = JSON.stringify({ electionTimeoutMs: 1200 });
+/** The longest failure window a loss scenario may have (ops/bounds.ts: from the stack's timings). */
+const BOUND = availabilityBound({
+  advertIntervalSeconds: Number(STACK_CONFIG["hakube:advertIntervalSeconds"] ?? 0.5),
+  electionTimeoutMs: 1200, // the larger of the two settings the suite runs (etcd's default 1000, ETCD_TUNING)
+  probeTimeoutMs: 2000,
+});
 const config = (pairs: Record<string, string>) => Object.entries(pairs).flatMap(([k, v]) => ["--config", `hakube:${k}=${v}`]);
 
 let c: Cluster;
 const results: Record<string, ScenarioResult> = {};
+/** Every run of each scenario (the loss scenarios run HAKUBE_HA_REPEAT times; npm run bench:ha -- --repeat N). */
+const runs: Record<string, ScenarioResult[]> = {};
+const REPEAT = Math.max(1, Math.min(50, Number(process.env.HAKUBE_HA_REPEAT ?? 1) || 1));
 const figures: Record<string, unknown> = {};
 
 function summary(r: ScenarioResult): string {
@@ -54,6 +65,7 @@ function summary(r: ScenarioResult): string {
 
 function record(r: ScenarioResult): ScenarioResult {
   results[r.name] = r;
+  (runs[r.name] ??= []).push(r);
   if (process.env.HAKUBE_HA_DEBUG_DIR) {
     fs.mkdirSync(process.env.HAKUBE_HA_DEBUG_DIR, { recursive: true });
     fs.writeFileSync(path.join(process.env.HAKUBE_HA_DEBUG_DIR, `${r.name}.json`), JSON.stringify(r, null, 1));
@@ -93,6 +105,16 @@ after(() => {
             requests: r.requests,
             slowRequests: r.slowRequests,
             facts: Object.fromEntries(Object.entries(r.facts).filter(([k]) => k !== "upOutput")),
+            // Every run (the tail): failures, window, and the evidence of each long window.
+            runs: (runs[name] ?? []).map((x) => ({
+              failedRequests: x.failedRequests,
+              longestFailureMs: x.longestFailureMs,
+              requests: x.requests,
+              acknowledgedWritesLost: x.acknowledgedWritesLost,
+              victim: x.facts.victim,
+              longestWindow: x.facts.longestWindow,
+              evidence: x.longestFailureMs > 3000 ? x.facts.longestWindowEvidence : undefined,
+            })),
             // The first failures, relative to the start of the probes, for analysis.
             failures: r.records
               .filter((x) => !x.ok)
@@ -108,6 +130,8 @@ after(() => {
         tunedScheduler: results["lose-lease-holder-tuned"]?.facts["kube-schedulerTakeoverMs"],
       },
       vipFailoverMs: results["lose-vip-holder"]?.facts.vipFailoverMs,
+      availabilityBound: BOUND,
+      repeat: REPEAT,
       ...figures,
     };
     fs.mkdirSync(path.dirname(out), { recursive: true });
@@ -116,45 +140,65 @@ after(() => {
 });
 
 test("1. losing a machine that holds neither VIP nor lease: the API keeps serving, etcd keeps quorum, the Service drops and regains it", async () => {
-  const r = record(await loseQuietMachine(c));
-  const f = r.facts as any;
-  assert.equal(f.etcdQuorumKept, true, "the two other etcd members stay healthy");
-  assert.equal(f.endpointsWhileLost.length, 2, "the Service lists the two live apiservers");
-  assert.equal(f.endpointsAfter.length, 3, "the apiserver rejoins after the link returns");
-  const whileLost = between(r, f.cutAt, f.restoreAt);
-  assert.ok(whileLost.filter((x) => x.ok && x.op === "write").length > 10, "writes succeed while the machine is lost");
-  assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "it serves without failures once the balancer noticed");
-  assert.equal(r.acknowledgedWritesLost, 0);
+  for (let run = 0; run < REPEAT; run++) {
+    const r = record(await loseQuietMachine(c));
+    const f = r.facts as any;
+    assert.equal(f.etcdQuorumKept, true, "the two other etcd members stay healthy");
+    assert.equal(f.endpointsWhileLost.length, 2, "the Service lists the two live apiservers");
+    assert.equal(f.endpointsAfter.length, 3, "the apiserver rejoins after the link returns");
+    const whileLost = between(r, f.cutAt, f.restoreAt);
+    assert.ok(whileLost.filter((x) => x.ok && x.op === "write").length > 10, "writes succeed while the machine is lost");
+    assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "it serves without failures once the balancer noticed");
+    assert.equal(r.acknowledgedWritesLost, 0);
+  }
 });
 
 test("2. losing the lease holder: new holders take over the controller-manager and scheduler Leases (default timings)", async () => {
-  const r = record(await loseLeaseHolder(c, "default"));
-  const f = r.facts as any;
-  assert.equal(f["kube-controller-managerHeldByVictim"], true);
-  assert.notEqual(f["kube-controller-managerNewHolder"], f.victim);
-  assert.ok(f["kube-controller-managerTakeoverMs"] > 0, "taken over after the cut");
-  if (f["kube-schedulerHeldByVictim"]) {
-    assert.notEqual(f["kube-schedulerNewHolder"], f.victim);
-    assert.ok(f["kube-schedulerTakeoverMs"] > 0);
+  for (let run = 0; run < REPEAT; run++) {
+    const r = record(await loseLeaseHolder(c, "default"));
+    const f = r.facts as any;
+    assert.equal(f["kube-controller-managerHeldByVictim"], true);
+    assert.notEqual(f["kube-controller-managerNewHolder"], f.victim);
+    assert.ok(f["kube-controller-managerTakeoverMs"] > 0, "taken over after the cut");
+    if (f["kube-schedulerHeldByVictim"]) {
+      assert.notEqual(f["kube-schedulerNewHolder"], f.victim);
+      assert.ok(f["kube-schedulerTakeoverMs"] > 0);
+    }
+    assert.equal(r.acknowledgedWritesLost, 0);
   }
-  assert.equal(r.acknowledgedWritesLost, 0);
 });
 
 test("3. losing the VIP holder: the VIP moves and the API serves again", async () => {
-  const r = record(await loseVipHolder(c));
-  const f = r.facts as any;
-  assert.notEqual(f.newVipHolder, f.victim);
-  assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "serving through the moved VIP");
-  assert.equal(r.acknowledgedWritesLost, 0);
+  for (let run = 0; run < REPEAT; run++) {
+    const r = record(await loseVipHolder(c));
+    const f = r.facts as any;
+    assert.notEqual(f.newVipHolder, f.victim);
+    assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "serving through the moved VIP");
+    assert.equal(r.acknowledgedWritesLost, 0);
+  }
 });
 
 test("4. kill -9 of one kube-apiserver: systemd restarts it and the API keeps serving", async () => {
-  const r = record(await killApiserver(c));
-  const f = r.facts as any;
-  assert.notEqual(f.pidAfter, f.pidBefore);
-  const last = r.records[r.records.length - 1].at;
-  assert.ok(between(r, last - 3000, last + 1).every((x) => x.ok), "serving after the restart");
-  assert.equal(r.acknowledgedWritesLost, 0);
+  for (let run = 0; run < REPEAT; run++) {
+    const r = record(await killApiserver(c));
+    const f = r.facts as any;
+    assert.notEqual(f.pidAfter, f.pidBefore);
+    const last = r.records[r.records.length - 1].at;
+    assert.ok(between(r, last - 3000, last + 1).every((x) => x.ok), "serving after the restart");
+    assert.equal(r.acknowledgedWritesLost, 0);
+  }
+});
+
+test("11. the worst case: losing the machine that holds the VIP, both Leases and etcd leadership at once: everything moves, the API serves again, nothing lost", async () => {
+  for (let run = 0; run < REPEAT; run++) {
+    const r = record(await loseEverythingHolder(c));
+    const f = r.facts as any;
+    assert.deepEqual(f.heldBeforeCut, { vip: f.victim, etcdLeader: f.victim, leases: [f.victim, f.victim] }, "arranged: one machine holds everything");
+    assert.notEqual(f.newVipHolder, f.victim);
+    assert.notEqual(f.newEtcdLeader, f.victim);
+    assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "serving through the moved VIP before the link returns");
+    assert.equal(r.acknowledgedWritesLost, 0);
+  }
 });
 
 test("5. etcd: writes go on with 1 of 3 down, fail cleanly with 2 down, and everything recovers with no loss or divergence", async () => {

@@ -23,6 +23,8 @@ export interface FakeCluster {
   /** How many promote attempts fail ("not in sync") before one succeeds. */
   promoteFailures: number;
   log: string[];
+  /** How many member adds fail with etcd's "unhealthy cluster" before one succeeds. */
+  addFailures?: number;
   /** The leader's id (for endpoint status and move-leader). */
   leader?: string;
   /** The member this machine runs: systemctl start marks it started and healthy. */
@@ -71,6 +73,7 @@ if (args[1] === "list") {
   done(0, s.members.map((m) => [m.id, m.started ? "started" : "unstarted", m.started ? m.name : "", m.peer, m.started ? m.client : "", String(m.learner)].join(", ")).join("\\n") + "\\n");
 }
 if (args[1] === "add") {
+  if ((s.addFailures || 0) > 0) { s.addFailures--; s.log.push("member add (unhealthy cluster)"); process.stderr.write("Error: etcdserver: unhealthy cluster\\n"); done(1); }
   const peer = args.find((a) => a.startsWith("--peer-urls=")).split("=")[1];
   const id = (0x1000 + s.members.length * 17 + s.log.length).toString(16);
   s.members.push({ id, name: args[2], peer, client: "", learner: args.includes("--learner"), started: false });

@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { INITIAL_CLUSTER_ENV, memberFunctions } from "../../components/etcd/member";
 import { ETCDCTL_ENV, etcdUpdateScript, MEMBER_ENV } from "../../components/etcd/render";
-import { command } from "../../components/remote/shell";
+import { command, quote } from "../../components/remote/shell";
 import { FakeEtcd, fakeEtcd, FakeMember } from "../helpers/fakeEtcd";
 
 const open: FakeEtcd[] = [];
@@ -157,7 +157,7 @@ function leaving(health: Record<string, boolean>, leader = "a1") {
   const run = () =>
     fake.run(`export ETCDCTL_ENDPOINTS=${ENDPOINTS}
 ${memberFunctions}
-${command(["hakube_etcd_leave", "cp-2", url(2, 2380), url(2, 2379), data])}`);
+${command(["hakube_etcd_leave", "cp-2", url(2, 2380), url(2, 2379), data, 2, 0])}`);
   return { fake, run, data };
 }
 const allHealthy = { [url(1, 2379)]: true, [url(2, 2379)]: true, [url(3, 2379)]: true, "https://127.0.0.1:2379": true };
@@ -204,4 +204,38 @@ test("the last member (no other answers) stops without a membership change", () 
   const s = c.fake.state();
   assert.equal(s.members.length, 3);
   assert.ok(s.log.some((l) => l.startsWith("systemctl disable --now etcd.service")));
+});
+
+test("a member add refused while the cluster settles (\"unhealthy cluster\" right after a promotion) is retried, and made once", () => {
+  const fake = fakeEtcd({ members: [member(1), member(3)], health: healthy, promoteFailures: 0, addFailures: 2, self: { name: "cp-2", peer: url(2, 2380), client: url(2, 2379) } });
+  open.push(fake);
+  const r = fake.run(`export ETCDCTL_ENDPOINTS=${ENDPOINTS}
+${memberFunctions}
+${command(["hakube_etcd_join", "cp-2", url(2, 2380), url(2, 2379), path.join(fake.dir, "data"), 5, 0, path.join(fake.dir, "env")])}`);
+  assert.equal(r.status, 0, r.stderr);
+  const adds = fake.state().log.filter((l) => l.startsWith("member add"));
+  assert.deepEqual(adds, ["member add (unhealthy cluster)", "member add (unhealthy cluster)", "member add cp-2 --learner"]);
+});
+
+test("the etcd update restarts a running member only when something it reads changed (not for etcdctl's files: a resize restarts no member)", () => {
+  for (const [changed, restarts] of [
+    [[ETCDCTL_ENV, MEMBER_ENV, INITIAL_CLUSTER_ENV], false],
+    [[ETCDCTL_ENV, "/etc/etcd/pki/server.crt"], true],
+    [["/etc/systemd/system/etcd.service"], true],
+  ] as const) {
+    const c = cluster([member(1), member(2), member(3)], { ...healthy, [url(2, 2379)]: true, "https://127.0.0.1:2379": true });
+    const dataDir = path.join(c.fake.dir, "etcd");
+    fs.mkdirSync(path.join(dataDir, "member"), { recursive: true });
+    fs.writeFileSync(path.join(c.fake.dir, "etcdctl.env"), `ETCDCTL_ENDPOINTS=${ENDPOINTS}\n`);
+    fs.writeFileSync(path.join(c.fake.dir, "member.env"), `HAKUBE_ETCD_NAME=cp-2\nHAKUBE_ETCD_PEER_URL=${url(2, 2380)}\nHAKUBE_ETCD_CLIENT_URL=${url(2, 2379)}\n`);
+    const fake = (p: string) => p.replace(ETCDCTL_ENV, path.join(c.fake.dir, "etcdctl.env")).replace(MEMBER_ENV, path.join(c.fake.dir, "member.env")).replace(INITIAL_CLUSTER_ENV, c.envFile);
+    const script = etcdUpdateScript(5, 2379, undefined, dataDir)
+      .replaceAll(ETCDCTL_ENV, path.join(c.fake.dir, "etcdctl.env"))
+      .replaceAll(MEMBER_ENV, path.join(c.fake.dir, "member.env"))
+      .replaceAll(INITIAL_CLUSTER_ENV, c.envFile);
+    const r = c.fake.run(`HAKUBE_CHANGED=${quote(changed.map(fake).join("\n") + "\n")}\n${script}`);
+    assert.equal(r.status, 0, r.stderr);
+    const restarted = c.fake.state().log.includes("systemctl restart etcd.service");
+    assert.equal(restarted, restarts, `changed ${changed.join(", ")}: ${r.stdout}`);
+  }
 });
