@@ -10,7 +10,7 @@
 // failed request to the next success) can add one probe timeout (a request sent into the
 // outage just before it ends fails only at its timeout), and we allow 1 s for scheduling
 // on a loaded 2-core host.
-import { defaultHealthCheck, HealthCheck } from "../components/loadbalancer/render";
+import { HealthCheck, haproxyDetectionSeconds } from "../components/loadbalancer/render";
 
 export interface Timings {
   readonly advertIntervalSeconds: number;
@@ -26,10 +26,9 @@ export interface Bound {
 }
 
 export function availabilityBound(t: Timings): Bound {
-  const check = { ...defaultHealthCheck, ...(t.healthCheck ?? {}) };
   const parts = {
     vrrpMs: Math.round(4 * t.advertIntervalSeconds * 1000),
-    haproxyMs: check.intervalMs * check.fall,
+    haproxyMs: haproxyDetectionSeconds(t.healthCheck) * 1000,
     etcdElectionMs: 2 * t.electionTimeoutMs + 100,
     probeTimeoutMs: t.probeTimeoutMs,
     marginMs: 1000,

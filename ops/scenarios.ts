@@ -212,11 +212,8 @@ export function between(result: ScenarioResult, from: number, to: number) {
 
 // ---------------------------------------------------------------------------------------
 
-/**
- * 1. A machine that holds neither the VIP nor a lease (nor etcd's leadership, whose loss
- * stalls writes for an election) loses its link.
- */
-export async function loseQuietMachine(c: Cluster): Promise<ScenarioResult> {
+/** A machine that holds neither the VIP nor a Lease, nor (if it can be helped) etcd leadership. */
+async function quietMachine(c: Cluster): Promise<{ victim: LocalHost; ledEtcd: boolean }> {
   const vip = await vipHolder(c);
   const etcdLeaderHost = await etcdLeader(c, etcdHosts(c.outputs)[0]);
   const holders = await Promise.all(["kube-controller-manager", "kube-scheduler"].map((l) => lease(c, l)));
@@ -224,10 +221,62 @@ export async function loseQuietMachine(c: Cluster): Promise<ScenarioResult> {
   const quiet = (h: LocalHost) => h !== vip && !leaseHosts.includes(h);
   const victim = c.outputs.hosts.find((h) => quiet(h) && h !== etcdLeaderHost) ?? c.outputs.hosts.find(quiet);
   if (!victim) throw new Error("every machine holds the VIP or a lease; cannot pick a quiet one");
+  return { victim, ledEtcd: victim === etcdLeaderHost };
+}
+
+/** Waits until another machine than `victim` holds the Lease; its name and the takeover time from `cutAt` (the new holder's acquire time, same host clock). */
+async function leaseTakeover(c: Cluster, name: string, victim: LocalHost, cutAt: number, intervalMs: number): Promise<{ holder?: string; ms?: number }> {
+  const taken = await waitFor(`a new holder of ${name}`, 120_000, intervalMs, async () => {
+    const l = await lease(c, name);
+    const h = l && hostOfHolder(c, l.holder);
+    return l && h && h !== victim ? l : undefined;
+  });
+  const acquired = Date.parse(taken.value.acquireTime ?? taken.value.renewTime ?? "");
+  return { holder: hostOfHolder(c, taken.value.holder)?.name, ms: Number.isFinite(acquired) ? acquired - cutAt : undefined };
+}
+
+/**
+ * `pulumi up` with `args`, then a bounded wait until the control plane is healthy; records
+ * upSeconds, upOk, upOutput (its tail) and healthyAfterMs (-1, with notHealthy, if it is not).
+ * `then` runs between the two (e.g. to read the stack's outputs again).
+ */
+async function upUntilHealthy(c: Cluster, facts: Record<string, unknown>, args: string[], timeoutMs: number, then?: () => void): Promise<void> {
+  const start = Date.now();
+  const up = await pulumiAsync(["up", "--yes", "--skip-preview", ...args], timeoutMs);
+  facts.upSeconds = up.seconds;
+  facts.upOk = up.status === 0;
+  facts.upOutput = `${up.stdout.slice(-5000)}\n${up.stderr.slice(-2000)}`;
+  then?.();
+  try {
+    await waitHealthy(c, 180_000);
+    facts.healthyAfterMs = Date.now() - start;
+  } catch (e) {
+    facts.healthyAfterMs = -1;
+    facts.notHealthy = (e as Error).message;
+  }
+}
+
+const machineIdOf = async (c: Cluster, h: LocalHost) => (await c.cred.sshAsync(h.address, "cat /etc/machine-id", 15_000)).stdout.trim();
+
+/** A machine that came back under its name: its new machine-id and etcd member, asked from `other`. */
+async function rejoinFacts(c: Cluster, victim: LocalHost, other: LocalHost, result: ScenarioResult): Promise<ScenarioResult> {
+  result.facts.machineIdAfter = await machineIdOf(c, victim);
+  const members = await etcdMembers(c, other);
+  result.facts.membersAfter = members;
+  result.facts.memberIdAfter = members.find((m) => m.name === victim.name)?.id;
+  return result;
+}
+
+/**
+ * 1. A machine that holds neither the VIP nor a lease (nor etcd's leadership, whose loss
+ * stalls writes for an election) loses its link.
+ */
+export async function loseQuietMachine(c: Cluster): Promise<ScenarioResult> {
+  const { victim, ledEtcd } = await quietMachine(c);
   const others = c.outputs.hosts.filter((h) => h !== victim);
   return withProbes(c, "lose-quiet-machine", async (facts) => {
     facts.victim = victim.name;
-    facts.victimLedEtcd = victim === etcdLeaderHost;
+    facts.victimLedEtcd = ledEtcd;
     await sleep(3000);
     facts.cutAt = Date.now();
     await setLink(victim, false);
@@ -275,16 +324,10 @@ export async function loseLeaseHolder(c: Cluster, label: string): Promise<Scenar
         facts[`${name}HeldByVictim`] = false;
         continue;
       }
-      const taken = await waitFor(`a new holder of ${name}`, 120_000, 200, async () => {
-        const l = await lease(c, name);
-        const h = l && hostOfHolder(c, l.holder);
-        return l && h && h !== victim ? l : undefined;
-      });
-      // The new holder's own timestamp of its first successful acquire (same host clock).
-      const acquired = Date.parse(taken.value.acquireTime ?? taken.value.renewTime ?? "");
+      const taken = await leaseTakeover(c, name, victim, cutAt, 200);
       facts[`${name}HeldByVictim`] = true;
-      facts[`${name}NewHolder`] = hostOfHolder(c, taken.value.holder)?.name;
-      facts[`${name}TakeoverMs`] = Number.isFinite(acquired) ? acquired - cutAt : undefined;
+      facts[`${name}NewHolder`] = taken.holder;
+      facts[`${name}TakeoverMs`] = taken.ms;
     }
     await sleep(2000);
     await setLink(victim, true);
@@ -481,8 +524,7 @@ export async function etcdMembers(c: Cluster, from: LocalHost): Promise<{ id: st
 export async function replaceMachine(c: Cluster, upArgs: string[], pick?: (c: Cluster) => Promise<LocalHost>, label = "replace-machine"): Promise<ScenarioResult> {
   const victim = pick ? await pick(c) : ((await vipHolder(c)) ?? c.outputs.hosts[0]);
   const other = etcdHosts(c.outputs).find((h) => h !== victim)!;
-  const machineId = async (h: LocalHost) => (await c.cred.sshAsync(h.address, "cat /etc/machine-id", 15_000)).stdout.trim();
-  const before = { machineId: await machineId(victim), members: await etcdMembers(c, other) };
+  const before = { machineId: await machineIdOf(c, victim), members: await etcdMembers(c, other) };
   const stack = process.env.HAKUBE_STACK ?? "local";
   const urn = `urn:pulumi:${stack}::hakube::hakube:index:LocalMachines$command:local:Command::local-${victim.name}`;
   return withProbes(
@@ -493,28 +535,11 @@ export async function replaceMachine(c: Cluster, upArgs: string[], pick?: (c: Cl
       facts.machineIdBefore = before.machineId;
       facts.memberIdBefore = before.members.find((m) => m.name === victim.name)?.id;
       await sleep(2000);
-      const start = Date.now();
-      const up = await pulumiAsync(["up", "--yes", "--skip-preview", "--replace", urn, ...upArgs], 900_000);
-      facts.upSeconds = up.seconds;
-      facts.upOk = up.status === 0;
-      facts.upOutput = `${up.stdout.slice(-4000)}\n${up.stderr.slice(-2000)}`;
-      try {
-        await waitHealthy(c, 180_000);
-        facts.healthyAfterMs = Date.now() - start;
-      } catch (e) {
-        facts.healthyAfterMs = -1;
-        facts.notHealthy = (e as Error).message;
-      }
+      await upUntilHealthy(c, facts, ["--replace", urn, ...upArgs], 900_000);
       await sleep(3000);
     },
     { maxDurationMs: 900_000 },
-  ).then(async (result) => {
-    result.facts.machineIdAfter = await machineId(victim);
-    const members = await etcdMembers(c, other);
-    result.facts.membersAfter = members;
-    result.facts.memberIdAfter = members.find((m) => m.name === victim.name)?.id;
-    return result;
-  });
+  ).then((result) => rejoinFacts(c, victim, other, result));
 }
 
 /** Samples each apiserver's own /readyz while `pulumi up` runs; returns not-ready intervals. */
@@ -577,28 +602,15 @@ export async function rollingUp(c: Cluster, label: string, upArgs: string[]): Pr
   });
 }
 
-/** The quiet machine of `loseQuietMachine`: holds neither the VIP, nor a Lease, nor (if it can be helped) etcd leadership. */
-async function quietMachine(c: Cluster): Promise<LocalHost> {
-  const vip = await vipHolder(c);
-  const etcdLeaderHost = await etcdLeader(c, etcdHosts(c.outputs)[0]);
-  const holders = await Promise.all(["kube-controller-manager", "kube-scheduler"].map((l) => lease(c, l)));
-  const leaseHosts = holders.map((l) => l && hostOfHolder(c, l.holder));
-  const quiet = (h: LocalHost) => h !== vip && !leaseHosts.includes(h);
-  const victim = c.outputs.hosts.find((h) => quiet(h) && h !== etcdLeaderHost) ?? c.outputs.hosts.find(quiet);
-  if (!victim) throw new Error("every machine holds the VIP or a lease; cannot pick a quiet one");
-  return victim;
-}
-
 /**
  * 8. A machine lost for good: its nspawn process killed and its files deleted (as a dead
  * disk). `pulumi preview --refresh` must show the machine and its steps as changes; the
  * repair command `pulumi up --refresh` makes it anew, its etcd member rejoins.
  */
 export async function loseMachineForGood(c: Cluster, upArgs: string[]): Promise<ScenarioResult> {
-  const victim = await quietMachine(c);
-  const other = c.outputs.hosts.find((h) => h !== victim)!;
-  const machineId = async (h: LocalHost) => (await c.cred.sshAsync(h.address, "cat /etc/machine-id", 15_000)).stdout.trim();
-  const before = { machineId: await machineId(victim), members: await etcdMembers(c, other) };
+  const { victim } = await quietMachine(c);
+  const other = etcdHosts(c.outputs).find((h) => h !== victim)!;
+  const before = { machineId: await machineIdOf(c, victim), members: await etcdMembers(c, other) };
   return withProbes(
     c,
     "lose-machine-for-good",
@@ -620,28 +632,11 @@ export async function loseMachineForGood(c: Cluster, upArgs: string[]): Promise<
       facts.previewSeconds = preview.seconds;
       // The resources the preview would update or replace ("~" / "+-" lines).
       facts.previewChanges = [...preview.stdout.matchAll(/^ (?:~|\+-) +\S+ (\S+) (?:update|replace)\b/gm)].map((m) => m[1]);
-      const start = Date.now();
-      const up = await pulumiAsync(["up", "--yes", "--skip-preview", "--refresh", ...upArgs], 900_000);
-      facts.upSeconds = up.seconds;
-      facts.upOk = up.status === 0;
-      facts.upOutput = `${up.stdout.slice(-4000)}\n${up.stderr.slice(-2000)}`;
-      try {
-        await waitHealthy(c, 180_000);
-        facts.healthyAfterMs = Date.now() - start;
-      } catch (e) {
-        facts.healthyAfterMs = -1;
-        facts.notHealthy = (e as Error).message;
-      }
+      await upUntilHealthy(c, facts, ["--refresh", ...upArgs], 900_000);
       await sleep(3000);
     },
     { maxDurationMs: 900_000 },
-  ).then(async (result) => {
-    result.facts.machineIdAfter = await machineId(victim);
-    const members = await etcdMembers(c, other);
-    result.facts.membersAfter = members;
-    result.facts.memberIdAfter = members.find((m) => m.name === victim.name)?.id;
-    return result;
-  });
+  ).then((result) => rejoinFacts(c, victim, other, result));
 }
 
 /**
@@ -649,7 +644,7 @@ export async function loseMachineForGood(c: Cluster, upArgs: string[]): Promise<
  * exactly their steps, and `pulumi up --refresh` starts them again.
  */
 export async function repairStoppedServices(c: Cluster, upArgs: string[]): Promise<ScenarioResult> {
-  const etcdHost = await quietMachine(c);
+  const { victim: etcdHost } = await quietMachine(c);
   const schedulerHost = c.outputs.hosts.find((h) => h !== etcdHost)!;
   return withProbes(
     c,
@@ -695,20 +690,11 @@ export async function resizeControlPlane(c: Cluster, count: number, upArgs: stri
     async (facts) => {
       facts.before = before;
       await sleep(2000);
-      const start = Date.now();
-      const up = await pulumiAsync(["up", "--yes", "--skip-preview", "--refresh", "--config", `hakube:controlPlaneCount=${count}`, ...upArgs], 1_500_000);
-      facts.upSeconds = up.seconds;
-      facts.upOk = up.status === 0;
-      facts.upOutput = `${up.stdout.slice(-5000)}\n${up.stderr.slice(-2000)}`;
-      c.outputs = stackOutputs();
-      facts.after = c.outputs.hosts.map((h) => h.name);
-      try {
-        await waitHealthy(c, 180_000);
-        facts.healthyAfterMs = Date.now() - start;
-      } catch (e) {
-        facts.healthyAfterMs = -1;
-        facts.notHealthy = (e as Error).message;
-      }
+      // The hosts change: the outputs are read again before waiting for them.
+      await upUntilHealthy(c, facts, ["--refresh", "--config", `hakube:controlPlaneCount=${count}`, ...upArgs], 1_500_000, () => {
+        c.outputs = stackOutputs();
+        facts.after = c.outputs.hosts.map((h) => h.name);
+      });
       await sleep(3000);
     },
     { maxDurationMs: 1_500_000, evidence: true },
@@ -780,13 +766,7 @@ export async function loseEverythingHolder(c: Cluster): Promise<ScenarioResult> 
     facts.etcdLeaderAfterMs = Date.now() - cutAt;
     facts.newEtcdLeader = led.value.name;
     for (const name of ["kube-controller-manager", "kube-scheduler"]) {
-      const taken = await waitFor(`a new holder of ${name}`, 120_000, 500, async () => {
-        const l = await lease(c, name);
-        const h = l && hostOfHolder(c, l.holder);
-        return l && h && h !== victim ? l : undefined;
-      });
-      const acquired = Date.parse(taken.value.acquireTime ?? taken.value.renewTime ?? "");
-      facts[`${name}TakeoverMs`] = Number.isFinite(acquired) ? acquired - cutAt : undefined;
+      facts[`${name}TakeoverMs`] = (await leaseTakeover(c, name, victim, cutAt, 500)).ms;
     }
     await sleep(2000);
     facts.restoreAt = Date.now();

@@ -6,7 +6,7 @@
 // stops the preview (and `up`) before any step runs.
 import * as pulumi from "@pulumi/pulumi";
 import { HostConnection } from "../types";
-import { ObservedNetwork, runOverSsh, SshTarget, stackNetworkProblem } from "../observe/ssh";
+import { ObservedNetwork, runWhereRoutable, SshTarget, sshTarget } from "../observe/ssh";
 import { quote } from "../remote/shell";
 
 interface MembershipInputs {
@@ -88,11 +88,8 @@ export function membershipChangeProblem(
 
 async function lookAt(name: string, connection: SshTarget | undefined, clientPort: number, network: ObservedNetwork | undefined): Promise<MemberLook> {
   if (!connection || typeof connection.host !== "string") return { name, unreachable: "no connection in the state" };
-  const problem = stackNetworkProblem(connection.host, network);
-  if (problem) return { name, unreachable: problem };
-  const r = await runOverSsh(connection, memberLookScript(clientPort), 15000);
-  if (r.code !== 0) return { name, unreachable: `over SSH: ${(r.stderr.trim().split("\n")[0] || `exit ${r.code}`).slice(0, 120)}` };
-  return parseMemberLook(name, r.stdout);
+  const r = await runWhereRoutable(connection, network, memberLookScript(clientPort), 15000);
+  return "stdout" in r ? parseMemberLook(name, r.stdout) : { name, unreachable: r.unreachable };
 }
 
 const sorted = (ns: readonly string[] | undefined) => JSON.stringify([...(ns ?? [])].sort());
@@ -146,16 +143,7 @@ export class EtcdMembership extends pulumi.dynamic.Resource {
       pulumi
         .all(
           args.members.map((m) =>
-            pulumi.output(m.connection).apply((c: pulumi.Unwrap<HostConnection>): [string, SshTarget] => [
-              m.name,
-              {
-                host: c.host,
-                port: c.port,
-                user: c.user,
-                privateKey: c.privateKey,
-                ...(c.proxy ? { proxy: { host: c.proxy.host, port: c.proxy.port, user: c.proxy.user, privateKey: c.proxy.privateKey } } : {}),
-              },
-            ]),
+            pulumi.output(m.connection).apply((c: pulumi.Unwrap<HostConnection>): [string, SshTarget] => [m.name, sshTarget(c)]),
           ),
         )
         .apply((pairs) => Object.fromEntries(pairs)),

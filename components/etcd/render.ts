@@ -115,10 +115,15 @@ const memberPrologue = `${loadEnv}
 ${memberFunctions}
 ${needsRestartFunction}`;
 
+/** Waits until this member answers healthy (etcdctl refuses a flag that shadows its environment: the variable is overridden instead). */
+function localHealthWait(attempts: number, clientPort: number): string {
+  return `ETCDCTL_ENDPOINTS=https://127.0.0.1:${clientPort} hakube_retry ${attempts} 2 "etcd member health" -- etcdctl endpoint health`;
+}
+
 /** Joins this member to the running cluster (it has no data), then waits until it is healthy. */
 function joinScript(dataDir: string, attempts: number, clientPort: number): string {
   return `hakube_etcd_join "$HAKUBE_ETCD_NAME" "$HAKUBE_ETCD_PEER_URL" "$HAKUBE_ETCD_CLIENT_URL" ${quote(dataDir)} ${attempts} 2 ${INITIAL_CLUSTER_ENV}
-ETCDCTL_ENDPOINTS=https://127.0.0.1:${clientPort} hakube_retry ${attempts} 2 "etcd member health" -- etcdctl endpoint health`;
+${localHealthWait(attempts, clientPort)}`;
 }
 
 /**
@@ -182,7 +187,7 @@ elif ! systemctl is-active --quiet etcd.service; then
   echo "hakube: etcd is not running: starting it"
   systemctl reset-failed etcd.service 2>/dev/null || true
   systemctl start etcd.service
-  ETCDCTL_ENDPOINTS=https://127.0.0.1:${clientPort} hakube_retry ${attempts} 2 "etcd member health" -- etcdctl endpoint health
+  ${localHealthWait(attempts, clientPort)}
   echo "hakube: etcd member started and healthy"
 elif ! hakube_etcd_needs_restart; then
   # Only files etcd does not read changed (etcdctl's environment, the scripts' member
@@ -192,8 +197,7 @@ elif ! hakube_etcd_needs_restart; then
 else
   drained=0
 ${drain}  systemctl restart etcd.service
-  # etcdctl refuses a flag that shadows its environment: override the variable instead.
-  ETCDCTL_ENDPOINTS=https://127.0.0.1:${clientPort} hakube_retry ${attempts} 2 "etcd member health" -- etcdctl endpoint health
+  ${localHealthWait(attempts, clientPort)}
 ${undrain}  echo "hakube: etcd member restarted and healthy"
 fi`;
 }

@@ -4,6 +4,7 @@
 // generation, so a refresh that finds a machine gone makes the next `pulumi up` make it
 // anew (or boot it again), and a refresh that finds everything in order changes nothing.
 import * as pulumi from "@pulumi/pulumi";
+import { bump } from "../observe/observe";
 
 export interface LocalMachineFacts {
   readonly name: string;
@@ -48,12 +49,6 @@ export function localMachineProblem(m: LocalMachineFacts): string | undefined {
   return undefined;
 }
 
-/** The next generation after `previous` ("0" or "<n> <reason>") for a problem seen now. */
-export function nextRepair(previous: string | undefined, reason: string): string {
-  const n = Number(/^(\d+)/.exec(previous ?? "0")?.[1] ?? 0);
-  return `${n + 1} ${reason}`;
-}
-
 /** The outputs after a look at the machines: unchanged (the same object) when all run. */
 export function observeLocalMachines(state: LocalMachinesStateOutputs, problemOf: (m: LocalMachineFacts) => string | undefined): LocalMachinesStateOutputs {
   let changed = false;
@@ -61,7 +56,7 @@ export function observeLocalMachines(state: LocalMachinesStateOutputs, problemOf
   for (const m of state.machines) {
     const problem = problemOf(m);
     if (problem !== undefined) {
-      repairs[m.name] = nextRepair(repairs[m.name], problem);
+      repairs[m.name] = bump(repairs[m.name], problem);
       changed = true;
     }
   }

@@ -8,7 +8,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { Host, HostConnection } from "../types";
 import { judge, Known, noRepairs, OBSERVE_SCRIPT, Observation, parseObservation, Repairs } from "./observe";
-import { ObservedNetwork, runOverSsh, SshTarget, stackNetworkProblem } from "./ssh";
+import { ObservedNetwork, runWhereRoutable, SshTarget, sshTarget } from "./ssh";
 
 export type { ObservedNetwork } from "./ssh";
 
@@ -23,17 +23,16 @@ interface ObservationOutputs extends ObservationInputs, Known {}
 
 /** Looks at the host: its observation, or why it could not be looked at. Never throws. */
 async function look(inputs: ObservationInputs, attempts: number): Promise<Observation | string> {
-  const blocked = stackNetworkProblem(inputs.connection.host, inputs.network);
-  if (blocked) return `unreachable: ${blocked.slice(0, 160)}`;
   let last = "";
   for (let i = 0; i < attempts; i++) {
     if (i > 0) await new Promise((r) => setTimeout(r, 2000));
-    const result = await runOverSsh(inputs.connection, OBSERVE_SCRIPT, 20000);
-    const seen = result.code === 0 ? parseObservation(result.stdout) : undefined;
+    const result = await runWhereRoutable(inputs.connection, inputs.network, OBSERVE_SCRIPT, 20000);
+    if ("unreachable" in result && !result.unreachable.startsWith("over SSH:")) return `unreachable: ${result.unreachable}`;
+    const seen = "stdout" in result ? parseObservation(result.stdout) : undefined;
     if (seen) return seen;
-    last = (result.stderr.trim().split("\n")[0] || `exit ${result.code}`).slice(0, 160);
+    last = "unreachable" in result ? result.unreachable : "over SSH: no observation in the output";
   }
-  return `unreachable over SSH: ${last}`;
+  return `unreachable ${last}`;
 }
 
 function connectionKey(c: SshTarget | undefined): string {
@@ -98,13 +97,7 @@ export class HostObservation extends pulumi.dynamic.Resource {
   declare public readonly repairs: pulumi.Output<Repairs>;
 
   constructor(name: string, args: { readonly host: Host; readonly network?: ObservedNetwork }, opts?: pulumi.CustomResourceOptions) {
-    const connection = pulumi.output(args.host.connection).apply((c: pulumi.Unwrap<HostConnection>) => ({
-      host: c.host,
-      port: c.port,
-      user: c.user,
-      privateKey: c.privateKey,
-      ...(c.proxy ? { proxy: { host: c.proxy.host, port: c.proxy.port, user: c.proxy.user, privateKey: c.proxy.privateKey } } : {}),
-    }));
+    const connection = pulumi.output(args.host.connection).apply((c: pulumi.Unwrap<HostConnection>) => sshTarget(c));
     super(
       hostObservationProvider,
       name,

@@ -41,6 +41,23 @@ export function stackNetworkProblem(address: string, network: ObservedNetwork | 
   );
 }
 
+/** The SSH target of a command connection (what these providers need of it). */
+export function sshTarget(c: {
+  readonly host: string;
+  readonly port?: number;
+  readonly user?: string;
+  readonly privateKey?: string;
+  readonly proxy?: { readonly host: string; readonly port?: number; readonly user?: string; readonly privateKey?: string };
+}): SshTarget {
+  return {
+    host: c.host,
+    port: c.port,
+    user: c.user,
+    privateKey: c.privateKey,
+    ...(c.proxy ? { proxy: { host: c.proxy.host, port: c.proxy.port, user: c.proxy.user, privateKey: c.proxy.privateKey } } : {}),
+  };
+}
+
 export interface SshResult {
   /** Exit code of the script, or -1 when ssh could not run it (no connection, timeout). */
   readonly code: number;
@@ -124,4 +141,21 @@ export async function runOverSsh(t: SshTarget, script: string, timeoutMs: number
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Runs `script` on the target unless its stack network forbids dialling it: its output on
+ * exit 0, else why not (the network problem, or "over SSH: " and the first error line).
+ */
+export async function runWhereRoutable(
+  t: SshTarget,
+  network: ObservedNetwork | undefined,
+  script: string,
+  timeoutMs: number,
+): Promise<{ readonly stdout: string } | { readonly unreachable: string }> {
+  const blocked = stackNetworkProblem(t.host, network);
+  if (blocked) return { unreachable: blocked.slice(0, 160) };
+  const r = await runOverSsh(t, script, timeoutMs);
+  if (r.code === 0) return { stdout: r.stdout };
+  return { unreachable: `over SSH: ${(r.stderr.trim().split("\n")[0] || `exit ${r.code}`).slice(0, 160)}` };
 }

@@ -3,6 +3,7 @@
 // answers from a list (fail twice, then succeed, and so on). Scripts run without the
 // standard prologue, whose fixed PATH would hide the stubs.
 import { spawnSync } from "child_process";
+import { after } from "node:test";
 import * as fs from "fs";
 import * as path from "path";
 import { retryFunction, scriptPrologue } from "../../components/remote/files";
@@ -77,5 +78,16 @@ exit \${codes[$i]}
       return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
     },
     dispose: () => fs.rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** `stubCommands` for one test file: every stub made is disposed after the file's tests. */
+export function stubsDisposedAfterTests(): (answers: Record<string, Answer[]>) => Stubs {
+  const made: Stubs[] = [];
+  after(() => made.forEach((s) => s.dispose()));
+  return (answers) => {
+    const s = stubCommands(answers);
+    made.push(s);
+    return s;
   };
 }

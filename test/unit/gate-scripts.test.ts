@@ -1,22 +1,16 @@
 // Gate and create scripts run for real against stub commands: a gate retries the check
 // itself (not a value computed once before its loop), and the etcd create script makes
 // the data directory it is given.
-import { after, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
 import { controllersGateScript } from "../../components/controllers/render";
 import { ETCDCTL_ENV, etcdCreateScript, MEMBER_ENV, memberEnv } from "../../components/etcd/render";
 import { command, quote, retry } from "../../components/remote/shell";
-import { failTimesThen, stubCommands, Stubs } from "../helpers/stubs";
+import { failTimesThen, stubsDisposedAfterTests } from "../helpers/stubs";
 
-const open: Stubs[] = [];
-after(() => open.forEach((s) => s.dispose()));
-function stubs(answers: Parameters<typeof stubCommands>[0]): Stubs {
-  const s = stubCommands(answers);
-  open.push(s);
-  return s;
-}
+const stubs = stubsDisposedAfterTests();
 
 test("quote and command: values are never expanded or split by the shell", () => {
   assert.equal(quote("/var/lib/etcd"), "/var/lib/etcd");

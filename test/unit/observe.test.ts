@@ -1,7 +1,7 @@
 // Drift observation: what a refresh records (pure judge), the observe and record scripts run
 // for real against stub commands, the local machines' state, and the observation provider's
 // refusal to dial a host whose stack bridge is missing.
-import { after, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
@@ -10,16 +10,10 @@ import { hostObservationProvider } from "../../components/observe/hostObservatio
 import { sshArgv } from "../../components/observe/ssh";
 import { localMachineProblem, localMachinesStateProvider, observeLocalMachines } from "../../components/machines/localState";
 import { command } from "../../components/remote/shell";
-import { stubCommands, Stubs } from "../helpers/stubs";
+import { stubsDisposedAfterTests } from "../helpers/stubs";
 import { tempDir } from "../helpers/tools";
 
-const open: Stubs[] = [];
-after(() => open.forEach((s) => s.dispose()));
-function stubs(answers: Parameters<typeof stubCommands>[0]): Stubs {
-  const s = stubCommands(answers);
-  open.push(s);
-  return s;
-}
+const stubs = stubsDisposedAfterTests();
 
 const known: Known = { machineId: "aaaa1111", repairs: noRepairs() };
 
