@@ -21,6 +21,7 @@ export * from "./loadbalancer/render";
 export * from "./loadbalancer/keepalivedLoadBalancer";
 export * from "./controllers/render";
 export * from "./controllers/leaderElectedControllers";
+export * from "./host/hostNetwork";
 export * from "./controlplane/deployedVersions";
 export * from "./controlplane/plan";
 export * from "./controlplane/haControlPlane";

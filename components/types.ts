@@ -28,6 +28,11 @@ export interface Host {
    * @default none
    */
   readonly repairs?: pulumi.Input<Readonly<Record<string, string>>>;
+  /**
+   * What every step on this host waits for (HaControlPlane sets it to the host's network
+   * settings step). @default none
+   */
+  readonly after?: pulumi.Resource;
 }
 
 /**

@@ -250,8 +250,9 @@ export function decodeFileBundle(bundle: string): Map<string, string> {
 }
 
 /**
- * What is wrong with the health checks of an HAProxy configuration: every backend (or
- * listen section) with servers must check them with `option httpchk` on `/readyz`, over
+ * What is wrong with the health checks of an HAProxy configuration: every backend a
+ * frontend sends to (and every listen section) with servers must check them with
+ * `option httpchk` on `/readyz`, over
  * TLS (`check` and `check-ssl` on each server, directly or through `default-server`).
  */
 export function haproxyReadyzProblems(config: string): string[] {
@@ -268,9 +269,18 @@ export function haproxyReadyzProblems(config: string): string[] {
     }
   }
   const problems: string[] = [];
-  const pools = sections.filter((s) => /^(backend|listen)\s/.test(s.header) && s.lines.some((l) => /^server\s/.test(l)));
+  // The pools that carry traffic: listen sections, and backends a frontend sends to (a
+  // backend nothing sends to is only checked, e.g. one a monitor counts).
+  const served = new Set(
+    sections
+      .filter((s) => /^frontend\s/.test(s.header))
+      .flatMap((s) => s.lines.map((l) => /^(?:default_backend|use_backend)\s+(\S+)/.exec(l)?.[1]).filter((b): b is string => b !== undefined)),
+  );
+  const pools = sections.filter(
+    (s) => (/^listen\s/.test(s.header) || served.has(s.header.split(/\s+/)[1] ?? "")) && /^(backend|listen)\s/.test(s.header) && s.lines.some((l) => /^server\s/.test(l)),
+  );
   if (pools.length === 0) {
-    return ["no backend with servers"];
+    return ["no backend with servers that a frontend sends to"];
   }
   for (const pool of pools) {
     const name = pool.header;

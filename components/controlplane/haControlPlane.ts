@@ -10,6 +10,7 @@ import { BinarySource } from "../binaries/source";
 import { DeployedVersions } from "./deployedVersions";
 import { ControlPlanePlan, planControlPlane } from "./plan";
 import { HostObservation, ObservedNetwork } from "../observe/hostObservation";
+import { HostNetworkSettings, hostNetworkStep } from "../host/hostNetwork";
 
 /** keepalived + HAProxy options, without what HaControlPlane supplies itself. */
 export type KeepalivedOptions = Omit<KeepalivedLoadBalancerArgs, "hosts" | "apiServers" | "pki"> & {
@@ -72,6 +73,15 @@ export interface HaControlPlaneArgs {
    * while it is missing). @default { enabled: true }
    */
   readonly observe?: { readonly enabled?: boolean; readonly network?: ObservedNetwork };
+  /**
+   * TCP settings on every host, applied before the services start and at each boot: the
+   * retransmission timeout is capped (`tcpRtoMaxMs`, Linux >= 6.15), so a connection that
+   * outlived a network partition carries etcd's votes again soon after it heals; older
+   * kernels get `fallbackTcpRetries2` instead (such a connection is dropped sooner and
+   * redialled). `false` leaves the hosts' settings alone.
+   * @default { tcpRtoMaxMs: 1000, fallbackTcpRetries2: 5 }
+   */
+  readonly hostNetwork?: Partial<HostNetworkSettings> | false;
 }
 
 /**
@@ -104,6 +114,8 @@ export class HaControlPlane extends pulumi.ComponentResource {
   public readonly versions: DeployedVersions;
   /** One per host: what the last refresh found of it. */
   public readonly observations: HostObservation[];
+  /** One per host (unless `hostNetwork: false`): its TCP settings; every other step on the host waits for it. */
+  public readonly hostNetworkSteps: pulumi.Resource[];
   /** The resolved plan: topology, hosts per role, versions, ranges, ports and timings. */
   public readonly plan: ControlPlanePlan;
   /** Completes when the API answers through the endpoint and both Leases are held. */
@@ -132,6 +144,19 @@ export class HaControlPlane extends pulumi.ComponentResource {
         const observation = new HostObservation(`${name}-observe-${host.name}`, { host, network: args.observe?.network }, { parent: this });
         this.observations.push(observation);
         observed.set(host.name, observation.observed(host));
+      }
+    }
+    // Then the hosts' network settings, before any service on them opens a connection.
+    this.hostNetworkSteps = [];
+    if (plan.hostNetwork) {
+      const seen = new Set<string>();
+      for (const host of [...plan.controlPlaneHosts, ...plan.etcdHosts, ...plan.balancerHosts]) {
+        if (seen.has(host.name)) continue;
+        seen.add(host.name);
+        const current = observed.get(host.name) ?? host;
+        const step = hostNetworkStep(`${name}-network-${host.name}`, current, plan.hostNetwork, { parent: this, dependsOn: [this.versions] });
+        this.hostNetworkSteps.push(step);
+        observed.set(host.name, { ...current, after: step });
       }
     }
     const view = (hosts: readonly Host[]) => hosts.map((h) => observed.get(h.name) ?? h);

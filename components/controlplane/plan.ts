@@ -21,6 +21,7 @@ import { DEFAULT_KUBERNETES_VERSION, MINIMUM_ETCD_VERSION, MINIMUM_KUBERNETES_VE
 import type { LeaderElectionTimings } from "../validation";
 import { DEFAULT_ETCD_VERSION } from "../etcd/etcdCluster";
 import type { ExternalEndpointOptions, HaControlPlaneArgs, KeepalivedOptions } from "./haControlPlane";
+import { defaultHostNetwork, HostNetworkSettings } from "../host/hostNetwork";
 
 /** Where etcd runs: on the control-plane hosts (stacked, as kubeadm does) or on hosts of its own. */
 export type Topology = "stacked" | "external";
@@ -42,6 +43,8 @@ export interface ControlPlanePlan {
   readonly apiServerPort: number;
   /** Stacked apiservers talk to their local member only; external ones to every member. */
   readonly etcdAccess: "local" | "cluster";
+  /** TCP settings applied on every host; undefined leaves them alone. */
+  readonly hostNetwork: HostNetworkSettings | undefined;
   readonly timings: {
     /** Worst-case seconds for the balancer to stop sending to a failing apiserver. */
     readonly balancerDetectionSeconds: number;
@@ -98,6 +101,19 @@ export function planControlPlane(parent: pulumi.Resource | undefined, args: HaCo
   const apiServerPort = requireInteger(parent, "apiServer.securePort", args.apiServer?.securePort ?? 6443, 1, 65535);
   const topology = topologyOf(cp, etcdHosts);
   const etcdAccess = args.apiServer?.etcdAccess ?? (topology === "stacked" ? "local" : "cluster");
+  const hostNetwork =
+    args.hostNetwork === false
+      ? undefined
+      : {
+          tcpRtoMaxMs: requireInteger(parent, "hostNetwork.tcpRtoMaxMs", args.hostNetwork?.tcpRtoMaxMs ?? defaultHostNetwork.tcpRtoMaxMs, 1000, 120000),
+          fallbackTcpRetries2: requireInteger(
+            parent,
+            "hostNetwork.fallbackTcpRetries2",
+            args.hostNetwork?.fallbackTcpRetries2 ?? defaultHostNetwork.fallbackTcpRetries2,
+            3,
+            15,
+          ),
+        };
   const balancerDetectionSeconds = keepalived ? haproxyDetectionSeconds(keepalived.healthCheck) : external!.detectionTimeSeconds;
   return {
     topology,
@@ -112,6 +128,7 @@ export function planControlPlane(parent: pulumi.Resource | undefined, args: HaCo
     podCidr,
     apiServerPort,
     etcdAccess,
+    hostNetwork,
     timings: { balancerDetectionSeconds, balancerSettleSeconds: balancerDetectionSeconds + 2, leaderElection },
   };
 }

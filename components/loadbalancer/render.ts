@@ -20,6 +20,8 @@ export function haproxyDetectionSeconds(check: HealthCheck | undefined): number 
 export const HAPROXY_CA = "/etc/hakube/haproxy/ca.crt";
 export const HAPROXY_MONITOR_PATH = "/hakube-healthz";
 export const KEEPALIVED_CHECK = "/etc/keepalived/hakube-check-haproxy.sh";
+/** The backend keepalived's check counts: apiservers that answer TLS, ready or not. */
+export const ALIVE_BACKEND = "kube-apiservers-alive";
 
 export interface HaproxySettings {
   readonly port: number;
@@ -51,6 +53,15 @@ export function renderHaproxyConfig(s: HaproxySettings): string {
     `rise ${c.rise}`,
     ...(s.shutdownSessionsOnDown ? ["on-marked-down shutdown-sessions"] : []),
   ].join(" ");
+  const aliveOptions = [
+    "check",
+    "check-ssl",
+    "verify required",
+    `ca-file ${s.caFile ?? HAPROXY_CA}`,
+    `inter ${c.intervalMs}ms`,
+    `fall ${c.fall}`,
+    `rise ${c.rise}`,
+  ].join(" ");
   return [
     "# Managed by hakube; changes are overwritten by the next `pulumi up`.",
     "global",
@@ -72,11 +83,14 @@ export function renderHaproxyConfig(s: HaproxySettings): string {
     "  retries 3",
     "  option redispatch 1",
     "",
+    // keepalived asks this: is HAProxy up and does some apiserver answer TLS at all? Not
+    // whether one is ready: when none is ready anywhere (etcd electing a leader), moving
+    // the VIP helps no one and taking it away everywhere only adds VRRP's time to the outage.
     "frontend hakube-monitor",
     "  mode http",
     `  bind 127.0.0.1:${s.monitorPort}`,
     `  monitor-uri ${HAPROXY_MONITOR_PATH}`,
-    "  monitor fail if { nbsrv(kube-apiservers) lt 1 }",
+    `  monitor fail if { nbsrv(${ALIVE_BACKEND}) lt 1 }`,
     "",
     "frontend kube-apiserver",
     `  bind :${s.port}`,
@@ -88,6 +102,11 @@ export function renderHaproxyConfig(s: HaproxySettings): string {
     "  http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host kubernetes",
     "  http-check expect status 200",
     `  default-server ${serverOptions}`,
+    ...s.backends.map((b) => `  server ${b.name} ${b.address}:${b.port}`),
+    "",
+    // Only checked, never sent to: a TLS handshake with a certificate of the cluster CA.
+    `backend ${ALIVE_BACKEND}`,
+    `  default-server ${aliveOptions}`,
     ...s.backends.map((b) => `  server ${b.name} ${b.address}:${b.port}`),
     "",
   ].join("\n");
@@ -155,11 +174,11 @@ export function renderKeepalivedConfig(s: KeepalivedSettings): string {
   ].join("\n");
 }
 
-/** keepalived gives up the VIP when HAProxy stops answering or has no live backend. */
+/** keepalived gives up the VIP when HAProxy stops answering or reaches no apiserver at all. */
 export function renderKeepalivedCheck(monitorPort: number): string {
   return [
     "#!/bin/sh",
-    "# Managed by hakube: healthy when HAProxy answers and has at least one apiserver up.",
+    "# Managed by hakube: healthy when HAProxy answers and reaches at least one apiserver.",
     `exec curl --silent --fail --max-time 1 -o /dev/null http://127.0.0.1:${monitorPort}${HAPROXY_MONITOR_PATH}`,
     "",
   ].join("\n");

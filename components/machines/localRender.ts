@@ -174,7 +174,9 @@ ip -n ${m.netns} link set lo up
 ip -n ${m.netns} addr add ${m.address}/${m.prefixLength} dev eth0
 ip -n ${m.netns} link set eth0 up
 ip -n ${m.netns} route add default via ${m.gateway}
-setsid -f systemd-nspawn --quiet --register=no --keep-unit --boot --console=passive \\
+# /proc/sys/net writable, as on a VM (only this machine's namespace is affected): the
+# control plane's host network step sets TCP settings there.
+SYSTEMD_NSPAWN_API_VFS_WRITABLE=network setsid -f systemd-nspawn --quiet --register=no --keep-unit --boot --console=passive \\
   --directory=${q(m.dir)} --machine=${m.name} --network-namespace-path=/run/netns/${m.netns} \\
   --capability=CAP_NET_ADMIN,CAP_NET_RAW --rlimit=RLIMIT_NOFILE=1048576:1048576 \\
   --link-journal=no --resolv-conf=off --timezone=off \\

@@ -103,8 +103,16 @@ export function hostStep(name: string, args: HostStepArgs, opts: pulumi.CustomRe
       stdin: withFiles ? pulumi.secret(resolve(files).apply(renderFileBundle)) : undefined,
       addPreviousOutputInEnv: false,
     },
-    opts,
+    args.host.after ? { ...opts, dependsOn: [...dependsOnList(opts.dependsOn), args.host.after] } : opts,
   );
+}
+
+/** A step's `dependsOn` as a list (hakube passes lists or single resources, never outputs of lists). */
+function dependsOnList(d: pulumi.CustomResourceOptions["dependsOn"]): pulumi.Input<pulumi.Resource>[] {
+  if (d === undefined) return [];
+  if (Array.isArray(d)) return [...d];
+  if (pulumi.Output.isInstance(d)) throw new Error("hostStep: dependsOn must be a list of resources, not an output");
+  return [d as pulumi.Input<pulumi.Resource>];
 }
 
 /**

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { byName, decodeBundle, ETCD_DIGEST, hosts, isSecret, nameOf, program, recorded, valueOf } from "../helpers/mocks";
-import { HaControlPlane } from "../../components";
+import { HaControlPlane, planControlPlane } from "../../components";
 
 // Two control planes in one program: 3 hosts (VIP on the control-plane hosts) and
 // 5 hosts with 5 external etcd hosts and 2 balancer hosts of their own.
@@ -51,6 +51,31 @@ test("resource graph: one etcd, apiserver, controller and balancer step per host
     steps("c5", "etcd").map((r) => r.name),
     ["c5-etcd-etcd-1", "c5-etcd-etcd-2", "c5-etcd-etcd-3", "c5-etcd-etcd-4", "c5-etcd-etcd-5"],
   );
+});
+
+test("host network: one step per host (any roles), first after the versions; every other step on the host waits for it", () => {
+  assert.deepEqual(steps("c3", "network").map((r) => r.name), ["c3-network-cp-1", "c3-network-cp-2", "c3-network-cp-3"]);
+  // c5: 5 control-plane, 5 etcd and 2 balancer hosts of their own, one step each.
+  assert.equal(steps("c5", "network").length, 12);
+  for (const r of [...steps("c3", "network"), ...steps("c5", "network")]) {
+    assert.deepEqual(r.dependsOn.map(nameOf), [r.name.replace(/-network-.*$/, "-versions")]);
+  }
+  for (const prefix of ["c3", "c5"]) {
+    for (const component of ["etcd", "apiserver", "controllers", "lb"]) {
+      for (const r of steps(prefix, component)) {
+        const host = r.name.slice(`${prefix}-${component}-`.length);
+        assert.ok(r.dependsOn.map(nameOf).includes(`${prefix}-network-${host}`), `${r.name} waits for ${prefix}-network-${host}`);
+      }
+    }
+  }
+});
+
+test("host network: bad settings are refused at preview, naming the argument", () => {
+  const base = { controlPlaneHosts: hosts(3), loadBalancer: { keepalived: { virtualIp: "10.0.0.100" } } } as const;
+  assert.throws(() => planControlPlane(undefined, { ...base, hostNetwork: { tcpRtoMaxMs: 200 } }), /hostNetwork\.tcpRtoMaxMs.*200.*an integer from 1000 to 120000/);
+  assert.throws(() => planControlPlane(undefined, { ...base, hostNetwork: { fallbackTcpRetries2: 1 } }), /hostNetwork\.fallbackTcpRetries2.*1.*an integer from 3 to 15/);
+  assert.equal(planControlPlane(undefined, { ...base, hostNetwork: false }).hostNetwork, undefined);
+  assert.deepEqual(planControlPlane(undefined, base).hostNetwork, { tcpRtoMaxMs: 1000, fallbackTcpRetries2: 5 });
 });
 
 test("parenting: every resource descends from its HaControlPlane and is named after its parent", () => {

@@ -64,6 +64,21 @@ function summary(r: ScenarioResult): string {
     `${r.acknowledgedWrites} writes acknowledged, ${r.acknowledgedWritesLost} lost; ${JSON.stringify(r.facts, (k, v) => (k === "upOutput" ? undefined : v))}`;
 }
 
+/**
+ * Availability: every run's longest failure window is under the bound derived from the
+ * stack's timings (ops/bounds.ts). Checked after all repetitions, so a benchmark still
+ * reports every run's window when one is over.
+ */
+function assertWithinBound(name: string, from: number): void {
+  const over = (runs[name] ?? []).slice(from).filter((r) => r.longestFailureMs > BOUND.ms);
+  assert.deepEqual(
+    over.map((r) => r.longestFailureMs),
+    [],
+    `${name}: failure windows over the bound of ${BOUND.ms} ms (${JSON.stringify(BOUND.parts)}); evidence of the first: ` +
+      JSON.stringify(over[0]?.facts.longestWindowEvidence ?? null).slice(0, 6000),
+  );
+}
+
 function record(r: ScenarioResult): ScenarioResult {
   results[r.name] = r;
   (runs[r.name] ??= []).push(r);
@@ -141,6 +156,7 @@ after(() => {
 });
 
 test("1. losing a machine that holds neither VIP nor lease: the API keeps serving, etcd keeps quorum, the Service drops and regains it", async () => {
+  const from = runs["lose-quiet-machine"]?.length ?? 0;
   for (let run = 0; run < REPEAT; run++) {
     const r = record(await loseQuietMachine(c));
     const f = r.facts as any;
@@ -152,9 +168,11 @@ test("1. losing a machine that holds neither VIP nor lease: the API keeps servin
     assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "it serves without failures once the balancer noticed");
     assert.equal(r.acknowledgedWritesLost, 0);
   }
+  assertWithinBound("lose-quiet-machine", from);
 });
 
 test("2. losing the lease holder: new holders take over the controller-manager and scheduler Leases (default timings)", async () => {
+  const from = runs["lose-lease-holder-default"]?.length ?? 0;
   for (let run = 0; run < REPEAT; run++) {
     const r = record(await loseLeaseHolder(c, "default"));
     const f = r.facts as any;
@@ -167,9 +185,11 @@ test("2. losing the lease holder: new holders take over the controller-manager a
     }
     assert.equal(r.acknowledgedWritesLost, 0);
   }
+  assertWithinBound("lose-lease-holder-default", from);
 });
 
 test("3. losing the VIP holder: the VIP moves and the API serves again", async () => {
+  const from = runs["lose-vip-holder"]?.length ?? 0;
   for (let run = 0; run < REPEAT; run++) {
     const r = record(await loseVipHolder(c));
     const f = r.facts as any;
@@ -177,9 +197,11 @@ test("3. losing the VIP holder: the VIP moves and the API serves again", async (
     assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "serving through the moved VIP");
     assert.equal(r.acknowledgedWritesLost, 0);
   }
+  assertWithinBound("lose-vip-holder", from);
 });
 
 test("4. kill -9 of one kube-apiserver: systemd restarts it and the API keeps serving", async () => {
+  const from = runs["kill-apiserver"]?.length ?? 0;
   for (let run = 0; run < REPEAT; run++) {
     const r = record(await killApiserver(c));
     const f = r.facts as any;
@@ -188,9 +210,11 @@ test("4. kill -9 of one kube-apiserver: systemd restarts it and the API keeps se
     assert.ok(between(r, last - 3000, last + 1).every((x) => x.ok), "serving after the restart");
     assert.equal(r.acknowledgedWritesLost, 0);
   }
+  assertWithinBound("kill-apiserver", from);
 });
 
 test("11. the worst case: losing the machine that holds the VIP, both Leases and etcd leadership at once: everything moves, the API serves again, nothing lost", async () => {
+  const from = runs["lose-everything-holder"]?.length ?? 0;
   for (let run = 0; run < REPEAT; run++) {
     const r = record(await loseEverythingHolder(c));
     const f = r.facts as any;
@@ -200,6 +224,7 @@ test("11. the worst case: losing the machine that holds the VIP, both Leases and
     assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "serving through the moved VIP before the link returns");
     assert.equal(r.acknowledgedWritesLost, 0);
   }
+  assertWithinBound("lose-everything-holder", from);
 });
 
 test("5. etcd: writes go on with 1 of 3 down, fail cleanly with 2 down, and everything recovers with no loss or divergence", async () => {
@@ -379,10 +404,12 @@ test("2b. losing the lease holder with tuned timings (8/6/1)", async () => {
   );
   assert.equal(tune.status, 0, tune.stdout.slice(-3000));
   await waitHealthy(c);
+  const from = runs["lose-lease-holder-tuned"]?.length ?? 0;
   const r = record(await loseLeaseHolder(c, "tuned"));
   const f = r.facts as any;
   assert.notEqual(f["kube-controller-managerNewHolder"], f.victim);
   assert.ok(f["kube-controller-managerTakeoverMs"] > 0, "taken over after the cut");
   if (f["kube-schedulerHeldByVictim"]) assert.ok(f["kube-schedulerTakeoverMs"] > 0);
   assert.equal(r.acknowledgedWritesLost, 0);
+  assertWithinBound("lose-lease-holder-tuned", from);
 });

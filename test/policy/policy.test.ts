@@ -301,7 +301,7 @@ describe("balancer-readyz-health-check", () => {
   });
 
   test("reads HAProxy's legacy form and per-server options", () => {
-    const cfg = (pool: string) => `global\n  daemon\nbackend api\n${pool}`;
+    const cfg = (pool: string) => `global\n  daemon\nfrontend f\n  default_backend api\nbackend api\n${pool}`;
     assert.deepEqual(haproxyReadyzProblems(cfg("  option httpchk GET /readyz\n  server a 10.0.0.1:6443 check check-ssl verify none\n")), []);
     assert.deepEqual(haproxyReadyzProblems(cfg("  option httpchk /livez\n  server a 10.0.0.1:6443 check check-ssl\n")), [
       "backend api: health check path is /livez, not /readyz",
@@ -309,7 +309,19 @@ describe("balancer-readyz-health-check", () => {
     assert.deepEqual(haproxyReadyzProblems(cfg("  option httpchk\n  http-check send meth GET uri /readyz\n  server a 10.0.0.1:6443 check-ssl\n")), [
       'backend api: server a is not health-checked ("check")',
     ]);
-    assert.deepEqual(haproxyReadyzProblems("global\n  daemon\n"), ["no backend with servers"]);
+    assert.deepEqual(haproxyReadyzProblems("global\n  daemon\n"), ["no backend with servers that a frontend sends to"]);
+  });
+
+  test("judges the backends that carry traffic; one that is only checked (a monitor's) is not", () => {
+    const monitorOnly = "backend alive\n  server a 10.0.0.1:6443 check check-ssl\n";
+    const served = "frontend f\n  default_backend api\nbackend api\n  option httpchk GET /readyz\n  server a 10.0.0.1:6443 check check-ssl\n";
+    assert.deepEqual(haproxyReadyzProblems(`${served}${monitorOnly}`), []);
+    // The same backend, once a frontend sends to it, needs the /readyz check.
+    assert.deepEqual(haproxyReadyzProblems(`${served}frontend g\n  use_backend alive if TRUE\n${monitorOnly}`), [
+      'backend alive: no "option httpchk" (servers are only checked for an open port)',
+      "backend alive: health check path is / (default), not /readyz",
+    ]);
+    assert.deepEqual(haproxyReadyzProblems(monitorOnly), ["no backend with servers that a frontend sends to"]);
   });
 
   test("rejects an NLB target group without an HTTPS /readyz check", async () => {

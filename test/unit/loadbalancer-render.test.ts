@@ -26,7 +26,7 @@ function haproxyCheck(config: string): { status: number | null; out: string } {
   ]);
   assert.equal(ca.status, 0, ca.stderr);
   const file = path.join(dir, "haproxy.cfg");
-  fs.writeFileSync(file, config.replace(/ca-file \S+/, `ca-file ${path.join(dir, "ca.crt")}`));
+  fs.writeFileSync(file, config.replace(/ca-file \S+/g, `ca-file ${path.join(dir, "ca.crt")}`));
   const r = run("haproxy", ["-c", "-f", file]);
   fs.rmSync(dir, { recursive: true, force: true });
   return { status: r.status, out: r.stdout + r.stderr };
@@ -43,6 +43,14 @@ test("haproxy.cfg forwards TCP to every apiserver, checks /readyz over TLS, and 
   for (const b of backends) {
     assert.match(config, new RegExp(`server ${b.name} ${b.address}:6443$`, "m"));
   }
+  // keepalived's monitor counts apiservers that answer TLS (ready or not), in a backend
+  // no frontend sends to: an etcd election that fails every /readyz keeps the VIP put.
+  assert.match(config, /monitor fail if \{ nbsrv\(kube-apiservers-alive\) lt 1 \}/);
+  const alive = config.slice(config.indexOf("backend kube-apiservers-alive"));
+  assert.doesNotMatch(alive, /httpchk|http-check/);
+  assert.match(alive, /default-server check check-ssl verify required ca-file \S+ inter 500ms fall 2 rise 2/);
+  assert.equal((alive.match(/^  server /gm) ?? []).length, backends.length);
+  assert.doesNotMatch(config, /(default_backend|use_backend) kube-apiservers-alive/);
   const r = haproxyCheck(config);
   assert.equal(r.status, 0, r.out);
   assert.doesNotMatch(r.out, /\[WARNING\]|\[ALERT\]/, r.out);
@@ -113,4 +121,88 @@ test("keepalived -t really rejects a broken config (the validator is live)", () 
 test("preempt drops nopreempt; the check script asks HAProxy's monitor", () => {
   assert.doesNotMatch(renderKeepalivedConfig({ ...keepalived, preempt: true }), /nopreempt/);
   assert.match(renderKeepalivedCheck(8404), /http:\/\/127.0.0.1:8404\/hakube-healthz/);
+});
+
+/** `<backend>/<server>` -> status (UP, DOWN, ...) from HAProxy's admin socket ("show stat"). */
+async function serverStates(socket: string): Promise<Record<string, string>> {
+  const net = await import("net");
+  const text = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    const c = net.createConnection(socket, () => c.write("show stat\n"));
+    c.setTimeout(2000, () => c.destroy(new Error("admin socket timed out")));
+    c.on("data", (d) => (out += d.toString()));
+    c.on("end", () => resolve(out));
+    c.on("error", reject);
+  });
+  const states: Record<string, string> = {};
+  for (const line of text.split("\n")) {
+    const f = line.split(",");
+    if (f.length > 17 && !line.startsWith("#") && f[1] !== "FRONTEND" && f[1] !== "BACKEND") {
+      states[`${f[0]}/${f[1]}`] = f[17].split(" ")[0];
+    }
+  }
+  return states;
+}
+
+/** Polls `url` (loopback only) until its HTTP status is `want`, bounded; returns the last status. */
+function monitorStatusBecomes(url: string, want: string, attempts: number): string {
+  let status = "";
+  for (let i = 0; i < attempts; i++) {
+    status = run("curl", ["--silent", "--max-time", "1", "-o", "/dev/null", "-w", "%{http_code}", url]).stdout.trim();
+    if (status === want) return status;
+    run("sleep", ["0.25"]);
+  }
+  return status;
+}
+
+test("the real HAProxy: its monitor keeps the VIP while an apiserver answers TLS but none is ready, and drops it when none answers", async () => {
+  const dir = tempDir("haproxy-monitor");
+  const ca = path.join(dir, "ca.crt");
+  const key = path.join(dir, "ca.key");
+  const made = run("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=apiserver",
+    "-days", "1", "-keyout", key, "-out", ca,
+  ]);
+  assert.equal(made.status, 0, made.stderr);
+  // Ports on loopback from the process id, away from the stacks' own.
+  const base = 20000 + (process.pid % 20000);
+  const [apiPort, frontPort, monitorPort] = [base, base + 1, base + 2];
+  const config = renderHaproxyConfig({
+    port: frontPort,
+    monitorPort,
+    backends: [{ name: "cp-1", address: "127.0.0.1", port: apiPort }],
+    healthCheck: { intervalMs: 200, fall: 2, rise: 2 },
+    shutdownSessionsOnDown: true,
+    connectTimeoutMs: 500,
+    caFile: ca,
+  })
+    .replace(/^\s+(user|group) haproxy$/gm, "")
+    .replace(/stats socket \S+/, `stats socket ${path.join(dir, "admin.sock")}`)
+    .replace(`bind :${frontPort}`, `bind 127.0.0.1:${frontPort}`);
+  fs.writeFileSync(path.join(dir, "haproxy.cfg"), config);
+  const { spawn } = await import("child_process");
+  // A TLS server that completes the handshake but never answers /readyz with 200: an
+  // apiserver whose etcd has no leader.
+  const apiserver = spawn("openssl", ["s_server", "-quiet", "-accept", `127.0.0.1:${apiPort}`, "-cert", ca, "-key", key], { stdio: "ignore" });
+  const haproxy = spawn("haproxy", ["-db", "-f", path.join(dir, "haproxy.cfg")], { stdio: "ignore" });
+  try {
+    const monitor = `http://127.0.0.1:${monitorPort}/hakube-healthz`;
+    const socket = path.join(dir, "admin.sock");
+    // The /readyz backend marks its only server down (no 200 ever comes back) ...
+    let states: Record<string, string> = {};
+    for (let i = 0; i < 60 && states["kube-apiservers/cp-1"] !== "DOWN"; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      states = await serverStates(socket).catch(() => ({}));
+    }
+    assert.equal(states["kube-apiservers/cp-1"], "DOWN", JSON.stringify(states));
+    assert.equal(states["kube-apiservers-alive/cp-1"], "UP", JSON.stringify(states));
+    // ... and the monitor keepalived asks still says healthy: the VIP stays put.
+    assert.equal(monitorStatusBecomes(monitor, "200", 1), "200", "an apiserver that answers TLS keeps the monitor up");
+    apiserver.kill("SIGKILL");
+    assert.equal(monitorStatusBecomes(monitor, "503", 40), "503", "no apiserver answering at all fails the monitor");
+  } finally {
+    apiserver.kill("SIGKILL");
+    haproxy.kill("SIGKILL");
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
