@@ -2,7 +2,7 @@
 # The HA benchmark: the fault scenarios of test/e2e/ha.test.ts on the local stack, with
 # probes, written to bench/results/ha.json and printed as tables (ops/benchReport.ts).
 #   bash scripts/bench-ha.sh [--repeat N] [--only REGEX]
-#   --repeat N   run each loss scenario (1-4, 11) N times in one run, for the tail (default 1)
+#   --repeat N   run each loss scenario (1-4, 11, 2b) N times in one run, for the tail (default 1)
 #   --only RE    only the scenarios whose test name matches RE (node --test-name-pattern)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"

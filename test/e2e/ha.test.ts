@@ -405,11 +405,13 @@ test("2b. losing the lease holder with tuned timings (8/6/1)", async () => {
   assert.equal(tune.status, 0, tune.stdout.slice(-3000));
   await waitHealthy(c);
   const from = runs["lose-lease-holder-tuned"]?.length ?? 0;
-  const r = record(await loseLeaseHolder(c, "tuned"));
-  const f = r.facts as any;
-  assert.notEqual(f["kube-controller-managerNewHolder"], f.victim);
-  assert.ok(f["kube-controller-managerTakeoverMs"] > 0, "taken over after the cut");
-  if (f["kube-schedulerHeldByVictim"]) assert.ok(f["kube-schedulerTakeoverMs"] > 0);
-  assert.equal(r.acknowledgedWritesLost, 0);
+  for (let run = 0; run < REPEAT; run++) {
+    const r = record(await loseLeaseHolder(c, "tuned"));
+    const f = r.facts as any;
+    assert.notEqual(f["kube-controller-managerNewHolder"], f.victim);
+    assert.ok(f["kube-controller-managerTakeoverMs"] > 0, "taken over after the cut");
+    if (f["kube-schedulerHeldByVictim"]) assert.ok(f["kube-schedulerTakeoverMs"] > 0);
+    assert.equal(r.acknowledgedWritesLost, 0);
+  }
   assertWithinBound("lose-lease-holder-tuned", from);
 });
