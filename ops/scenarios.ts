@@ -146,6 +146,9 @@ export async function waitHealthy(c: Cluster, timeoutMs = 120_000): Promise<numb
 }
 
 /** Runs `during` with both probes running; returns their combined result. */
+/** How many times each scenario has run in this process. */
+const runsOf = new Map<string, number>();
+
 export async function withProbes(
   c: Cluster,
   name: string,
@@ -159,10 +162,13 @@ export async function withProbes(
   const evidence = (opts.evidence ?? /^(lose|kill)-/.test(name)) ? new Evidence(c.cred, c.outputs.hosts, c.outputs.virtualIp) : undefined;
   await evidence?.start(opts.maxDurationMs ?? 300_000);
   const startedAt = Date.now();
+  // A scenario run again (a benchmark's repetitions) writes ConfigMaps of its own names.
+  const run = (runsOf.get(name) ?? 0) + 1;
+  runsOf.set(name, run);
   const probes = (["per-request", "http2"] as const).map(
     (kind) =>
       new Probe({
-        name: `${name}-${kind}`,
+        name: run === 1 ? `${name}-${kind}` : `${name}-${kind}-${run}`,
         kind,
         endpoint: c.outputs.endpoint,
         credentials: c.client,
