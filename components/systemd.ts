@@ -24,6 +24,14 @@ export function renderFlags(flags: readonly Flag[]): string[] {
   });
 }
 
+/** One positional word of ExecStart: no whitespace or quotes; % and $ escaped for systemd. */
+function escapeWord(word: string): string {
+  if (/[\s"'\\]/.test(word) || word.length === 0) {
+    throw new Error(`argument ${JSON.stringify(word)} cannot be passed to systemd as is`);
+  }
+  return word.replace(/%/g, "%%").replace(/\$/g, "$$$$");
+}
+
 /** Applies user overrides to default flags: same name replaces, new names append. */
 export function mergeFlags(defaults: readonly Flag[], overrides: Readonly<Record<string, string>> | undefined): Flag[] {
   const result: Flag[] = defaults.map((f) => [f[0], f[1]] as const);
@@ -54,6 +62,8 @@ export interface UnitSpec {
   readonly timeoutStartSec?: number;
   /** Files of environment variables the service reads (`EnvironmentFile=`). */
   readonly environmentFiles?: readonly string[];
+  /** Words after the flags (a subcommand and its operands), escaped like flag values. */
+  readonly args?: readonly string[];
 }
 
 export function renderUnit(spec: UnitSpec): string {
@@ -70,7 +80,7 @@ export function renderUnit(spec: UnitSpec): string {
     "[Service]",
     `Type=${spec.type ?? "simple"}`,
     ...(spec.environmentFiles ?? []).map((f) => `EnvironmentFile=${f}`),
-    [`ExecStart=${spec.binary}`, ...args].join(" \\\n  "),
+    [`ExecStart=${spec.binary}`, ...args, ...(spec.args ?? []).map(escapeWord)].join(" \\\n  "),
     "Restart=always",
     `RestartSec=${spec.restartSec ?? 2}`,
     `TimeoutStartSec=${spec.timeoutStartSec ?? 120}`,

@@ -11,7 +11,7 @@ import * as fs from "fs";
 import { machineCleanupScript, MachineSpec, networkDeleteScript } from "../components/machines/localRender";
 import { machineProcessRunning } from "../components/machines/localMachines";
 import { assertSafeDestination } from "./guard";
-import { Credentials, LocalHost, LocalOutputs, pulumi, run } from "./localStack";
+import { allMachines, Credentials, LocalHost, LocalOutputs, pulumi, run } from "./localStack";
 
 const STATE_DIR = "/var/lib/hakube/machines";
 const t0 = Date.now();
@@ -30,11 +30,11 @@ function machineRunning(outputs: LocalOutputs, h: LocalHost): boolean {
 /** Why the stack is not whole, or undefined when pulumi destroy can reach everything. */
 export function wholeStackProblem(outputs: LocalOutputs): string | undefined {
   if (!fs.existsSync(`/sys/class/net/${outputs.bridge}/bridge`)) return `bridge ${outputs.bridge} is gone`;
-  const stopped = outputs.hosts.filter((h) => !machineRunning(outputs, h)).map((h) => h.name);
+  const stopped = allMachines(outputs).filter((h) => !machineRunning(outputs, h)).map((h) => h.name);
   if (stopped.length > 0) return `machine(s) ${stopped.join(", ")} not running`;
   const cred = new Credentials(outputs);
   try {
-    for (const h of outputs.hosts) {
+    for (const h of allMachines(outputs)) {
       assertSafeDestination(h.address);
       if (cred.ssh(h.address, "true", 10_000).status !== 0) return `${h.name} does not answer SSH`;
     }
@@ -50,7 +50,7 @@ export function leftovers(outputs: LocalOutputs): string[] {
   const links = run("ip", ["-o", "link", "show"]).stdout;
   if (links.includes(` ${outputs.bridge}:`)) left.push(`bridge ${outputs.bridge}`);
   const namespaces = run("ip", ["netns", "list"]).stdout;
-  for (const h of outputs.hosts) {
+  for (const h of allMachines(outputs)) {
     if (links.includes(` ${h.veth}@`) || links.includes(` ${h.veth}:`)) left.push(`link ${h.veth}`);
     if (namespaces.split("\n").some((l) => l.split(" ")[0] === h.netns)) left.push(`namespace ${h.netns}`);
     if (fs.existsSync(dirOf(outputs, h))) left.push(`files ${dirOf(outputs, h)}`);
@@ -63,7 +63,7 @@ export function leftovers(outputs: LocalOutputs): string[] {
 
 /** Removes every machine, the bridge and the guard route on the host, and drops the state. */
 function cleanUpLocally(outputs: LocalOutputs): void {
-  for (const h of outputs.hosts) {
+  for (const h of allMachines(outputs)) {
     const spec = { dir: dirOf(outputs, h), netns: h.netns, veth: h.veth } as MachineSpec;
     const r = run("bash", ["-c", `set -u\n${machineCleanupScript(spec)}`], { timeoutMs: 60_000 });
     say(`${h.name}: ${r.status === 0 ? "removed" : `cleanup exit ${r.status}: ${r.stderr.trim().split("\n").pop()}`}`);

@@ -42,6 +42,15 @@ export interface LocalOutputs {
   /** The stack's machine subnet, routed through `bridge` while the stack exists. */
   subnet: string;
   hosts: LocalHost[];
+  /** Machines of the backups' object store (not part of the control plane). */
+  storageHosts?: LocalHost[];
+  /** Where backups go, on a stack that has them. */
+  backupStorage?: { endpoint: string; bucket: string; prefix: string };
+}
+
+/** Every machine of the stack: the control plane's and the object store's. */
+export function allMachines(outputs: LocalOutputs): LocalHost[] {
+  return [...outputs.hosts, ...(outputs.storageHosts ?? [])];
 }
 
 export interface Run {

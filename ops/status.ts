@@ -4,6 +4,7 @@
 import { assertSafeUrl } from "./guard";
 import { controlPlaneHosts, Credentials, etcdHosts, LocalOutputs, run, stackOutputs } from "./localStack";
 import { EtcdEndpointStatus, EtcdHealth, hostOfEndpoint, LOAD_ETCDCTL_ENV, isEtcdLeader, readyAddresses } from "./parse";
+import { BackupStatus, backupStatus, formatBackupStatus } from "./backups";
 
 export interface EtcdMemberStatus {
   name: string;
@@ -21,6 +22,8 @@ export interface ControlPlaneStatus {
   etcd: EtcdMemberStatus[];
   /** Resident memory (MiB) of the control-plane processes per machine. */
   memoryMiB: Record<string, Record<string, number>>;
+  /** The etcd backups, on a stack that has them. */
+  backups?: BackupStatus;
 }
 
 const PROCESSES = ["etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "haproxy", "keepalived"];
@@ -99,6 +102,7 @@ export function collectStatus(outputs: LocalOutputs, cred: Credentials): Control
     },
     etcd: etcdStatus(cred, outputs),
     memoryMiB: memoryByHost(cred, outputs),
+    backups: outputs.backupStorage ? backupStatus(cred, outputs) : undefined,
   };
 }
 
@@ -114,6 +118,7 @@ export function formatStatus(s: ControlPlaneStatus): string {
     ...s.etcd.map(
       (m) => `    ${m.name.padEnd(8)} ${m.endpoint.padEnd(28)} ${m.healthy ? "healthy" : `UNHEALTHY${m.error ? ` (${m.error})` : ""}`}${m.leader ? "  leader" : ""}`,
     ),
+    ...(s.backups ? [`  last etcd backup            ${formatBackupStatus(s.backups)}`] : []),
     "  memory (RSS, MiB)",
     ...Object.entries(s.memoryMiB).map(
       ([host, procs]) =>
@@ -139,6 +144,8 @@ export function statusProblems(s: ControlPlaneStatus, apiServerCount: number): s
   const unhealthy = s.etcd.filter((m) => !m.healthy).map((m) => m.name);
   if (unhealthy.length > 0) problems.push(`etcd members not healthy: ${unhealthy.join(", ")}`);
   if (s.etcd.filter((m) => m.leader).length !== 1) problems.push(`etcd has ${s.etcd.filter((m) => m.leader).length} leaders (want 1)`);
+  for (const f of s.backups?.failures ?? []) problems.push(`the last etcd backup failed on ${f.host} at ${f.time}: ${f.error}`);
+  if (s.backups?.error) problems.push(`the etcd backups cannot be listed: ${s.backups.error}`);
   return problems;
 }
 

@@ -12,6 +12,7 @@ import {
   formatIpv4,
   HaControlPlane,
   LocalMachines,
+  LocalObjectStore,
   parseCidr,
 } from "../components";
 
@@ -26,10 +27,14 @@ function local() {
   const subnet = config.get("subnet") ?? "10.213.7.0/24";
   // etcdCount > 0: etcd on machines of its own (external topology), else stacked.
   const etcdCount = config.getNumber("etcdCount") ?? 0;
+  // Backups go to an S3-compatible server on a machine of its own (hakube:backups false: none).
+  const backups = config.getBoolean("backups") ?? true;
   const machines = new LocalMachines("local", {
+    // Groups in a fixed order, so each keeps its addresses: cp .11-, etcd .31-, s3 .51.
     groups: [
       { namePrefix: "cp", count: config.getNumber("controlPlaneCount") ?? 3 },
-      ...(etcdCount > 0 ? [{ namePrefix: "etcd", count: etcdCount }] : []),
+      { namePrefix: "etcd", count: etcdCount },
+      { namePrefix: "s3", count: backups ? 1 : 0 },
     ],
     subnet,
     bridgeName: config.get("bridgeName"),
@@ -41,6 +46,9 @@ function local() {
   const toolchain = config.get("toolchainDir") ?? "/var/cache/hakube/toolchain";
   const kubernetesVersion = config.require("kubernetesVersion");
   const etcdVersion = config.require("etcdVersion");
+  const store = backups
+    ? new LocalObjectStore("local-s3", { host: machines.groups.s3[0], binaryDirectory: `${toolchain}/versitygw-${config.get("versitygwVersion") ?? "v1.8.0"}` })
+    : undefined;
   const cluster = new HaControlPlane("local", {
     controlPlaneHosts: machines.groups.cp,
     etcdHosts: etcdCount > 0 ? machines.groups.etcd : undefined,
@@ -62,6 +70,18 @@ function local() {
     kubernetesProvider: config.getBoolean("kubernetesProvider") ?? true,
     // Refresh looks at the machines only while their bridge exists.
     observe: { network: { bridge: machines.bridge, subnet } },
+    backups: store && {
+      storage: {
+        endpoint: store.endpoint,
+        bucket: store.bucket,
+        prefix: `${pulumi.getStack()}/etcd`,
+        credentials: { accessKeyId: store.accessKeyId, secretAccessKey: store.secretAccessKey },
+        caCertificate: store.caCertificate,
+      },
+      intervalMinutes: config.getNumber("backupIntervalMinutes"),
+      keep: config.getNumber("backupKeep"),
+      restore: config.get("restoreFrom") ? { from: config.require("restoreFrom"), confirm: config.get("restoreConfirm") } : undefined,
+    },
   });
   return {
     endpoint: cluster.endpoint,
@@ -72,14 +92,22 @@ function local() {
     sshPrivateKey: machines.sshPrivateKey,
     bridge: machines.bridge,
     subnet,
-    hosts: machines.hosts.map((h) => ({
-      name: h.name,
-      address: h.address,
-      veth: h.veth,
-      netns: h.netns,
-      dir: h.dir,
-      role: h.name.startsWith("etcd-") ? "etcd" : "control-plane",
-    })),
+    // The control plane's machines; the backups' object store apart (status and fault
+    // scenarios look at `hosts`, teardown at both).
+    hosts: machines.hosts
+      .filter((h) => !h.name.startsWith("s3-"))
+      .map((h) => ({
+        name: h.name,
+        address: h.address,
+        veth: h.veth,
+        netns: h.netns,
+        dir: h.dir,
+        role: h.name.startsWith("etcd-") ? "etcd" : "control-plane",
+      })),
+    backupKey: cluster.backups?.backupKey,
+    backupStorage: store && { endpoint: store.endpoint, bucket: store.bucket, prefix: `${pulumi.getStack()}/etcd` },
+    restoredFrom: cluster.etcd.restoredFrom,
+    storageHosts: (machines.groups.s3 ?? []).map((h) => ({ name: h.name, address: h.address, veth: h.veth, netns: h.netns, dir: h.dir })),
   };
 }
 

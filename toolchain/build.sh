@@ -7,6 +7,7 @@
 #               every version in K8S_VERSIONS (one folder and one marker each)
 #   etcd        etcd, etcdctl, etcdutl
 #   actionlint  the GitHub workflow linter (scripts/lint-workflows.sh)
+#   versitygw   the S3-compatible server the local stack keeps etcd backups in
 # Each family lands in $HAKUBE_TOOLCHAIN_DIR/<family>-<version>/ with a .complete
 # marker written only after success; a family whose marker matches its inputs is
 # skipped. Finally $HAKUBE_TOOLCHAIN_DIR/bin holds links to every binary, the
@@ -14,7 +15,7 @@
 #
 # Usage: toolchain/build.sh [--force] [--update-pins] [family ...]
 #   family         pulumi, plugins, kubernetes (all versions), kubernetes-vX.Y.Z
-#                  (one listed version), etcd or actionlint; default: all
+#                  (one listed version), etcd, actionlint or versitygw; default: all
 #   --force        rebuild the named (or all) families even if cached
 #   --update-pins  rewrite toolchain/pulumi/go.mod to package.json's @pulumi/pulumi
 #                  version (needs the Go module proxy), then build
@@ -33,6 +34,7 @@ GOBASE="${HAKUBE_GO_DIR:-/var/cache/hakube/go}"
 K8S_VERSIONS=(v1.36.5 v1.37.2)
 ETCD_VERSION=v3.6.16
 ACTIONLINT_VERSION=v1.7.12
+VERSITYGW_VERSION=v1.8.0
 DEFAULT_PULUMI=3.260.0
 DEFAULT_COMMAND=1.2.1
 DEFAULT_TLS=5.6.1
@@ -46,15 +48,15 @@ for a in "$@"; do
     --force) FORCE=1 ;;
     --update-pins) UPDATE_PINS=1 ;;
     -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    pulumi|plugins|kubernetes|etcd|actionlint) FAMILIES+=("$a") ;;
+    pulumi|plugins|kubernetes|etcd|actionlint|versitygw) FAMILIES+=("$a") ;;
     kubernetes-v*)
       [[ " ${K8S_VERSIONS[*]} " == *" ${a#kubernetes-} "* ]] \
         || { echo "build.sh: ${a#kubernetes-} is not in K8S_VERSIONS (${K8S_VERSIONS[*]}) in toolchain/build.sh" >&2; exit 2; }
       FAMILIES+=("$a") ;;
-    *) echo "build.sh: unknown argument '$a' (families: pulumi plugins kubernetes kubernetes-<version> etcd actionlint)" >&2; exit 2 ;;
+    *) echo "build.sh: unknown argument '$a' (families: pulumi plugins kubernetes kubernetes-<version> etcd actionlint versitygw)" >&2; exit 2 ;;
   esac
 done
-[ ${#FAMILIES[@]} -gt 0 ] || FAMILIES=(pulumi plugins kubernetes etcd actionlint)
+[ ${#FAMILIES[@]} -gt 0 ] || FAMILIES=(pulumi plugins kubernetes etcd actionlint versitygw)
 
 T0=$(date +%s)
 say() { printf '[toolchain %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
@@ -140,6 +142,8 @@ PIN=$(pinned "$HERE/etcd" go.etcd.io/etcd/server/v3)
 [ "$PIN" = "$ETCD_VERSION" ] || { echo "toolchain: ETCD_VERSION=$ETCD_VERSION in build.sh but toolchain/etcd/go.mod pins $PIN." >&2; exit 1; }
 PIN=$(pinned "$HERE/actionlint" github.com/rhysd/actionlint)
 [ "$PIN" = "$ACTIONLINT_VERSION" ] || { echo "toolchain: ACTIONLINT_VERSION=$ACTIONLINT_VERSION in build.sh but toolchain/actionlint/go.mod pins $PIN." >&2; exit 1; }
+PIN=$(pinned "$HERE/versitygw" github.com/versity/versitygw)
+[ "$PIN" = "$VERSITYGW_VERSION" ] || { echo "toolchain: VERSITYGW_VERSION=$VERSITYGW_VERSION in build.sh but toolchain/versitygw/go.mod pins $PIN." >&2; exit 1; }
 
 # A family's inputs: its go.mod, go.sum, own sources, the Go version and the recipe
 # (bump hakube-toolchain-N when a build command below changes in a way that matters).
@@ -238,6 +242,7 @@ b_kubernetes_packages() {
 }
 b_etcd_packages() { BUILD_DIR="$HERE/etcd"; echo go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3 go.etcd.io/etcd/etcdutl/v3; }
 b_actionlint_packages() { BUILD_DIR="$HERE/actionlint"; echo github.com/rhysd/actionlint/cmd/actionlint; }
+b_versitygw_packages() { BUILD_DIR="$HERE/versitygw"; echo github.com/versity/versitygw/cmd/versitygw; }
 
 b_pulumi() {
   cd "$HERE/pulumi"
@@ -290,11 +295,17 @@ b_actionlint() {
   "$1/actionlint" -version
 }
 
+b_versitygw() {
+  cd "$HERE/versitygw"
+  go build -v -trimpath -ldflags "-s -w -X main.Version=$VERSITYGW_VERSION" -o "$1/versitygw" github.com/versity/versitygw/cmd/versitygw
+  "$1/versitygw" --version
+}
+
 build_kubernetes() {
   build_family "kubernetes-$1" "kubernetes-$1" "kubernetes-$1" "$(inputs_hash "$1" "$HERE/k8s/$1")" b_kubernetes "$1"
 }
 
-say "versions: pulumi v$PULUMI_VERSION; plugins command $COMMAND_VERSION, tls $TLS_VERSION, kubernetes $KUBERNETES_VERSION (hakube builds); Kubernetes ${K8S_VERSIONS[*]} (bin/: $K8S_LATEST); etcd $ETCD_VERSION; actionlint $ACTIONLINT_VERSION"
+say "versions: pulumi v$PULUMI_VERSION; plugins command $COMMAND_VERSION, tls $TLS_VERSION, kubernetes $KUBERNETES_VERSION (hakube builds); Kubernetes ${K8S_VERSIONS[*]} (bin/: $K8S_LATEST); etcd $ETCD_VERSION; actionlint $ACTIONLINT_VERSION; versitygw $VERSITYGW_VERSION"
 say "cache: $TC (go modules and build cache: $GOBASE)"
 for f in "${FAMILIES[@]}"; do
   case "$f" in
@@ -304,6 +315,7 @@ for f in "${FAMILIES[@]}"; do
     kubernetes-v*) build_kubernetes "${f#kubernetes-}" ;;
     etcd) build_family etcd etcd "etcd-$ETCD_VERSION" "$(inputs_hash "$K8S_LATEST" "$HERE/etcd")" b_etcd ;;
     actionlint) build_family actionlint actionlint "actionlint-$ACTIONLINT_VERSION" "$(inputs_hash "$K8S_LATEST" "$HERE/actionlint")" b_actionlint ;;
+    versitygw) build_family versitygw versitygw "versitygw-$VERSITYGW_VERSION" "$(inputs_hash "$K8S_LATEST" "$HERE/versitygw")" b_versitygw ;;
   esac
 done
 
@@ -326,6 +338,7 @@ link_all "$PLUGINS_DIR" pulumi-language-nodejs pulumi-resource-command pulumi-re
 link_all "kubernetes-$K8S_LATEST" kube-apiserver kube-controller-manager kube-scheduler kubectl
 link_all "etcd-$ETCD_VERSION" etcd etcdctl etcdutl
 link_all "actionlint-$ACTIONLINT_VERSION" actionlint
+link_all "versitygw-$VERSITYGW_VERSION" versitygw
 
 # Node.js dynamic providers (pulumi.dynamic.Resource, e.g. hakube's DeployedVersions) run
 # in the plugin `pulumi-resource-pulumi-nodejs`, which the engine looks for next to the

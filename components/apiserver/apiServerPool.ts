@@ -70,6 +70,8 @@ export interface ApiServerPoolArgs {
    * @default "local" when every apiserver host runs an etcd member, else "cluster"
    */
   readonly etcdAccess?: "local" | "cluster";
+  /** Other resources every apiserver step waits for (an etcd restore's end). */
+  readonly after?: readonly pulumi.Resource[];
 }
 
 /**
@@ -210,7 +212,7 @@ export class ApiServerPool extends pulumi.ComponentResource {
           identity: [`binaries ${this.binaries.identity}`],
           component: { name: "apiserver", units: ["kube-apiserver.service"] },
         },
-        { parent: this, dependsOn: [args.etcd.ready, binaries, ...(previous ? [previous] : [])] },
+        { parent: this, dependsOn: [args.etcd.ready, binaries, ...(previous ? [previous] : []), ...(args.after ?? [])] },
       );
       previous = step;
       return step;

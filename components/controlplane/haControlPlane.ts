@@ -11,6 +11,7 @@ import { DeployedVersions } from "./deployedVersions";
 import { ControlPlanePlan, planControlPlane } from "./plan";
 import { HostObservation, ObservedNetwork } from "../observe/hostObservation";
 import { HostNetworkSettings, hostNetworkStep } from "../host/hostNetwork";
+import { BackupStorageArgs, backupFiles, backupKeyPair, clusterIdOf, EtcdBackups, resolveBackupSettings } from "../backup/etcdBackups";
 
 /** keepalived + HAProxy options, without what HaControlPlane supplies itself. */
 export type KeepalivedOptions = Omit<KeepalivedLoadBalancerArgs, "hosts" | "apiServers" | "pki"> & {
@@ -82,6 +83,24 @@ export interface HaControlPlaneArgs {
    * @default { tcpRtoMaxMs: 1000, fallbackTcpRetries2: 5 }
    */
   readonly hostNetwork?: Partial<HostNetworkSettings> | false;
+  /**
+   * Scheduled, encrypted etcd snapshots to S3 or an S3-compatible server (see
+   * {@link EtcdBackups}). @default none (no backups: say so in production)
+   */
+  readonly backups?: {
+    readonly storage: BackupStorageArgs;
+    /** @default 30 */
+    readonly intervalMinutes?: number;
+    /** @default 48 */
+    readonly keep?: number;
+    /**
+     * Restore every etcd member from a backup in this `pulumi up`: `from` is "latest" or a
+     * backup's name. It runs when the request is new (remove it once restored; setting it
+     * again restores again). Refused while etcd still has quorum unless `confirm` is
+     * "replace-a-healthy-cluster". Nothing is stopped until every host has checked the backup.
+     */
+    readonly restore?: { readonly from: string; readonly confirm?: string };
+  };
 }
 
 /**
@@ -110,6 +129,8 @@ export class HaControlPlane extends pulumi.ComponentResource {
   public readonly loadBalancer: ApiEndpoint;
   /** kube-controller-manager and kube-scheduler, leader-elected. */
   public readonly controllers: LeaderElectedControllers;
+  /** The etcd backups, when `backups` is given. */
+  public readonly backups?: EtcdBackups;
   /** The Kubernetes and etcd versions recorded in the state (checked against the next ones). */
   public readonly versions: DeployedVersions;
   /** One per host: what the last refresh found of it. */
@@ -178,6 +199,9 @@ export class HaControlPlane extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+    // The backup key first: a restore in this very `pulumi up` decrypts with it.
+    const backupSettings = args.backups ? resolveBackupSettings(this, args.backups) : undefined;
+    const backupKey = args.backups ? backupKeyPair(`${name}-backups`, this) : undefined;
     this.etcd = new EtcdCluster(
       `${name}-etcd`,
       {
@@ -188,10 +212,35 @@ export class HaControlPlane extends pulumi.ComponentResource {
         localApiServer:
           plan.topology === "stacked" ? { securePort: plan.apiServerPort, settleSeconds: plan.timings.balancerSettleSeconds } : undefined,
         membership: { argument: plan.etcdArgument, network: args.observe?.network },
+        restore:
+          args.backups?.restore && backupKey && backupSettings
+            ? {
+                from: args.backups.restore.from,
+                confirm: args.backups.restore.confirm,
+                files: backupFiles(args.backups.storage, backupSettings, this.pki.clusterCa.certPem.apply(clusterIdOf), backupKey.certPem),
+                key: backupKey,
+                apiHosts: cp,
+              }
+            : undefined,
         ...args.etcd,
       },
       { parent: this },
     );
+    if (args.backups) {
+      this.backups = new EtcdBackups(
+        `${name}-backups`,
+        {
+          hosts: etcdHosts,
+          storage: args.backups.storage,
+          clusterCaCertificate: this.pki.clusterCa.certPem,
+          intervalMinutes: args.backups.intervalMinutes,
+          keep: args.backups.keep,
+          key: backupKey,
+          after: [this.etcd.ready, ...(this.etcd.restored ? [this.etcd.restored] : [])],
+        },
+        { parent: this },
+      );
+    }
     this.apiServers = new ApiServerPool(
       `${name}-apiserver`,
       {
@@ -206,6 +255,7 @@ export class HaControlPlane extends pulumi.ComponentResource {
         ...args.apiServer,
         securePort: plan.apiServerPort,
         etcdAccess: plan.etcdAccess,
+        after: this.etcd.restored ? [this.etcd.restored] : undefined,
       },
       { parent: this },
     );

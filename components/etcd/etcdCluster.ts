@@ -26,6 +26,32 @@ import {
 import { INITIAL_CLUSTER_ENV, initialClusterEnv } from "./member";
 import { EtcdMembership } from "./membership";
 import type { ObservedNetwork } from "../observe/hostObservation";
+import * as command from "@pulumi/command";
+import { retryFunction, scriptPrologue, sha256 } from "../remote/files";
+import {
+  isBackupRequest,
+  RESTORE_KEY,
+  RESTORE_KEY_CERT,
+  restoreCheckScript,
+  restoreDataScript,
+  restoreFinishScript,
+  restoreStartScript,
+  restoreStopScript,
+} from "../backup/restore";
+import type { KeyPair } from "../pki/clusterPki";
+
+/** A restore of every member from one backup in this `pulumi up` (see components/backup/restore.ts). */
+export interface EtcdRestoreRequest {
+  /** "latest", or a backup's name (etcd-<time>-r<revision>). */
+  readonly from: string;
+  /** `CONFIRM_HEALTHY` to restore over a cluster that still has quorum. */
+  readonly confirm?: string;
+  /** The backup program and its configuration (`backupFiles`), and the key backups are encrypted to. */
+  readonly files: readonly StepFile[];
+  readonly key: KeyPair;
+  /** The control-plane hosts: their apiservers and controllers stop for the restore and start after it. */
+  readonly apiHosts: readonly Host[];
+}
 
 export const DEFAULT_ETCD_VERSION = "v3.6.16";
 
@@ -63,6 +89,8 @@ export interface EtcdClusterArgs {
    * @default { argument: "hosts" }
    */
   readonly membership?: { readonly argument?: string; readonly network?: ObservedNetwork };
+  /** Restore every member from a backup in this `pulumi up` (HaControlPlane sets it from `backups.restore`). */
+  readonly restore?: EtcdRestoreRequest;
 }
 
 /**
@@ -80,6 +108,12 @@ export class EtcdCluster extends pulumi.ComponentResource {
   public readonly clientPort: number;
   /** The deployed member set (checked at preview when it changes). */
   public readonly membership: EtcdMembership;
+  /** With a restore: completes when the restored cluster is healthy and the stale apiserver entries are gone. */
+  public readonly restored?: pulumi.Resource;
+  /** With a restore: the restore's manifest (the backup restored from). */
+  public readonly restoredFrom?: pulumi.Output<string>;
+  /** With a restore: the steps that start the API side again. */
+  public readonly restoreStarted?: pulumi.Resource[];
 
   constructor(name: string, args: EtcdClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hakube:index:EtcdCluster", name, {}, opts);
@@ -140,9 +174,13 @@ export class EtcdCluster extends pulumi.ComponentResource {
     // new member (a resize) joins as a learner at the end of the chain, is promoted, and
     // only then does the next one join; a member removed leaves the cluster in its delete
     // (last member first), before it is stopped.
+    const binaries = args.hosts.map((host) =>
+      installBinaries(`${name}-${host.name}-binaries`, host, "etcd", plan, { parent: this, dependsOn: [this.membership] }),
+    );
+    const restore = args.restore ? this.restoreSteps(name, args.hosts, args.restore, binaries, members, settings, sharedFiles) : undefined;
     let previous: pulumi.Resource | undefined;
     const steps = args.hosts.map((host, i) => {
-      const binaries = installBinaries(`${name}-${host.name}-binaries`, host, "etcd", plan, { parent: this, dependsOn: [this.membership] });
+      const binaries_ = binaries[i];
       const step = hostStep(
         `${name}-${host.name}`,
         {
@@ -169,7 +207,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
           identity: [`binaries ${plan.identity}`],
           component: { name: "etcd", units: ["etcd.service"] },
         },
-        { parent: this, dependsOn: previous ? [binaries, previous] : [binaries, this.membership] },
+        { parent: this, dependsOn: [...(previous ? [binaries_, previous] : [binaries_, this.membership]), ...(restore?.data ?? [])] },
       );
       previous = step;
       return step;
@@ -181,6 +219,95 @@ export class EtcdCluster extends pulumi.ComponentResource {
       { parent: this },
     );
 
+    if (restore && args.restore) {
+      const triggers = restore.triggers;
+      const finish = new command.remote.Command(
+        `${name}-restore-finish`,
+        { connection: args.hosts[0].connection, create: `${scriptPrologue}\n${retryFunction}\n${restoreFinishScript(readyAttempts)}`, triggers },
+        { parent: this, dependsOn: [this.ready] },
+      );
+      const starts = args.restore.apiHosts.map(
+        (host) =>
+          new command.remote.Command(
+            `${name}-restore-start-${host.name}`,
+            { connection: host.connection, create: `${scriptPrologue}\n${restoreStartScript}`, triggers },
+            { parent: this, dependsOn: [finish] },
+          ),
+      );
+      this.restored = finish;
+      this.restoredFrom = restore.manifest;
+      this.restoreStarted = starts;
+    }
+
     this.registerOutputs({ clientEndpoints: this.clientEndpoints, version: this.version });
   }
+
+  /**
+   * The restore's steps before the members' own: check (every etcd host), stop (every
+   * control-plane host), data (every etcd host). Each re-runs only when the request changes.
+   */
+  private restoreSteps(
+    name: string,
+    hosts: readonly Host[],
+    r: EtcdRestoreRequest,
+    binaries: readonly pulumi.Resource[],
+    members: pulumi.Output<EtcdMember[]>,
+    settings: EtcdSettings,
+    sharedFiles: readonly StepFile[],
+  ): { data: pulumi.Resource[]; manifest: pulumi.Output<string>; triggers: pulumi.Input<string>[] } {
+    if (!isBackupRequest(r.from)) {
+      invalid(this, "backups.restore.from", r.from, '"latest" or a backup name such as etcd-20261201T120000Z-r1234 (npm run backups lists them)');
+    }
+    // A new request (another backup, or the same one again after the setting was removed) runs it.
+    const triggers = [sha256(`restore ${r.from} ${r.confirm ?? ""}`)];
+    const files: StepFile[] = [
+      ...sharedFiles,
+      ...r.files,
+      { path: RESTORE_KEY, mode: "0600", content: r.key.keyPem },
+      { path: RESTORE_KEY_CERT, mode: "0644", content: r.key.certPem },
+    ];
+    // The first host resolves "latest"; the others fetch the very same backup by name.
+    const identity = [`restore request ${triggers[0].slice(0, 16)}`];
+    const first = hostStep(
+      `${name}-restore-check-${hosts[0].name}`,
+      { host: hosts[0], files, create: restoreCheckScript(r.from, r.confirm), identity },
+      { parent: this, dependsOn: [binaries[0]] },
+    );
+    const manifest = first.stdout.apply((out) => /^hakube-restore-manifest (.*)$/m.exec(out ?? "")?.[1] ?? "");
+    const resolved = manifest.apply((m) => /"name":"([^"]+)"/.exec(m)?.[1] ?? "");
+    const checks = [
+      first,
+      ...hosts.slice(1).map((host, j) =>
+        hostStep(
+          `${name}-restore-check-${host.name}`,
+          // "latest" was checked against quorum by the first host already; confirm carries over.
+          { host, files, create: resolved.apply((n) => restoreCheckScript(n, r.confirm)), identity },
+          { parent: this, dependsOn: [binaries[j + 1], first] },
+        ),
+      ),
+    ];
+    const stops = r.apiHosts.map(
+      (host) =>
+        new command.remote.Command(
+          `${name}-restore-stop-${host.name}`,
+          { connection: host.connection, create: `${scriptPrologue}\n${restoreStopScript}`, triggers },
+          { parent: this, dependsOn: checks },
+        ),
+    );
+    const token = `${settings.clusterToken}-restore-${triggers[0].slice(0, 8)}`;
+    const data = hosts.map(
+      (host, i) =>
+        new command.remote.Command(
+          `${name}-restore-data-${host.name}`,
+          {
+            connection: host.connection,
+            create: members.apply((ms) => `${scriptPrologue}\n${restoreDataScript(ms[i], ms, settings, token)}`),
+            triggers,
+          },
+          { parent: this, dependsOn: [...checks, ...stops] },
+        ),
+    );
+    return { data, manifest, triggers };
+  }
 }
+

@@ -5,7 +5,7 @@
 import { quote, shellFunction } from "../remote/shell";
 
 /** The parts of a host a repair can run again: "host" runs every step on it. */
-export const COMPONENTS = ["host", "network", "etcd", "apiserver", "controllers", "balancer"] as const;
+export const COMPONENTS = ["host", "network", "etcd", "apiserver", "controllers", "balancer", "backup"] as const;
 export type Component = (typeof COMPONENTS)[number];
 export type Repairs = Record<Component, string>;
 
@@ -78,7 +78,7 @@ export function bump(previous: string | undefined, reason: string): string {
 }
 
 export function noRepairs(): Repairs {
-  return { host: "0", network: "0", etcd: "0", apiserver: "0", controllers: "0", balancer: "0" };
+  return { host: "0", network: "0", etcd: "0", apiserver: "0", controllers: "0", balancer: "0", backup: "0" };
 }
 
 export interface Known {

@@ -17,9 +17,9 @@ export interface HostStepArgs {
   /** Files written before `create`/`update` run (their contents travel on stdin). */
   readonly files?: readonly StepFile[];
   /** Shell run after the files are written, on creation. */
-  readonly create: string;
+  readonly create: pulumi.Input<string>;
   /** Shell run after the files are written, when an input changed. @default create */
-  readonly update?: string;
+  readonly update?: pulumi.Input<string>;
   /** Shell run on deletion (failures are tolerated). */
   readonly delete?: string;
   /**
@@ -94,8 +94,8 @@ export function hostStep(name: string, args: HostStepArgs, opts: pulumi.CustomRe
     name,
     {
       connection: args.host.connection,
-      create: header.apply((h) => script(h, args.create, withFiles, record)),
-      update: header.apply((h) => script(h, args.update ?? args.create, withFiles, record)),
+      create: pulumi.all([header, args.create]).apply(([h, body]) => script(h, body, withFiles, record)),
+      update: pulumi.all([header, args.update ?? args.create]).apply(([h, body]) => script(h, body, withFiles, record)),
       delete:
         args.delete || args.strictDelete
           ? [scriptPrologue, args.strictDelete ? retryFunction : "", args.strictDelete ?? "", args.delete ? `{\n${args.delete}\n} || true` : ""].filter(Boolean).join("\n")

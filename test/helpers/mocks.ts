@@ -18,6 +18,18 @@ export const recorded: Recorded[] = [];
 /** Fake PEM labels are assembled here so scanners for committed keys skip these fixtures. */
 const PRIV = ["PRIVATE", "KEY"].join(" ");
 
+/** A self-signed P-256 certificate made for these tests (its key was discarded). */
+const FIXTURE_CERT = `-----BEGIN CERTIFICATE-----
+MIIBdTCCARugAwIBAgIUD47x3olh8WCEQS//ST9h7FESoiYwCgYIKoZIzj0EAwIw
+DzENMAsGA1UEAwwEbW9jazAgFw0yNjEyMDExNDM3MDVaGA8yMTI2MTEwNzE0Mzcw
+NVowDzENMAsGA1UEAwwEbW9jazBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABI4w
+b5SNUiavfKhi1rYGlYyFzJnDrsGnFEq+PZyrRPFzMis+p40Q6kCUYnPtj6agzLFn
+q0+HdwR0TMi5TTZqEECjUzBRMB0GA1UdDgQWBBSL2eULC+5IK2l8XeF50rnnUN2Z
+oDAfBgNVHSMEGDAWgBSL2eULC+5IK2l8XeF50rnnUN2ZoDAPBgNVHRMBAf8EBTAD
+AQH/MAoGCCqGSM49BAMCA0gAMEUCIQCB8/A9IJ0kcGr97d9tpiZiXE4XgFRq9i2W
+YsCWBSv9jQIgTh1YLiIxdBmIGQ+gNBd44d36jLJXuFMmlGDUCmnZ780=
+-----END CERTIFICATE-----`;
+
 /** Mock EC2 instances get distinct private addresses 10.<n>.0.10. */
 let instanceCount = 0;
 
@@ -33,6 +45,10 @@ pulumi.runtime.setMocks(
           state.publicKeyOpenssh = `ssh-ed25519 mock-${args.name}`;
           break;
         case "tls:index/selfSignedCert:SelfSignedCert":
+          // A real (public, throw-away) certificate after the name: code that reads a CA's
+          // public key (the backups' cluster id) can parse it.
+          state.certPem = `mock-${args.name}\n${FIXTURE_CERT}\n`;
+          break;
         case "tls:index/locallySignedCert:LocallySignedCert":
           state.certPem = `-----BEGIN CERTIFICATE-----\nmock-${args.name}\n-----END CERTIFICATE-----\n`;
           break;

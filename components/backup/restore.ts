@@ -1,0 +1,102 @@
+// Restore of every etcd member from one backup, as steps of one `pulumi up` (pure
+// rendering here; the resources are in EtcdRestore). In order:
+//   check    every etcd host downloads, decrypts and checks the same backup (the first
+//            host resolves "latest" to a name, the others fetch that name). Nothing is
+//            stopped yet: a missing, corrupt or foreign backup or a wrong key fails here.
+//            A cluster that still has quorum is refused unless the restore is confirmed.
+//   stop     controller-manager, scheduler and apiserver stop on every control-plane host
+//   data     each etcd host stops etcd, moves its data directory aside (kept), restores
+//            the snapshot with a new cluster token and --bump-revision/--mark-compacted
+//            (watch caches must not go back in time), starts etcd without waiting
+//   (etcd)   the etcd cluster's own steps and gate follow: every member healthy
+//   finish   the stale apiserver entries under /registry/masterleases/ are removed
+//   start    apiservers, then controllers start again; the control plane's gates hold
+import { command, quote, shellFunction } from "../remote/shell";
+import { ETCDCTL_ENV, EtcdMember, EtcdSettings, initialCluster, peerUrl } from "../etcd/render";
+import { BACKUP_PROGRAM } from "./render";
+
+export const RESTORE_DIR = "/var/lib/hakube/restore";
+export const RESTORE_KEY = `${RESTORE_DIR}/backup.key`;
+export const RESTORE_KEY_CERT = `${RESTORE_DIR}/backup.crt`;
+export const RESTORE_SNAPSHOT = `${RESTORE_DIR}/snapshot.db`;
+/** The value `restore.confirm` must have to restore over a cluster that still has quorum. */
+export const CONFIRM_HEALTHY = "replace-a-healthy-cluster";
+
+const loadEtcdctl = `if [ -r ${ETCDCTL_ENV} ]; then set -a; . ${ETCDCTL_ENV}; set +a; fi`;
+
+/** The backup name a request resolves to: a name as given, or "latest" (resolved by the first host). */
+export function isBackupRequest(from: string): boolean {
+  return from === "latest" || /^etcd-\d{8}T\d{6}Z-r\d+$/.test(from);
+}
+
+/**
+ * check: fetch and verify the backup into RESTORE_SNAPSHOT; prints its manifest. `confirm`
+ * as given in the config; a cluster whose members still form a quorum is refused without it.
+ */
+export function restoreCheckScript(from: string, confirm: string | undefined): string {
+  return `install -d -m 0700 ${RESTORE_DIR}
+${loadEtcdctl}
+${shellFunction(
+  "hakube_quorum_now",
+  `[ -n "\${ETCDCTL_ENDPOINTS:-}" ] || return 1
+local total healthy
+total=$(printf '%s' "$ETCDCTL_ENDPOINTS" | tr ',' '\\n' | grep -c .)
+healthy=$(etcdctl endpoint health -w simple 2>/dev/null | grep -c 'is healthy' || true)
+[ "$healthy" -gt $(( total / 2 )) ]`,
+)}
+if hakube_quorum_now; then
+  if [ ${quote(confirm ?? "")} != ${quote(CONFIRM_HEALTHY)} ]; then
+    echo "hakube: refusing to restore: etcd still has quorum (a restore throws away every write since the backup)." >&2
+    echo "hakube: set restore.confirm (hakube:restoreConfirm) to '${CONFIRM_HEALTHY}' to restore anyway." >&2
+    exit 1
+  fi
+  echo "hakube: etcd still has quorum; restoring anyway, as confirmed"
+fi
+rm -f ${RESTORE_SNAPSHOT}
+${command(["env", `HAKUBE_BACKUP_KEY_FILE=${RESTORE_KEY}`, `HAKUBE_BACKUP_KEY_CERT=${RESTORE_KEY_CERT}`, BACKUP_PROGRAM, "fetch", from, RESTORE_SNAPSHOT])} > ${RESTORE_DIR}/manifest.json
+rm -f ${RESTORE_KEY}
+echo "hakube-restore-manifest $(cat ${RESTORE_DIR}/manifest.json)"`;
+}
+
+/** stop: the API side, before etcd's data is replaced. */
+export const restoreStopScript = `for u in kube-controller-manager.service kube-scheduler.service kube-apiserver.service; do
+  if systemctl cat "$u" >/dev/null 2>&1; then systemctl stop "$u"; echo "hakube: stopped $u for the restore"; fi
+done`;
+
+/** data: this member's data from the snapshot checked before, the old data kept aside. */
+export function restoreDataScript(self: EtcdMember, members: readonly EtcdMember[], s: EtcdSettings, token: string): string {
+  return `[ -s ${RESTORE_SNAPSHOT} ] || { echo "hakube: no checked snapshot at ${RESTORE_SNAPSHOT} (the check step did not run?)" >&2; exit 1; }
+if systemctl cat etcd.service >/dev/null 2>&1; then systemctl stop etcd.service; fi
+if [ -d ${quote(s.dataDir)} ] && [ -n "$(ls -A ${quote(s.dataDir)} 2>/dev/null)" ]; then
+  aside=${quote(s.dataDir)}.before-restore-$(date -u +%Y%m%dT%H%M%SZ)
+  mv ${quote(s.dataDir)} "$aside"
+  echo "hakube: the old data of ${self.name} is kept at $aside (remove it once the restore is good)"
+fi
+${command([
+  "etcdutl", "snapshot", "restore", RESTORE_SNAPSHOT,
+  "--name", self.name,
+  "--data-dir", s.dataDir,
+  "--initial-cluster", initialCluster(members, s),
+  "--initial-cluster-token", token,
+  "--initial-advertise-peer-urls", peerUrl(self, s),
+  "--bump-revision", "1000000000",
+  "--mark-compacted",
+])} >/dev/null
+chmod 0700 ${quote(s.dataDir)}
+rm -f ${RESTORE_SNAPSHOT}
+echo "hakube: ${self.name} restored ($(sed -n 's/.*"name":"\\([^"]*\\)".*/\\1/p' ${RESTORE_DIR}/manifest.json))"
+if systemctl cat etcd.service >/dev/null 2>&1; then systemctl start --no-block etcd.service; fi`;
+}
+
+/** finish: every member healthy, then the stale apiserver endpoints removed. */
+export function restoreFinishScript(attempts: number): string {
+  return `${loadEtcdctl}
+hakube_retry ${attempts} 2 "every etcd member healthy after the restore" -- etcdctl endpoint health
+removed=$(etcdctl del --prefix /registry/masterleases/)
+echo "hakube: removed $removed stale apiserver entries under /registry/masterleases/"`;
+}
+
+/** start: the API side again, apiservers before controllers. */
+export const restoreStartScript = `for u in kube-apiserver.service kube-controller-manager.service kube-scheduler.service; do
+  if systemctl cat "$u" >/dev/null 2>&1; then systemctl start "$u"; echo "hakube: started $u"; fi
+done`;

@@ -1,0 +1,118 @@
+// Backups of the local stack's etcd: `npm run backups -- [list|now|latest]`.
+//   list    every backup in storage (name, time, revision, size), oldest first
+//   latest  the newest backup's manifest (JSON)
+//   now     an on-demand backup: the timer's job started on every etcd machine (only the
+//           member whose turn it is takes it), waited for, and its result printed
+import { etcdHosts, Credentials, LocalOutputs, stackOutputs } from "./localStack";
+import { BACKUP_PROGRAM, BACKUP_STATE_DIR, BACKUP_UNIT } from "../components/backup/render";
+
+export interface BackupManifest {
+  name: string;
+  cluster: string;
+  time: string;
+  member: string;
+  revision: number;
+  totalKey: number;
+  dbSize: number;
+  size: number;
+  sha256: string;
+}
+
+export interface BackupStatus {
+  /** The newest backup in storage, or undefined when there is none (yet). */
+  latest?: BackupManifest;
+  /** Seconds since the newest backup was taken. */
+  ageSeconds?: number;
+  /** A failed run newer than the newest success, per machine that recorded one. */
+  failures: { host: string; time: string; error: string }[];
+  /** Why storage could not be asked, if it could not. */
+  error?: string;
+}
+
+/** Runs `script` on the first etcd machine that answers. */
+function onAnEtcdHost(cred: Credentials, outputs: LocalOutputs, script: string, timeoutMs = 60_000) {
+  let last = "no etcd machine answered SSH";
+  for (const h of etcdHosts(outputs)) {
+    const r = cred.ssh(h.address, script, timeoutMs);
+    if (r.status === 0) return r.stdout;
+    last = `${h.name}: ${r.stderr.trim().split("\n").pop() ?? `exit ${r.status}`}`;
+  }
+  throw new Error(last);
+}
+
+export function backupList(cred: Credentials, outputs: LocalOutputs): BackupManifest[] {
+  const out = onAnEtcdHost(cred, outputs, `${BACKUP_PROGRAM} list`);
+  return out.split("\n").filter((l) => l.trim().startsWith("{")).map((l) => JSON.parse(l) as BackupManifest);
+}
+
+export function backupStatus(cred: Credentials, outputs: LocalOutputs, now = Date.now()): BackupStatus {
+  const status: BackupStatus = { failures: [] };
+  try {
+    const list = backupList(cred, outputs);
+    status.latest = list[list.length - 1];
+    if (status.latest) status.ageSeconds = Math.round((now - Date.parse(status.latest.time)) / 1000);
+  } catch (e) {
+    status.error = (e as Error).message;
+  }
+  for (const h of etcdHosts(outputs)) {
+    const r = cred.ssh(h.address, `cat ${BACKUP_STATE_DIR}/last-failure.json 2>/dev/null || true`, 15_000);
+    const text = r.stdout.trim();
+    if (r.status !== 0 || !text.startsWith("{")) continue;
+    const f = JSON.parse(text) as { time: string; error: string };
+    if (!status.latest || Date.parse(f.time) > Date.parse(status.latest.time)) status.failures.push({ host: h.name, ...f });
+  }
+  return status;
+}
+
+export function formatAge(seconds: number): string {
+  if (seconds < 120) return `${seconds} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+/** One line for the status summary. */
+export function formatBackupStatus(b: BackupStatus): string {
+  if (b.error) return `unknown (${b.error})`;
+  const last = b.latest
+    ? `${b.latest.name}, ${b.latest.time} (${formatAge(b.ageSeconds ?? 0)} ago), revision ${b.latest.revision}, ${b.latest.totalKey} keys, ${b.latest.size} bytes encrypted`
+    : "none yet";
+  return b.failures.length ? `${last}; LAST RUN FAILED on ${b.failures.map((f) => `${f.host} (${f.error})`).join(", ")}` : last;
+}
+
+/** Starts the timer's job on every etcd machine, waits for it, and returns the new newest backup. */
+export function backupNow(cred: Credentials, outputs: LocalOutputs): BackupManifest {
+  const before = backupList(cred, outputs).map((m) => m.name);
+  const results = etcdHosts(outputs).map((h) => ({ h, r: cred.ssh(h.address, `systemctl start ${BACKUP_UNIT}.service`, 30 * 60_000) }));
+  const failed = results.filter((x) => x.r.status !== 0);
+  if (failed.length) {
+    throw new Error(`the backup failed on ${failed.map((x) => x.h.name).join(", ")}: see journalctl -u ${BACKUP_UNIT} there`);
+  }
+  const after = backupList(cred, outputs);
+  const made = after.filter((m) => !before.includes(m.name));
+  if (made.length !== 1) throw new Error(`expected one new backup, storage has ${made.length} new ones`);
+  return made[0];
+}
+
+if (require.main === module) {
+  const what = process.argv[2] ?? "list";
+  let cred: Credentials | undefined;
+  try {
+    const outputs = stackOutputs();
+    cred = new Credentials(outputs);
+    if (what === "list") {
+      for (const m of backupList(cred, outputs)) console.log(`${m.name}  ${m.time}  revision ${m.revision}  ${m.totalKey} keys  ${m.size} bytes  from ${m.member}`);
+    } else if (what === "latest") {
+      console.log(JSON.stringify(backupStatus(cred, outputs).latest ?? null, null, 2));
+    } else if (what === "now") {
+      const m = backupNow(cred, outputs);
+      console.log(`hakube: backup ${m.name} taken on ${m.member}: revision ${m.revision}, ${m.size} bytes`);
+    } else {
+      throw new Error(`unknown command '${what}' (list, latest or now)`);
+    }
+  } catch (e) {
+    console.error(`hakube: backups: ${(e as Error).message}`);
+    process.exitCode = 1;
+  } finally {
+    cred?.dispose();
+  }
+}

@@ -1,0 +1,100 @@
+import assert from "node:assert/strict";
+import { before, test } from "node:test";
+import * as pulumi from "@pulumi/pulumi";
+import { byName, decodeBundle, ETCD_DIGEST, hosts, isSecret, nameOf, program, recorded, valueOf } from "../helpers/mocks";
+import { BACKUP_USER_CONF, HaControlPlane, planControlPlane } from "../../components";
+
+// Two control planes: one with backups, one that also restores in this `pulumi up`.
+let withBackups: HaControlPlane;
+before(async () => {
+  [withBackups] = await program(() => {
+    const storage = {
+      endpoint: "https://10.0.0.51:7070",
+      bucket: "hakube-backups",
+      prefix: "test/etcd",
+      credentials: { accessKeyId: pulumi.secret("AKIDEXAMPLE"), secretAccessKey: pulumi.secret("very-secret-key") },
+      caCertificate: "-----BEGIN CERTIFICATE-----\nstorage\n-----END CERTIFICATE-----\n",
+    };
+    return [
+      new HaControlPlane("b3", {
+        controlPlaneHosts: hosts(3),
+        loadBalancer: { keepalived: { virtualIp: "10.0.0.100" } },
+        binaries: { etcd: { kind: "release", digest: ETCD_DIGEST } },
+        backups: { storage, intervalMinutes: 15, keep: 10 },
+      }),
+      new HaControlPlane("r3", {
+        controlPlaneHosts: hosts(3, "cp", 110),
+        loadBalancer: { keepalived: { virtualIp: "10.0.0.200" } },
+        binaries: { etcd: { kind: "release", digest: ETCD_DIGEST } },
+        backups: { storage, restore: { from: "latest" } },
+      }),
+    ];
+  });
+});
+
+const deps = (name: string) => byName(name).dependsOn.map(nameOf);
+
+test("backups: one step per etcd host after etcd is ready, with the program, its timer and the storage settings", async () => {
+  const steps = recorded.filter((r) => /^b3-backups-cp-\d$/.test(r.name));
+  assert.equal(steps.length, 3);
+  for (const s of steps) assert.ok(deps(s.name).includes("b3-etcd-ready"), `${s.name} waits for etcd`);
+  const files = decodeBundle(await valueOf<string>(steps[0].props.stdin));
+  assert.equal(files.get("/usr/local/sbin/hakube-etcd-backup")?.mode, "0755");
+  assert.match(files.get("/etc/systemd/system/hakube-etcd-backup.timer")!.content, /OnUnitActiveSec=15min/);
+  const env = files.get("/etc/hakube/backup/backup.env")!.content;
+  assert.match(env, /HAKUBE_BACKUP_ENDPOINT=https:\/\/10.0.0.51:7070\n/);
+  assert.match(env, /HAKUBE_BACKUP_KEEP=10\n/);
+  assert.match(env, /HAKUBE_BACKUP_CLUSTER=[0-9a-f]{16}\n/);
+  assert.doesNotMatch(env, /very-secret-key|AKIDEXAMPLE/, "no credential in the plain settings");
+  // The credentials: a 0600 file, in the secret bundle only; the hosts get the backup certificate, never its key.
+  assert.equal(files.get(BACKUP_USER_CONF)?.mode, "0600");
+  assert.equal(await isSecret(steps[0].props.stdin), true);
+  assert.ok(![...files.keys()].some((p) => /backup\.key/.test(p)), "no backup key on a host without a restore");
+  assert.equal(await isSecret(withBackups.backups!.backupKey), true);
+});
+
+test("restore: check on every etcd host, then stop the API side, then replace the data; etcd's own steps, the finish and the apiservers follow", () => {
+  const etcdHosts = ["cp-1", "cp-2", "cp-3"];
+  for (const h of etcdHosts) {
+    assert.ok(deps(`r3-etcd-restore-data-${h}`).includes("r3-etcd-restore-check-cp-1"));
+    for (const c of etcdHosts) assert.ok(deps(`r3-etcd-restore-stop-${c}`).includes(`r3-etcd-restore-check-${c}`), `stop waits for every check`);
+    for (const c of etcdHosts) assert.ok(deps(`r3-etcd-restore-data-${h}`).includes(`r3-etcd-restore-stop-${c}`), "data waits for every stop");
+    assert.ok(deps(`r3-etcd-${h}`).includes(`r3-etcd-restore-data-${h}`), "the member's step follows the restore");
+    assert.ok(deps(`r3-apiserver-${h}`).includes("r3-etcd-restore-finish"), "apiservers start after the stale entries are gone");
+    assert.ok(deps(`r3-etcd-restore-start-${h}`).includes("r3-etcd-restore-finish"));
+  }
+  assert.ok(deps("r3-etcd-restore-check-cp-2").includes("r3-etcd-restore-check-cp-1"), "the first host resolves latest for the others");
+  assert.ok(deps("r3-etcd-restore-finish").includes("r3-etcd-ready"));
+  // The plain restore steps carry the request in their triggers: the same request again runs nothing.
+  const triggers = byName("r3-etcd-restore-data-cp-1").props.triggers;
+  assert.equal(triggers.length, 1);
+  assert.equal(byName("r3-etcd-restore-stop-cp-1").props.triggers[0], triggers[0]);
+});
+
+test("restore: the key is written for the check only (0600, secret), and the data step restores with a new token and bumped revisions", async () => {
+  const files = decodeBundle(await valueOf<string>(byName("r3-etcd-restore-check-cp-1").props.stdin));
+  assert.equal(files.get("/var/lib/hakube/restore/backup.key")?.mode, "0600");
+  assert.equal(await isSecret(byName("r3-etcd-restore-check-cp-1").props.stdin), true);
+  const data = await valueOf<string>(byName("r3-etcd-restore-data-cp-2").props.create);
+  assert.match(data, /etcdutl snapshot restore \/var\/lib\/hakube\/restore\/snapshot.db --name cp-2 /);
+  assert.match(data, /--initial-cluster cp-1=https:\/\/10.0.0.111:2380,cp-2=https:\/\/10.0.0.112:2380,cp-3=https:\/\/10.0.0.113:2380/);
+  assert.match(data, /--initial-cluster-token r3-etcd-restore-[0-9a-f]{8} /);
+  assert.match(data, /--bump-revision 1000000000 --mark-compacted/);
+  assert.match(data, /before-restore-/, "the old data is moved aside, not deleted");
+  assert.doesNotMatch(data, /PRIVATE KEY/);
+});
+
+test("backups and restore: bad input is refused at preview, naming the argument", () => {
+  const base = {
+    controlPlaneHosts: hosts(3),
+    loadBalancer: { keepalived: { virtualIp: "10.0.0.100" } },
+  } as const;
+  const storage = { endpoint: "https://x", bucket: "b", credentials: "instance-profile" as const };
+  assert.doesNotThrow(() => planControlPlane(undefined, { ...base, backups: { storage } }));
+  const make = (backups: any) => () =>
+    new HaControlPlane("bad", { ...base, binaries: { etcd: { kind: "release", digest: ETCD_DIGEST } }, backups });
+  assert.throws(make({ storage, intervalMinutes: 0 }), /backups\.intervalMinutes.*0.*an integer from 1 to 1440/);
+  assert.throws(make({ storage, keep: 1000 }), /backups\.keep.*1000.*an integer from 1 to 400/);
+  assert.throws(make({ storage: { ...storage, prefix: "/abs/" } }), /backups\.storage\.prefix/);
+  assert.throws(make({ storage, restore: { from: "yesterday" } }), /backups\.restore\.from.*yesterday.*"latest" or a backup name/);
+});

@@ -1,0 +1,200 @@
+// The backup program against the real things, on loopback only: an etcd member, a
+// versitygw S3 server with TLS (both from the toolchain cache), openssl and curl.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { ChildProcess, spawn } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import {
+  BACKUP_DIR,
+  BACKUP_STATE_DIR,
+  renderBackupEnv,
+  renderBackupProgram,
+  renderUserConf,
+} from "../../components/backup/render";
+import { run, tempDir } from "../helpers/tools";
+
+const TOOLCHAIN = process.env.HAKUBE_TOOLCHAIN_DIR ?? "/var/cache/hakube/toolchain";
+const BIN = path.join(TOOLCHAIN, "bin");
+const dir = tempDir("backup");
+const base = 30000 + (process.pid % 10000) * 3;
+const [etcdPort, peerPort, s3Port] = [base, base + 1, base + 2];
+const children: ChildProcess[] = [];
+const env = { ...process.env, PATH: `${BIN}:${process.env.PATH}` };
+const ACCESS = "hakubetestaccess";
+const SECRET = "hakube-test-secret/with+chars";
+
+function etcdctl(...args: string[]) {
+  return run(path.join(BIN, "etcdctl"), [`--endpoints=http://127.0.0.1:${etcdPort}`, ...args], { env });
+}
+
+function openssl(...args: string[]) {
+  const r = run("openssl", args);
+  assert.equal(r.status, 0, r.stderr);
+}
+
+/** The program with its paths moved into the test's folder (the same text otherwise). */
+function program(cluster = "cluster-a", keep = 2): string {
+  const root = path.join(dir, "root");
+  for (const d of ["etc/hakube/backup", "etc/etcd", "var/lib/hakube/backup", "run"]) fs.mkdirSync(path.join(root, d), { recursive: true });
+  fs.writeFileSync(
+    path.join(root, "etc/hakube/backup/backup.env"),
+    renderBackupEnv({
+      storage: {
+        endpoint: `https://127.0.0.1:${s3Port}`,
+        bucket: "backups",
+        prefix: "test/etcd",
+        region: "us-east-1",
+        credentials: "static",
+        customCa: true,
+      },
+      clusterId: cluster,
+      intervalMinutes: 30,
+      keep,
+    }).replace(BACKUP_DIR, path.join(root, "etc/hakube/backup")),
+  );
+  fs.writeFileSync(path.join(root, "etc/hakube/backup/s3-user.conf"), renderUserConf(ACCESS, SECRET), { mode: 0o600 });
+  fs.copyFileSync(path.join(dir, "s3.crt"), path.join(root, "etc/hakube/backup/storage-ca.crt"));
+  fs.copyFileSync(path.join(dir, "backup.crt"), path.join(root, "etc/hakube/backup/recipient.crt"));
+  fs.writeFileSync(path.join(root, "etc/etcd/etcdctl.env"), `ETCDCTL_ENDPOINTS=http://127.0.0.1:${etcdPort}\n`);
+  fs.writeFileSync(
+    path.join(root, "etc/etcd/member.env"),
+    `HAKUBE_ETCD_NAME=m1\nHAKUBE_ETCD_CLIENT_URL=http://127.0.0.1:${etcdPort}\n`,
+  );
+  const text = renderBackupProgram()
+    .split(BACKUP_DIR).join(path.join(root, "etc/hakube/backup"))
+    .split(BACKUP_STATE_DIR).join(path.join(root, "var/lib/hakube/backup"))
+    .split("/etc/etcd/").join(path.join(root, "etc/etcd") + "/")
+    .split("/run/hakube-etcd-backup").join(path.join(root, "run/hakube-etcd-backup"));
+  const file = path.join(dir, `hakube-etcd-backup-${cluster}-${keep}`);
+  fs.writeFileSync(file, text, { mode: 0o755 });
+  return file;
+}
+
+function backup(args: string[], opts: { cluster?: string; keep?: number; key?: string } = {}) {
+  return run("bash", [program(opts.cluster, opts.keep), ...args], {
+    env: { ...env, ...(opts.key ? { HAKUBE_BACKUP_KEY_FILE: opts.key, HAKUBE_BACKUP_KEY_CERT: path.join(dir, opts.key.includes("other") ? "other.crt" : "backup.crt") } : {}) },
+  });
+}
+
+async function waitFor(what: string, ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 80; i++) {
+    if (ok()) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.fail(`${what} did not come up within 20 s`);
+}
+
+before(async () => {
+  // The storage's TLS certificate, and the backup key pair (a certificate to encrypt to).
+  openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
+    "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1", "-keyout", path.join(dir, "s3.key"), "-out", path.join(dir, "s3.crt"));
+  for (const k of ["backup", "other"]) {
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", `/CN=hakube-${k}`, "-days", "1",
+      "-keyout", path.join(dir, `${k}.key`), "-out", path.join(dir, `${k}.crt`));
+  }
+  fs.mkdirSync(path.join(dir, "s3data", "backups"), { recursive: true });
+  children.push(
+    spawn(path.join(BIN, "versitygw"), ["--port", `127.0.0.1:${s3Port}`, "--cert", path.join(dir, "s3.crt"), "--key", path.join(dir, "s3.key"), "posix", path.join(dir, "s3data")], {
+      env: { ...env, ROOT_ACCESS_KEY_ID: ACCESS, ROOT_SECRET_ACCESS_KEY: SECRET },
+      stdio: "ignore",
+    }),
+    spawn(path.join(BIN, "etcd"), [
+      "--name", "m1", "--data-dir", path.join(dir, "etcd"),
+      "--listen-client-urls", `http://127.0.0.1:${etcdPort}`, "--advertise-client-urls", `http://127.0.0.1:${etcdPort}`,
+      "--listen-peer-urls", `http://127.0.0.1:${peerPort}`, "--initial-advertise-peer-urls", `http://127.0.0.1:${peerPort}`,
+      "--initial-cluster", `m1=http://127.0.0.1:${peerPort}`,
+    ], { env, stdio: "ignore" }),
+  );
+  await waitFor("etcd", () => etcdctl("endpoint", "health").status === 0);
+  await waitFor("versitygw", () => run("curl", ["-sS", "--cacert", path.join(dir, "s3.crt"), "-o", "/dev/null", `https://127.0.0.1:${s3Port}/`]).status === 0);
+});
+
+after(() => {
+  for (const c of children) c.kill("SIGKILL");
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("backup program: a snapshot is checked, encrypted and uploaded with its manifest; retention keeps the newest", () => {
+  for (let i = 0; i < 50; i++) assert.equal(etcdctl("put", `/registry/test/k${i}`, `value-${i}`).status, 0);
+  const names: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    assert.equal(etcdctl("put", "/registry/test/round", String(i)).status, 0);
+    const r = backup(["run"]);
+    assert.equal(r.status, 0, r.stderr);
+    const m = /backup (etcd-\d{8}T\d{6}Z-r\d+): revision \d+/.exec(r.stdout);
+    assert.ok(m, r.stdout);
+    names.push(m[1]);
+  }
+  const listed = backup(["list"]);
+  assert.equal(listed.status, 0, listed.stderr);
+  const manifests = listed.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(manifests.map((m) => m.name), names.slice(1), "keep 2: the oldest was removed");
+  const latest = JSON.parse(backup(["latest"]).stdout);
+  assert.equal(latest.name, names[2]);
+  assert.equal(latest.cluster, "cluster-a");
+  assert.ok(latest.totalKey >= 51 && latest.revision > 50 && latest.size > 0, JSON.stringify(latest));
+  // What storage holds is ciphertext: no key or value of etcd in it.
+  const stored = fs.readFileSync(path.join(dir, "s3data", "backups", "test", "etcd", `${names[2]}.db.cms`));
+  assert.equal(stored.includes(Buffer.from("value-7")), false);
+  assert.equal(fs.existsSync(path.join(dir, "s3data", "backups", "test", "etcd", `${names[0]}.db.cms`)), false);
+});
+
+test("backup program: fetch decrypts and checks a backup, and etcdutl restores every key from it", () => {
+  const out = path.join(dir, "fetched.db");
+  const r = backup(["fetch", "latest", out], { key: path.join(dir, "backup.key") });
+  assert.equal(r.status, 0, r.stderr);
+  const restored = path.join(dir, "restored");
+  const rr = run(path.join(BIN, "etcdutl"), ["snapshot", "restore", out, "--data-dir", restored, "--name", "m1",
+    "--initial-cluster", "m1=http://127.0.0.1:1", "--initial-advertise-peer-urls", "http://127.0.0.1:1",
+    "--bump-revision", "1000000000", "--mark-compacted"], { env });
+  assert.equal(rr.status, 0, rr.stderr);
+  const status = run(path.join(BIN, "etcdutl"), ["snapshot", "status", out, "-w", "json"], { env });
+  assert.ok(JSON.parse(status.stdout).totalKey >= 51);
+});
+
+test("backup program: refuses a missing backup, a wrong key, a corrupt or truncated file and another cluster's backup, writing nothing", () => {
+  const out = path.join(dir, "refused.db");
+  const key = path.join(dir, "backup.key");
+  const expect = (r: ReturnType<typeof backup>, message: RegExp) => {
+    assert.notEqual(r.status, 0, r.stdout);
+    assert.match(r.stderr, message);
+    assert.equal(fs.existsSync(out), false, "nothing written");
+  };
+  expect(backup(["fetch", "etcd-20000101T000000Z-r1", out], { key }), /backup 'etcd-20000101T000000Z-r1' does not exist/);
+  expect(backup(["fetch", "../../etc/passwd", out], { key }), /is not a backup name/);
+  expect(backup(["fetch", "latest", out], { key: path.join(dir, "other.key") }), /not this cluster's backup key/);
+  expect(backup(["fetch", "latest", out], { key, cluster: "cluster-b" }), /is of another cluster \(cluster-a, this is cluster-b\)/);
+  const latest = JSON.parse(backup(["latest"]).stdout).name as string;
+  const object = path.join(dir, "s3data", "backups", "test", "etcd", `${latest}.db.cms`);
+  const good = fs.readFileSync(object);
+  try {
+    const corrupt = Buffer.from(good);
+    corrupt[Math.floor(corrupt.length / 2)] ^= 1;
+    fs.writeFileSync(object, corrupt);
+    expect(backup(["fetch", "latest", out], { key }), /cannot be decrypted: the file is corrupt or truncated/);
+    fs.writeFileSync(object, good.subarray(0, Math.floor(good.length / 3)));
+    expect(backup(["fetch", "latest", out], { key }), /cannot be decrypted: the file is corrupt or truncated/);
+  } finally {
+    fs.writeFileSync(object, good);
+  }
+  assert.equal(backup(["fetch", "latest", out], { key }).status, 0, "the intact file is accepted again");
+  fs.rmSync(out);
+});
+
+test("backup program: a failed upload fails the run, says why and records the failure", () => {
+  const r = run("bash", [program("cluster-a", 2), "run"], {
+    env: { ...env },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  // Storage refuses these credentials.
+  const conf = path.join(dir, "root/etc/hakube/backup/s3-user.conf");
+  const bad = program("cluster-a", 2);
+  fs.writeFileSync(conf, renderUserConf(ACCESS, "not-the-secret"), { mode: 0o600 });
+  const failed = run("bash", [bad, "run"], { env });
+  assert.notEqual(failed.status, 0);
+  assert.match(failed.stderr, /upload of etcd-\S+ failed/);
+  const recorded = JSON.parse(fs.readFileSync(path.join(dir, "root/var/lib/hakube/backup/last-failure.json"), "utf8"));
+  assert.match(recorded.error, /upload of etcd-\S+ failed/);
+  fs.writeFileSync(conf, renderUserConf(ACCESS, SECRET), { mode: 0o600 });
+});
