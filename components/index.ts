@@ -38,3 +38,4 @@ export * from "./observe/hostObservation";
 export * from "./aws/awsRender";
 export * from "./aws/awsMachines";
 export * from "./aws/awsNetworkLoadBalancer";
+export * from "./aws/awsBackupBucket";

@@ -2,6 +2,7 @@
 // `hakube:machines` picks the machine layer; everything below it is the same.
 import * as pulumi from "@pulumi/pulumi";
 import {
+  AwsBackupBucket,
   AwsExistingVpc,
   AwsImageFilter,
   AwsMachines,
@@ -142,7 +143,13 @@ function aws() {
   if (vpcCidr && clash) {
     throw new pulumi.RunError(`hakube:vpc.cidrBlock ${vpcCidr.text} overlaps the cluster range ${clash}; pick another, e.g. 10.30.0.0/16`);
   }
+  // Backups to an S3 bucket of this stack, written through the etcd hosts' instance profile.
+  const region = new pulumi.Config("aws").get("region") ?? "eu-central-1";
+  const backupBucket = (config.getBoolean("backups") ?? true)
+    ? new AwsBackupBucket(`${env}-backup-bucket`, { region, prefix: `${env}/etcd`, expireAfterDays: config.getNumber("backupExpireAfterDays"), tags: { "hakube:stack": env } })
+    : undefined;
   const machines = new AwsMachines(env, {
+    etcdInstanceProfile: backupBucket?.instanceProfile.name,
     controlPlaneCount: config.getNumber("controlPlaneCount") ?? 3,
     etcdCount: config.getNumber("etcdCount") ?? 0,
     vpc,
@@ -173,6 +180,12 @@ function aws() {
     },
     etcd: numbers(config.getObject<Record<string, unknown>>("etcd")),
     controllers: { leaderElection: numbers(config.getObject<Record<string, unknown>>("leaderElection")) },
+    backups: backupBucket && {
+      storage: backupBucket.storage,
+      intervalMinutes: config.getNumber("backupIntervalMinutes"),
+      keep: config.getNumber("backupKeep"),
+      restore: config.get("restoreFrom") ? { from: config.require("restoreFrom"), confirm: config.get("restoreConfirm") } : undefined,
+    },
     kubernetesProvider: config.getBoolean("kubernetesProvider") ?? true,
   });
   return {
@@ -183,6 +196,9 @@ function aws() {
     etcdEndpoints: cluster.etcdEndpoints,
     sshPrivateKey: machines.sshPrivateKey,
     vpcId: machines.vpcId,
+    backupKey: cluster.backups?.backupKey,
+    backupBucket: backupBucket?.bucket.bucket,
+    restoredFrom: cluster.etcd.restoredFrom,
     hosts: machines.hosts.map((h) => ({ name: h.name, address: h.address })),
   };
 }

@@ -74,6 +74,11 @@ export interface AwsMachinesArgs {
   readonly ssh?: AwsSshAccess;
   /** Tags on every resource that takes them. @default {} */
   readonly tags?: Record<string, string>;
+  /**
+   * Instance profile of the etcd hosts (the control-plane hosts when etcd is stacked),
+   * e.g. `AwsBackupBucket.instanceProfile` so they can write backups. @default none
+   */
+  readonly etcdInstanceProfile?: pulumi.Input<string>;
 }
 
 /**
@@ -284,6 +289,7 @@ export class AwsMachines extends pulumi.ComponentResource {
             keyName: keyPair.keyName,
             associatePublicIpAddress: publicAddresses,
             metadataOptions: { httpEndpoint: "enabled", httpTokens: "required", httpPutResponseHopLimit: 1 },
+            iamInstanceProfile: role.includes("etcd") ? args.etcdInstanceProfile : undefined,
             rootBlockDevice: { encrypted: true, volumeType: "gp3", volumeSize: rootVolumeSizeGb, deleteOnTermination: true },
             userData: cloudInit(hostName),
             tags: { ...tags, Name: `${name}-${hostName}`, "hakube:role": role, "hakube:host": hostName },

@@ -91,3 +91,36 @@ test("the stack program refuses a missing etcd digest, an unknown machine layer 
   const overlapping = stackConfig("Pulumi.aws-dev.yaml", { ...secrets, "hakube:vpc": JSON.stringify({ cidrBlock: "10.96.0.0/16" }) });
   assert.match((await stackError(overlapping)).message, /hakube:vpc\.cidrBlock 10\.96\.0\.0\/16 overlaps the cluster range 10\.96\.0\.0\/12/);
 });
+
+test("aws backups: a versioned, encrypted, private, TLS-only bucket with lifecycle expiry; the etcd hosts' profile may touch only the prefix", async () => {
+  const { outputs, resources } = await runStack(stackConfig("Pulumi.aws-prod.yaml", secrets));
+  const of = (type: string) => resources.filter((r) => r.type === type);
+  assert.equal(of("aws:s3/bucket:Bucket").length, 1);
+  assert.equal(await valueOf(of("aws:s3/bucketVersioning:BucketVersioning")[0].props.versioningConfiguration.status), "Enabled");
+  const sse = await valueOf<any[]>(of("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")[0].props.rules);
+  assert.equal(sse[0].applyServerSideEncryptionByDefault.sseAlgorithm, "AES256");
+  const pab = of("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")[0].props;
+  for (const k of ["blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"]) assert.equal(await valueOf(pab[k]), true, k);
+  const rules = await valueOf<any[]>(of("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")[0].props.rules);
+  assert.equal(rules[0].filter.prefix, "test/etcd/");
+  assert.equal(rules[0].expiration.days, 14);
+  const tlsOnly = JSON.parse(await valueOf<string>(of("aws:s3/bucketPolicy:BucketPolicy")[0].props.policy));
+  assert.deepEqual(tlsOnly.Statement[0].Condition, { Bool: { "aws:SecureTransport": "false" } });
+  assert.equal(tlsOnly.Statement[0].Effect, "Deny");
+  const policy = JSON.parse(await valueOf<string>(of("aws:iam/rolePolicy:RolePolicy")[0].props.policy));
+  for (const st of policy.Statement) {
+    const resource = String(st.Resource);
+    assert.ok(!resource.endsWith("/*") || resource.endsWith("/test/etcd/*"), `objects only under the prefix: ${resource}`);
+    assert.ok(!String(st.Action).includes("*"), "no wildcard action");
+  }
+  assert.deepEqual(policy.Statement.find((s: any) => s.Action === "s3:ListBucket").Condition, { StringLike: { "s3:prefix": ["test/etcd/*"] } });
+  // prod has etcd hosts of their own: only they get the profile.
+  for (const i of of("aws:ec2/instance:Instance")) {
+    const profile = await valueOf(i.props.iamInstanceProfile);
+    assert.equal(profile !== undefined, i.name.includes("-etcd-"), `${i.name}: ${profile}`);
+  }
+  // Every etcd host gets the backup program, configured for the instance profile.
+  const steps = resources.filter((r) => /^test-backups-etcd-\d$/.test(r.name));
+  assert.equal(steps.length, 5);
+  assert.ok(await valueOf(outputs.backupKey), "the backup key is a stack output");
+});
