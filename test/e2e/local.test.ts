@@ -7,8 +7,9 @@ import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { Credentials, LocalOutputs, pulumi, ROOT, run, stackOutputs } from "../../ops/localStack";
-import { collectStatus, ControlPlaneStatus, formatStatus } from "../../ops/status";
+import { Credentials, etcdHosts, LocalOutputs, pulumi, ROOT, run, stackOutputs } from "../../ops/localStack";
+import { collectStatus, ControlPlaneStatus, formatStatus, statusProblems } from "../../ops/status";
+import { backupList, backupNow } from "../../ops/backups";
 import { LOAD_ETCDCTL_ENV } from "../../ops/parse";
 
 let outputs: LocalOutputs;
@@ -167,6 +168,138 @@ test("a second checkout (another state backend) is refused the bridge at preview
   }
   const same = pulumi(["preview", "--expect-no-changes"], 300_000);
   assert.equal(same.status, 0, `this stack is unchanged:\n${same.stdout.slice(-3000)}`);
+});
+
+/** Polls `check` every 2 s, at most `attempts` times. */
+async function eventually<T>(what: string, attempts: number, check: () => T | undefined): Promise<T> {
+  for (let i = 0; i < attempts; i++) {
+    const v = check();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  throw new Error(`${what}: not within ${attempts * 2} s`);
+}
+
+function kubectlJson(args: string[]): any {
+  const r = cred.kubectl([...args, "-o", "json"]);
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+/** The restore request on the next runs (or none), as stack config. */
+function restoreConfig(from?: string, confirm?: string): void {
+  for (const [key, value] of [["restoreFrom", from], ["restoreConfirm", confirm]] as const) {
+    const r = value === undefined ? pulumi(["config", "rm", `hakube:${key}`], 60_000) : pulumi(["config", "set", `hakube:${key}`, value], 60_000);
+    assert.equal(r.status, 0, r.stderr);
+  }
+}
+
+const storageDir = () => `/var/lib/hakube/object-store/${outputs.backupStorage!.bucket}/${outputs.backupStorage!.prefix}`;
+
+test("backups: the first one right after deployment, one more on demand, in storage as ciphertext and in the status summary", async () => {
+  assert.ok(outputs.backupStorage && outputs.storageHosts?.length === 1, "the local stack has its object store");
+  const first = await eventually("the first backup", 60, () => backupList(cred, outputs)[0]);
+  assert.equal(first.cluster.length, 16);
+  const made = backupNow(cred, outputs);
+  assert.notEqual(made.name, first.name);
+  assert.ok(made.revision >= first.revision && made.totalKey > 0, JSON.stringify(made));
+  const st = collectStatus(outputs, cred);
+  assert.equal(st.backups?.latest?.name, made.name);
+  assert.deepEqual(st.backups?.failures, []);
+  assert.match(formatStatus(st), new RegExp(`last etcd backup +${made.name}`));
+  // What storage holds is ciphertext: no Secret value or etcd key in it.
+  const grep = cred.ssh(outputs.storageHosts![0].address, `grep -c -a /registry/ ${storageDir()}/${made.name}.db.cms || true`);
+  assert.equal(grep.stdout.trim(), "0");
+});
+
+test("restore: refused with nothing stopped for a cluster that has quorum, a backup that does not exist and a corrupt one", () => {
+  const pids = () => outputs.hosts.map((h) => cred.ssh(h.address, "systemctl show -P MainPID kube-apiserver.service etcd.service").stdout.trim());
+  const before = pids();
+  const refused = (from: string, confirm: string | undefined, message: RegExp) => {
+    restoreConfig(from, confirm);
+    const r = pulumi(["up", "--yes", "--skip-preview", "--refresh"], 900_000);
+    const out = r.stdout + r.stderr;
+    assert.notEqual(r.status, 0, out.slice(-3000));
+    assert.match(out, message);
+    assert.doesNotMatch(out, /stopped kube-apiserver.service for the restore/);
+  };
+  refused("latest", undefined, /refusing to restore: etcd still has quorum/);
+  refused("etcd-20000101T000000Z-r1", "replace-a-healthy-cluster", /backup 'etcd-20000101T000000Z-r1' does not exist/);
+  const latest = backupList(cred, outputs).pop()!;
+  const object = `${storageDir()}/${latest.name}.db.cms`;
+  const store = outputs.storageHosts![0].address;
+  assert.equal(cred.ssh(store, `cp -p ${object} ${object}.good && printf 'x' | dd of=${object} bs=1 seek=4096 conv=notrunc status=none`).status, 0);
+  try {
+    refused(latest.name, "replace-a-healthy-cluster", /cannot be decrypted: the file is corrupt or truncated/);
+  } finally {
+    cred.ssh(store, `mv -f ${object}.good ${object}`);
+  }
+  restoreConfig();
+  assert.deepEqual(pids(), before, "no apiserver or etcd member was restarted");
+  const clean = pulumi(["up", "--yes", "--skip-preview"], 900_000);
+  assert.equal(clean.status, 0, clean.stdout.slice(-3000));
+});
+
+test("restore: every member's data destroyed, then one pulumi up --refresh brings back every object written before the backup", async () => {
+  const ns = "hakube-restore";
+  const items = [
+    { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } },
+    ...Array.from({ length: 20 }, (_, i) => ({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: `cm-${i}`, namespace: ns }, data: { value: `config-${i}` } })),
+    ...Array.from({ length: 5 }, (_, i) => ({ apiVersion: "v1", kind: "Secret", metadata: { name: `secret-${i}`, namespace: ns }, stringData: { value: `secret-${i}` } })),
+  ];
+  const apply = cred.kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items }));
+  assert.equal(apply.status, 0, apply.stderr);
+  const backup = backupNow(cred, outputs);
+  assert.equal(cred.kubectl(["create", "configmap", "after-backup", "-n", ns, "--from-literal=value=late"]).status, 0);
+  // Every member's data gone: etcd stopped, its data directory deleted.
+  for (const h of etcdHosts(outputs)) {
+    assert.equal(cred.ssh(h.address, "systemctl stop etcd.service && rm -rf /var/lib/etcd").status, 0);
+  }
+  restoreConfig(backup.name);
+  const r = pulumi(["up", "--yes", "--skip-preview", "--refresh"], 900_000);
+  timings.restoreUpSeconds = r.seconds;
+  assert.equal(r.status, 0, `the restore failed:\n${r.stdout.slice(-5000)}\n${r.stderr.slice(-2000)}`);
+  assert.match(r.stdout, /removed \d+ stale apiserver entries/);
+  const cms = kubectlJson(["get", "configmaps", "-n", ns]).items.filter((x: any) => x.metadata.name.startsWith("cm-"));
+  assert.equal(cms.length, 20);
+  for (const c of cms) assert.equal(c.data.value, `config-${c.metadata.name.slice(3)}`);
+  const secrets = kubectlJson(["get", "secrets", "-n", ns]).items.filter((x: any) => x.metadata.name.startsWith("secret-"));
+  assert.equal(secrets.length, 5);
+  for (const x of secrets) assert.equal(Buffer.from(x.data.value, "base64").toString(), `secret-${x.metadata.name.slice(7)}`);
+  assert.equal(cred.kubectl(["get", "configmap", "after-backup", "-n", ns]).status, 1, "written after the backup: not restored");
+  const st = await eventually("the restored control plane healthy", 60, () => {
+    const s = collectStatus(outputs, cred);
+    return statusProblems(s, outputs.hosts.length).length === 0 ? s : undefined;
+  });
+  assert.equal(st.serviceEndpoints.length, outputs.hosts.length);
+  // The same request again restores nothing; removing it changes nothing on the hosts.
+  const again = pulumi(["preview", "--expect-no-changes"], 300_000);
+  assert.equal(again.status, 0, `a second run would restore again:\n${again.stdout.slice(-3000)}`);
+  restoreConfig();
+  const removed = pulumi(["up", "--yes", "--skip-preview"], 900_000);
+  assert.equal(removed.status, 0, removed.stdout.slice(-3000));
+  assert.equal(cred.kubectl(["get", "configmap", "cm-7", "-n", ns]).status, 0);
+});
+
+test("backups on a schedule: a 1-minute timer makes backups on its own and storage keeps the newest 2", async () => {
+  const set = (k: string, v?: string) =>
+    assert.equal((v === undefined ? pulumi(["config", "rm", `hakube:${k}`], 60_000) : pulumi(["config", "set", `hakube:${k}`, v], 60_000)).status, 0);
+  set("backupIntervalMinutes", "1");
+  set("backupKeep", "2");
+  try {
+    const r = pulumi(["up", "--yes", "--skip-preview"], 900_000);
+    assert.equal(r.status, 0, r.stdout.slice(-3000));
+    const start = Date.now();
+    const names = await eventually("two scheduled backups", 120, () => {
+      const list = backupList(cred, outputs);
+      return list.filter((m) => Date.parse(m.time) > start + 30_000).length >= 2 ? list : undefined;
+    });
+    assert.equal(names.length, 2, "retention keeps the newest 2");
+  } finally {
+    set("backupIntervalMinutes");
+    set("backupKeep");
+    pulumi(["up", "--yes", "--skip-preview"], 900_000);
+  }
 });
 
 test("traffic safety: with the bridge down, nothing is sent to the stack's addresses, and the stack comes back", async () => {
