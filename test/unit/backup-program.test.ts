@@ -198,3 +198,40 @@ test("backup program: a failed upload fails the run, says why and records the fa
   assert.match(recorded.error, /upload of etcd-\S+ failed/);
   fs.writeFileSync(conf, renderUserConf(ACCESS, SECRET), { mode: 0o600 });
 });
+
+test("backup program: etcdctl's status columns are as the turn check reads them (leader, learner)", () => {
+  const r = etcdctl("endpoint", "status", "-w", "simple");
+  assert.equal(r.status, 0, r.stderr);
+  const fields = r.stdout.trim().split(", ");
+  assert.equal(fields[0], `http://127.0.0.1:${etcdPort}`);
+  assert.equal(fields[6], "true", `column 7 is "is leader": ${r.stdout}`);
+  assert.equal(fields[7], "false", `column 8 is "is learner": ${r.stdout}`);
+});
+
+test("backup program: the turn goes to the first follower by URL; the leader and the others skip", () => {
+  const fake = path.join(dir, "fake-bin");
+  fs.mkdirSync(fake, { recursive: true });
+  const me = `http://127.0.0.1:${etcdPort}`;
+  const write = (lines: string[]) =>
+    fs.writeFileSync(
+      path.join(fake, "etcdctl"),
+      `#!/bin/bash\nif [ "$1 $2" = "endpoint status" ]; then\ncat <<'OUT'\n${lines.join("\n")}\nOUT\nexit 0\nfi\nexec ${path.join(BIN, "etcdctl")} "$@"\n`,
+      { mode: 0o755 },
+    );
+  const line = (url: string, leader: boolean, learner = false) => `${url}, 1, 3.6.16, 3.6.0, 1 MB, 1 MB, ${leader}, ${learner}, 2, 10, 10, `;
+  const runWith = () => run("bash", [program("cluster-a", 5), "run"], { env: { ...env, PATH: `${fake}:${env.PATH}` } });
+  // This member leads while a follower answers: not its turn.
+  write([line(me, true), line("https://10.0.0.12:2379", false), line("https://10.0.0.13:2379", false)]);
+  let r = runWith();
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /not this member's turn/);
+  // A learner does not count; this member is the first follower by URL: its turn.
+  write([line("https://10.0.0.12:2379", true), line(me, false), line("http://127.0.0.0:1", false, true)]);
+  r = runWith();
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /backup etcd-\S+: revision/);
+  // The only member answering is the leader: it takes the snapshot itself.
+  write([line(me, true)]);
+  r = runWith();
+  assert.match(r.stdout, /backup etcd-\S+: revision/);
+});
