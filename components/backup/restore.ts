@@ -35,6 +35,7 @@ export function isBackupRequest(from: string): boolean {
  */
 export function restoreCheckScript(from: string, confirm: string | undefined): string {
   return `install -d -m 0700 ${RESTORE_DIR}
+command -v openssl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -qq openssl >/dev/null
 ${loadEtcdctl}
 ${shellFunction(
   "hakube_quorum_now",

@@ -21,6 +21,8 @@ export const defaultImagePackages = [
   "procps",
   "curl",
   "ca-certificates",
+  // The etcd backups encrypt with openssl cms (the machines have no route to a mirror).
+  "openssl",
   "haproxy",
   "keepalived",
   "iputils-ping",
