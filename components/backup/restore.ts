@@ -12,7 +12,7 @@
 //   finish   the stale apiserver entries under /registry/masterleases/ are removed
 //   start    apiservers, then controllers start again; the control plane's gates hold
 import { command, quote, shellFunction } from "../remote/shell";
-import { ETCDCTL_ENV, EtcdMember, EtcdSettings, initialCluster, peerUrl } from "../etcd/render";
+import { ETCDCTL_ENV, EtcdMember, EtcdSettings, initialCluster, peerUrl, RESTORE_START_PENDING } from "../etcd/render";
 import { BACKUP_PROGRAM } from "./render";
 
 export const RESTORE_DIR = "/var/lib/hakube/restore";
@@ -86,7 +86,12 @@ ${command([
 chmod 0700 ${quote(s.dataDir)}
 rm -f ${RESTORE_SNAPSHOT}
 echo "hakube: ${self.name} restored ($(sed -n 's/.*"name":"\\([^"]*\\)".*/\\1/p' ${RESTORE_DIR}/manifest.json))"
-if systemctl cat etcd.service >/dev/null 2>&1; then systemctl start --no-block etcd.service; fi`;
+if systemctl cat etcd.service >/dev/null 2>&1; then
+  systemctl start --no-block etcd.service
+else
+  # A new machine: the member's own step installs etcd and starts it (without waiting).
+  touch ${RESTORE_START_PENDING}
+fi`;
 }
 
 /** finish: every member healthy, then the stale apiserver endpoints removed. */

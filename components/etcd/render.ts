@@ -151,6 +151,13 @@ echo "hakube: etcd starting"`;
  * stopped first, so it drains through its shutdown delay and the balancer stops using it,
  * and started again once the member is healthy.
  */
+/**
+ * Left by a restore on a member whose etcd unit did not exist yet (a new machine): the
+ * member's own step then starts it without waiting, as every restored member must start
+ * before any can be healthy; the etcd gate waits for all of them.
+ */
+export const RESTORE_START_PENDING = "/var/lib/hakube/restore/start-pending";
+
 export function etcdUpdateScript(
   attempts: number,
   clientPort: number,
@@ -176,7 +183,12 @@ export function etcdUpdateScript(
   return `systemctl daemon-reload
 systemctl enable etcd.service >/dev/null 2>&1
 ${memberPrologue}
-if [ ! -d ${quote(`${dataDir}/member`)} ]; then
+if [ -f ${RESTORE_START_PENDING} ]; then
+  # Restored from a backup on a new machine: start it; the others start the same way.
+  rm -f ${RESTORE_START_PENDING}
+  systemctl restart --no-block etcd.service
+  echo "hakube: restored etcd member starting"
+elif [ ! -d ${quote(`${dataDir}/member`)} ]; then
   # No data here (a new disk): join the running cluster instead of restarting.
   ${command(["install", "-d", "-m", "0700", dataDir])}
   ${joinScript(dataDir, attempts, clientPort).replace(/\n/g, "\n  ")}
