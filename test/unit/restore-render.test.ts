@@ -1,0 +1,58 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { retryFunction, scriptPrologue } from "../../components/remote/files";
+import {
+  CONFIRM_HEALTHY,
+  isBackupRequest,
+  restoreCheckScript,
+  restoreDataScript,
+  restoreFinishScript,
+  restoreStartScript,
+  restoreStopScript,
+} from "../../components/backup/restore";
+import { etcdUpdateScript, RESTORE_START_PENDING } from "../../components/etcd/render";
+import { run } from "../helpers/tools";
+
+const settings = { clusterToken: "local-etcd", dataDir: "/var/lib/etcd", clientPort: 2379, peerPort: 2380, heartbeatIntervalMs: 100, electionTimeoutMs: 1000 };
+const members = [1, 2, 3].map((i) => ({ name: `cp-${i}`, address: `10.0.0.1${i}` }));
+
+function parses(script: string): void {
+  const r = run("bash", ["-n"], { input: `${scriptPrologue}\n${retryFunction}\n${script}` });
+  assert.equal(r.status, 0, r.stderr);
+}
+
+test("restore requests: latest or a backup name, nothing else", () => {
+  assert.equal(isBackupRequest("latest"), true);
+  assert.equal(isBackupRequest("etcd-20261201T120000Z-r1234"), true);
+  for (const bad of ["", "yesterday", "etcd-2026-r1", "../etcd-20261201T120000Z-r1", "etcd-20261201T120000Z-r1;rm"]) assert.equal(isBackupRequest(bad), false, bad);
+});
+
+test("restore scripts parse as bash; the check refuses a cluster with quorum unless confirmed, and removes the key", () => {
+  const check = restoreCheckScript("latest", undefined);
+  parses(check);
+  assert.match(check, /refusing to restore: etcd still has quorum/);
+  assert.match(check, new RegExp(`'' != ${CONFIRM_HEALTHY}`));
+  assert.match(restoreCheckScript("latest", CONFIRM_HEALTHY), new RegExp(`${CONFIRM_HEALTHY} != ${CONFIRM_HEALTHY}`));
+  assert.match(check, /rm -f \/var\/lib\/hakube\/restore\/backup.key/);
+  // The name travels as one quoted word.
+  assert.match(restoreCheckScript("etcd-20261201T120000Z-r5", undefined), / fetch etcd-20261201T120000Z-r5 \/var\/lib\/hakube\/restore\/snapshot.db/);
+  for (const s of [restoreStopScript, restoreStartScript, restoreFinishScript(10)]) parses(s);
+  assert.match(restoreFinishScript(10), /etcdctl del --prefix \/registry\/masterleases\//);
+});
+
+test("restore data: the old data is moved aside, the snapshot restored with the member's name, a new token and bumped revisions", () => {
+  const data = restoreDataScript(members[1], members, settings, "local-etcd-restore-abcd1234");
+  parses(data);
+  assert.match(data, /mv \/var\/lib\/etcd "\$aside"/);
+  assert.match(data, /--name cp-2 --data-dir \/var\/lib\/etcd --initial-cluster cp-1=https:\/\/10.0.0.11:2380,cp-2=https:\/\/10.0.0.12:2380,cp-3=https:\/\/10.0.0.13:2380/);
+  assert.match(data, /--initial-cluster-token local-etcd-restore-abcd1234 --initial-advertise-peer-urls https:\/\/10.0.0.12:2380 --bump-revision 1000000000 --mark-compacted/);
+  assert.match(data, new RegExp(`touch ${RESTORE_START_PENDING}`), "a new machine's member is started by its own step");
+});
+
+test("a restored member on a new machine is started by its step without waiting (the others must start too)", () => {
+  const update = etcdUpdateScript(10, 2379);
+  parses(update);
+  const pending = update.indexOf(`if [ -f ${RESTORE_START_PENDING} ]`);
+  assert.ok(pending >= 0 && pending < update.indexOf("No data here"), "checked before anything else");
+  assert.match(update, /systemctl restart --no-block etcd.service\n  echo "hakube: restored etcd member starting"/);
+});
