@@ -145,13 +145,16 @@ printf '%s' "$out" | grep -o '<Key>[^<]*</Key>' | sed 's/^<Key>//; s/<\\/Key>$//
   // only healthy one. Every member asks the same cluster, so one of them answers yes.
   shellFunction(
     "hb_my_turn",
-    `local status me first=""
+    `local status first
 # A member that does not answer is left out of the list (etcdctl then exits non-zero).
-status=$(etcdctl endpoint status --cluster -w simple 2>/dev/null || true)
-me=$HAKUBE_ETCD_CLIENT_URL
-# Columns: endpoint, ID, version, storage version, db size, in use, leader?, learner?, ...
-first=$(printf '%s\\n' "$status" | awk -F', ' '$8 == "false" { print ($7 == "true" ? "1" : "0") " " $1 }' | sort | head -n 1 | cut -d' ' -f2)
-[ "$first" = "$me" ]`,
+status=$(etcdctl endpoint status --cluster -w fields 2>/dev/null || true)
+# Per endpoint (its "Endpoint" line ends the record): leader or not, for every voter.
+first=$(printf '%s\\n' "$status" | awk -F' : ' '
+  $1 == "\\"MemberID\\"" { id = $2 }
+  $1 == "\\"Leader\\"" { leader = $2 }
+  $1 == "\\"IsLearner\\"" { learner = $2 }
+  $1 == "\\"Endpoint\\"" { gsub(/"/, "", $2); if (learner == "false") print (leader == id ? "1" : "0") " " $2 }' | sort | head -n 1 | cut -d' ' -f2)
+[ "$first" = "$HAKUBE_ETCD_CLIENT_URL" ]`,
   ),
   shellFunction(
     "hb_field",
@@ -212,10 +215,11 @@ case "$cmd" in
     openssl cms -encrypt -binary -aes-256-gcm -stream -outform DER -in "$snap" -out "$HB_TMP/snapshot.cms" ${BACKUP_RECIPIENT} \\
       || hb_die "encryption failed"
     sha=$(sha256sum "$snap" | cut -d' ' -f1)
+    recipient=$(openssl x509 -in ${BACKUP_RECIPIENT} -noout -serial | cut -d= -f2)
     size=$(stat -c %s "$HB_TMP/snapshot.cms")
-    manifest=$(printf '{"name":"%s","cluster":"%s","time":"%s","member":"%s","revision":%s,"totalKey":%s,"dbSize":%s,"size":%s,"sha256":"%s","etcdVersion":"%s"}' \\
+    manifest=$(printf '{"name":"%s","cluster":"%s","time":"%s","member":"%s","revision":%s,"totalKey":%s,"dbSize":%s,"size":%s,"sha256":"%s","etcdVersion":"%s","recipient":"%s"}' \\
       "$name" "$HAKUBE_BACKUP_CLUSTER" "$(date -u +%FT%TZ)" "$HAKUBE_ETCD_NAME" "$revision" "$(hb_field "$st" totalKey)" \\
-      "$(stat -c %s "$snap")" "$size" "$sha" "$(hb_field "$st" version)")
+      "$(stat -c %s "$snap")" "$size" "$sha" "$(hb_field "$st" version)" "$recipient")
     # The snapshot first, its manifest last: a backup counts once its manifest is there.
     hb_s3 PUT "$HAKUBE_BACKUP_PREFIX/$name.db.cms" "" -T "$HB_TMP/snapshot.cms" -o /dev/null || hb_die "upload of $name failed"
     printf '%s\\n' "$manifest" > "$HB_TMP/manifest.json"
@@ -252,7 +256,7 @@ case "$cmd" in
     [ -r "\${HAKUBE_BACKUP_KEY_FILE:-}" ] || hb_die "HAKUBE_BACKUP_KEY_FILE names no readable key file"
     [ -r "\${HAKUBE_BACKUP_KEY_CERT:-${BACKUP_RECIPIENT}}" ] || hb_die "no certificate of the backup key"
     [ "$(openssl pkey -in "$HAKUBE_BACKUP_KEY_FILE" -pubout 2>/dev/null)" = "$(openssl x509 -in "\${HAKUBE_BACKUP_KEY_CERT:-${BACKUP_RECIPIENT}}" -noout -pubkey 2>/dev/null)" ] \\
-      || hb_die "the key given is not this cluster's backup key (its public key differs from the backup certificate's)"
+      || hb_die "the key given does not belong to the backup certificate (their public keys differ)"
     keys=$(hb_keys)
     if [ "$want" = latest ]; then
       key=$(printf '%s\\n' "$keys" | grep '\\.json$' | tail -n 1 || true)
@@ -265,6 +269,9 @@ case "$cmd" in
     manifest=$(hb_s3 GET "$HAKUBE_BACKUP_PREFIX/$want.json" "") || hb_die "cannot read the manifest of backup '$want'"
     cluster=$(hb_field "$manifest" cluster)
     [ "$cluster" = "$HAKUBE_BACKUP_CLUSTER" ] || hb_die "backup '$want' is of another cluster ($cluster, this is $HAKUBE_BACKUP_CLUSTER)"
+    to=$(hb_field "$manifest" recipient)
+    mine=$(openssl x509 -in "\${HAKUBE_BACKUP_KEY_CERT:-${BACKUP_RECIPIENT}}" -noout -serial | cut -d= -f2)
+    [ -z "$to" ] || [ "$to" = "$mine" ] || hb_die "backup '$want' was encrypted to another backup key (certificate serial $to; this key's is $mine)"
     hb_s3 GET "$HAKUBE_BACKUP_PREFIX/$want.db.cms" "" -o "$HB_TMP/snapshot.cms" || hb_die "cannot download backup '$want'"
     openssl cms -decrypt -binary -inform DER -in "$HB_TMP/snapshot.cms" -inkey "$HAKUBE_BACKUP_KEY_FILE" -out "$HB_TMP/snapshot.db" 2>/dev/null \\
       || hb_die "backup '$want' cannot be decrypted: the file is corrupt or truncated, or encrypted to another key"

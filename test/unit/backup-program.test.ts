@@ -163,7 +163,11 @@ test("backup program: refuses a missing backup, a wrong key, a corrupt or trunca
   };
   expect(backup(["fetch", "etcd-20000101T000000Z-r1", out], { key }), /backup 'etcd-20000101T000000Z-r1' does not exist/);
   expect(backup(["fetch", "../../etc/passwd", out], { key }), /is not a backup name/);
-  expect(backup(["fetch", "latest", out], { key: path.join(dir, "other.key") }), /not this cluster's backup key/);
+  expect(backup(["fetch", "latest", out], { key: path.join(dir, "other.key") }), /was encrypted to another backup key \(certificate serial [0-9A-F]+; this key's is [0-9A-F]+\)/);
+  const mismatched = run("bash", [program(), "fetch", "latest", out], {
+    env: { ...env, HAKUBE_BACKUP_KEY_FILE: path.join(dir, "other.key"), HAKUBE_BACKUP_KEY_CERT: path.join(dir, "backup.crt") },
+  });
+  expect(mismatched, /the key given does not belong to the backup certificate/);
   expect(backup(["fetch", "latest", out], { key, cluster: "cluster-b" }), /is of another cluster \(cluster-a, this is cluster-b\)/);
   const latest = JSON.parse(backup(["latest"]).stdout).name as string;
   const object = path.join(dir, "s3data", "backups", "test", "etcd", `${latest}.db.cms`);
@@ -199,13 +203,15 @@ test("backup program: a failed upload fails the run, says why and records the fa
   fs.writeFileSync(conf, renderUserConf(ACCESS, SECRET), { mode: 0o600 });
 });
 
-test("backup program: etcdctl's status columns are as the turn check reads them (leader, learner)", () => {
-  const r = etcdctl("endpoint", "status", "-w", "simple");
+test("backup program: etcdctl's status fields are as the turn check reads them (member id, leader, learner, endpoint)", () => {
+  const r = etcdctl("endpoint", "status", "-w", "fields");
   assert.equal(r.status, 0, r.stderr);
-  const fields = r.stdout.trim().split(", ");
-  assert.equal(fields[0], `http://127.0.0.1:${etcdPort}`);
-  assert.equal(fields[6], "true", `column 7 is "is leader": ${r.stdout}`);
-  assert.equal(fields[7], "false", `column 8 is "is learner": ${r.stdout}`);
+  const f = Object.fromEntries(r.stdout.trim().split("\n").map((l) => l.split(" : ")));
+  assert.equal(f['"Endpoint"'], `"http://127.0.0.1:${etcdPort}"`);
+  assert.equal(f['"Leader"'], f['"MemberID"'], "a single member leads");
+  assert.equal(f['"IsLearner"'], "false");
+  const keys = Object.keys(f);
+  assert.ok(keys.indexOf('"IsLearner"') < keys.indexOf('"Endpoint"') && keys.indexOf('"Leader"') < keys.indexOf('"Endpoint"'), "the endpoint ends each record");
 });
 
 test("backup program: the turn goes to the first follower by URL; the leader and the others skip", () => {
@@ -218,7 +224,11 @@ test("backup program: the turn goes to the first follower by URL; the leader and
       `#!/bin/bash\nif [ "$1 $2" = "endpoint status" ]; then\ncat <<'OUT'\n${lines.join("\n")}\nOUT\nexit 0\nfi\nexec ${path.join(BIN, "etcdctl")} "$@"\n`,
       { mode: 0o755 },
     );
-  const line = (url: string, leader: boolean, learner = false) => `${url}, 1, 3.6.16, 3.6.0, 1 MB, 1 MB, ${leader}, ${learner}, 2, 10, 10, `;
+  let id = 0;
+  const line = (url: string, leader: boolean, learner = false) => {
+    id++;
+    return [`"MemberID" : ${id}`, `"Leader" : ${leader ? id : 999}`, `"IsLearner" : ${learner}`, `"Endpoint" : "${url}"`].join("\n");
+  };
   const runWith = () => run("bash", [program("cluster-a", 5), "run"], { env: { ...env, PATH: `${fake}:${env.PATH}` } });
   // This member leads while a follower answers: not its turn.
   write([line(me, true), line("https://10.0.0.12:2379", false), line("https://10.0.0.13:2379", false)]);
