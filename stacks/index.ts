@@ -149,7 +149,7 @@ function aws() {
     ? new AwsBackupBucket(`${env}-backup-bucket`, { region, prefix: `${env}/etcd`, expireAfterDays: config.getNumber("backupExpireAfterDays"), tags: { "hakube:stack": env } })
     : undefined;
   const machines = new AwsMachines(env, {
-    etcdInstanceProfile: backupBucket?.instanceProfile.name,
+    etcdInstanceProfile: backupBucket?.instanceProfile,
     controlPlaneCount: config.getNumber("controlPlaneCount") ?? 3,
     etcdCount: config.getNumber("etcdCount") ?? 0,
     vpc,

@@ -78,7 +78,7 @@ export interface AwsMachinesArgs {
    * Instance profile of the etcd hosts (the control-plane hosts when etcd is stacked),
    * e.g. `AwsBackupBucket.instanceProfile` so they can write backups. @default none
    */
-  readonly etcdInstanceProfile?: pulumi.Input<string>;
+  readonly etcdInstanceProfile?: pulumi.Input<string | aws.iam.InstanceProfile>;
 }
 
 /**
