@@ -226,21 +226,6 @@ export class HaControlPlane extends pulumi.ComponentResource {
       },
       { parent: this },
     );
-    if (args.backups) {
-      this.backups = new EtcdBackups(
-        `${name}-backups`,
-        {
-          hosts: etcdHosts,
-          storage: args.backups.storage,
-          clusterCaCertificate: this.pki.clusterCa.certPem,
-          intervalMinutes: args.backups.intervalMinutes,
-          keep: args.backups.keep,
-          key: backupKey,
-          after: [this.etcd.ready, ...(this.etcd.restored ? [this.etcd.restored] : [])],
-        },
-        { parent: this },
-      );
-    }
     this.apiServers = new ApiServerPool(
       `${name}-apiserver`,
       {
@@ -288,6 +273,22 @@ export class HaControlPlane extends pulumi.ComponentResource {
     this.adminKubeconfig = this.pki.kubeconfig(this.pki.adminClient, "hakube-admin", this.endpoint, args.clusterName ?? "hakube");
     this.etcdEndpoints = this.etcd.clientEndpoints;
     this.ready = [this.controllers.ready, ...(this.loadBalancer.ready ? [this.loadBalancer.ready] : [])];
+    if (args.backups) {
+      this.backups = new EtcdBackups(
+        `${name}-backups`,
+        {
+          hosts: etcdHosts,
+          storage: args.backups.storage,
+          clusterCaCertificate: this.pki.clusterCa.certPem,
+          intervalMinutes: args.backups.intervalMinutes,
+          keep: args.backups.keep,
+          key: backupKey,
+          // After the whole control plane: the first backup holds the bootstrapped cluster.
+          after: [this.etcd.ready, ...(this.etcd.restored ? [this.etcd.restored] : []), ...this.ready],
+        },
+        { parent: this },
+      );
+    }
     if (args.kubernetesProvider ?? true) {
       this.provider = new k8s.Provider(
         `${name}-k8s`,

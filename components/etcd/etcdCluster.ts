@@ -3,7 +3,7 @@ import { Host } from "../types";
 import { ClusterPki } from "../pki/clusterPki";
 import { BinarySource, defaultBinarySource } from "../binaries/source";
 import { installBinaries, planBinaries } from "../binaries/install";
-import { gateStep, hostStep, StepFile } from "../remote/hostStep";
+import { gateStep, hostStep, onceStep, StepFile } from "../remote/hostStep";
 import { invalid, requireEtcdMemberCount, requireHosts, requireInteger, requireVersion } from "../validation";
 import { MINIMUM_ETCD_VERSION, parseVersion } from "../version";
 import {
@@ -267,10 +267,10 @@ export class EtcdCluster extends pulumi.ComponentResource {
       { path: RESTORE_KEY_CERT, mode: "0644", content: r.key.certPem },
     ];
     // The first host resolves "latest"; the others fetch the very same backup by name.
-    const identity = [`restore request ${triggers[0].slice(0, 16)}`];
-    const first = hostStep(
+    // Each check runs once per request: a change of the backup settings runs no restore.
+    const first = onceStep(
       `${name}-restore-check-${hosts[0].name}`,
-      { host: hosts[0], files, create: restoreCheckScript(r.from, r.confirm), identity },
+      { host: hosts[0], files, create: restoreCheckScript(r.from, r.confirm), triggers },
       { parent: this, dependsOn: [binaries[0]] },
     );
     const manifest = first.stdout.apply((out) => /^hakube-restore-manifest (.*)$/m.exec(out ?? "")?.[1] ?? "");
@@ -278,10 +278,10 @@ export class EtcdCluster extends pulumi.ComponentResource {
     const checks = [
       first,
       ...hosts.slice(1).map((host, j) =>
-        hostStep(
+        onceStep(
           `${name}-restore-check-${host.name}`,
           // "latest" was checked against quorum by the first host already; confirm carries over.
-          { host, files, create: resolved.apply((n) => restoreCheckScript(n, r.confirm)), identity },
+          { host, files, create: resolved.apply((n) => restoreCheckScript(n, r.confirm)), triggers },
           { parent: this, dependsOn: [binaries[j + 1], first] },
         ),
       ),

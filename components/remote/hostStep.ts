@@ -143,3 +143,29 @@ export function gateStep(
     { ...opts, dependsOn: [...args.guards, ...(args.after ?? [])] },
   );
 }
+
+/**
+ * A step that runs once per request: `create` runs when the step is made and whenever
+ * `triggers` change (the command SDK replaces it); any other change (a file's content, the
+ * script) is recorded without running anything. For one-off actions such as a restore,
+ * which must not run again because an unrelated setting changed.
+ */
+export function onceStep(
+  name: string,
+  args: { readonly host: Host; readonly files?: readonly StepFile[]; readonly create: pulumi.Input<string>; readonly triggers: pulumi.Input<string>[] },
+  opts: pulumi.CustomResourceOptions,
+): command.remote.Command {
+  const files = args.files ?? [];
+  return new command.remote.Command(
+    name,
+    {
+      connection: args.host.connection,
+      create: pulumi.output(args.create).apply((body) => script("# hakube: runs once per request", body, files.length > 0, "")),
+      update: "true",
+      stdin: files.length > 0 ? pulumi.secret(resolve(files).apply(renderFileBundle)) : undefined,
+      triggers: args.triggers,
+      addPreviousOutputInEnv: false,
+    },
+    args.host.after ? { ...opts, dependsOn: [...dependsOnList(opts.dependsOn), args.host.after] } : opts,
+  );
+}

@@ -189,7 +189,11 @@ function kubectlJson(args: string[]): any {
 /** The restore request on the next runs (or none), as stack config. */
 function restoreConfig(from?: string, confirm?: string): void {
   for (const [key, value] of [["restoreFrom", from], ["restoreConfirm", confirm]] as const) {
-    const r = value === undefined ? pulumi(["config", "rm", `hakube:${key}`], 60_000) : pulumi(["config", "set", `hakube:${key}`, value], 60_000);
+    if (value === undefined) {
+      pulumi(["config", "rm", `hakube:${key}`], 60_000); // absent already: nothing to remove
+      continue;
+    }
+    const r = pulumi(["config", "set", `hakube:${key}`, value], 60_000);
     assert.equal(r.status, 0, r.stderr);
   }
 }
@@ -240,7 +244,7 @@ test("restore: refused with nothing stopped for a cluster that has quorum, a bac
   assert.equal(clean.status, 0, clean.stdout.slice(-3000));
 });
 
-test("restore: every member's data destroyed, then one pulumi up --refresh brings back every object written before the backup", async () => {
+test("restore: every member's data destroyed, then one pulumi up --refresh brings back every object written before the backup", async (t) => {
   const ns = "hakube-restore";
   const items = [
     { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } },
@@ -256,10 +260,12 @@ test("restore: every member's data destroyed, then one pulumi up --refresh bring
     assert.equal(cred.ssh(h.address, "systemctl stop etcd.service && rm -rf /var/lib/etcd").status, 0);
   }
   restoreConfig(backup.name);
+  t.after(() => restoreConfig());
   const r = pulumi(["up", "--yes", "--skip-preview", "--refresh"], 900_000);
   timings.restoreUpSeconds = r.seconds;
   assert.equal(r.status, 0, `the restore failed:\n${r.stdout.slice(-5000)}\n${r.stderr.slice(-2000)}`);
-  assert.match(r.stdout, /removed \d+ stale apiserver entries/);
+  const restored = pulumi(["stack", "output", "restoredFrom"], 60_000).stdout;
+  assert.match(restored, new RegExp(`"name":"${backup.name}"`), "the stack names the backup it restored from");
   const cms = kubectlJson(["get", "configmaps", "-n", ns]).items.filter((x: any) => x.metadata.name.startsWith("cm-"));
   assert.equal(cms.length, 20);
   for (const c of cms) assert.equal(c.data.value, `config-${c.metadata.name.slice(3)}`);
