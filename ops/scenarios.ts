@@ -146,6 +146,21 @@ export async function waitHealthy(c: Cluster, timeoutMs = 120_000): Promise<numb
 }
 
 /** Runs `during` with both probes running; returns their combined result. */
+/**
+ * Cuts the VIP holder's link and waits until a survivor holds the VIP; records `cutAt`,
+ * `newVipHolder` and `vipFailoverMs` in the facts.
+ */
+async function cutVipHolder(c: Cluster, victim: LocalHost, facts: Record<string, unknown>): Promise<{ cutAt: number; moved: { value: LocalHost }; survivors: LocalHost[] }> {
+  const cutAt = Date.now();
+  facts.cutAt = cutAt;
+  await setLink(victim, false);
+  const survivors = c.outputs.hosts.filter((h) => h !== victim);
+  const moved = await waitFor("the VIP to move", 60_000, 50, () => vipHolder(c, survivors));
+  facts.vipFailoverMs = Date.now() - cutAt;
+  facts.newVipHolder = moved.value.name;
+  return { cutAt, moved, survivors };
+}
+
 /** How many times each scenario has run in this process. */
 const runsOf = new Map<string, number>();
 
@@ -369,14 +384,8 @@ export async function loseVipHolder(c: Cluster): Promise<ScenarioResult> {
     })();
     try {
       await sleep(3000);
-      const cutAt = Date.now();
-      facts.cutAt = cutAt;
-      await setLink(victim, false);
-      const survivors = c.outputs.hosts.filter((h) => h !== victim);
-      const moved = await waitFor("the VIP to move", 60_000, 50, () => vipHolder(c, survivors));
-      facts.newVipHolder = moved.value.name;
+      const { moved, survivors } = await cutVipHolder(c, victim, facts);
       const movedAt = Date.now();
-      facts.vipFailoverMs = movedAt - cutAt;
       await sleep(4000);
       // Mid-outage evidence: can the survivors serve at all (their /readyz, etcd as seen
       // from the new holder)?
@@ -758,13 +767,7 @@ export async function loseEverythingHolder(c: Cluster): Promise<ScenarioResult> 
       leases: await Promise.all(["kube-controller-manager", "kube-scheduler"].map(async (l) => hostOfHolder(c, (await lease(c, l))?.holder ?? "")?.name)),
     };
     await sleep(3000);
-    const cutAt = Date.now();
-    facts.cutAt = cutAt;
-    await setLink(victim, false);
-    const survivors = c.outputs.hosts.filter((h) => h !== victim);
-    const moved = await waitFor("the VIP to move", 60_000, 50, () => vipHolder(c, survivors));
-    facts.vipFailoverMs = Date.now() - cutAt;
-    facts.newVipHolder = moved.value.name;
+    const { cutAt, moved } = await cutVipHolder(c, victim, facts);
     const led = await waitFor("a new etcd leader", 60_000, 200, async () => {
       const l = await etcdLeader(c, moved.value);
       return l && l !== victim ? l : undefined;

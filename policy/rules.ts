@@ -276,9 +276,10 @@ export function haproxyReadyzProblems(config: string): string[] {
       .filter((s) => /^frontend\s/.test(s.header))
       .flatMap((s) => s.lines.map((l) => /^(?:default_backend|use_backend)\s+(\S+)/.exec(l)?.[1]).filter((b): b is string => b !== undefined)),
   );
-  const pools = sections.filter(
-    (s) => (/^listen\s/.test(s.header) || served.has(s.header.split(/\s+/)[1] ?? "")) && /^(backend|listen)\s/.test(s.header) && s.lines.some((l) => /^server\s/.test(l)),
-  );
+  const pools = sections.filter((s) => {
+    const [kind, name] = s.header.split(/\s+/);
+    return (kind === "listen" || (kind === "backend" && served.has(name))) && s.lines.some((l) => /^server\s/.test(l));
+  });
   if (pools.length === 0) {
     return ["no backend with servers that a frontend sends to"];
   }

@@ -155,32 +155,27 @@ export class HaControlPlane extends pulumi.ComponentResource {
       { parent: this },
     );
 
-    // One observation per host (a host may carry several roles); the components get the
-    // observed hosts, whose steps run again when a refresh found them drifted.
-    const observed = new Map<string, Host>();
+    // Per host (a host may carry several roles), the view the components get: observed
+    // (its steps run again when a refresh found it drifted), and waiting for its network
+    // settings, which come before any service on it opens a connection.
+    const seen = new Map<string, Host>();
     this.observations = [];
-    if (args.observe?.enabled ?? true) {
-      for (const host of [...plan.controlPlaneHosts, ...plan.etcdHosts, ...plan.balancerHosts]) {
-        if (observed.has(host.name)) continue;
+    this.hostNetworkSteps = [];
+    for (const host of plan.hosts) {
+      let current = host;
+      if (args.observe?.enabled ?? true) {
         const observation = new HostObservation(`${name}-observe-${host.name}`, { host, network: args.observe?.network }, { parent: this });
         this.observations.push(observation);
-        observed.set(host.name, observation.observed(host));
+        current = observation.observed(host);
       }
-    }
-    // Then the hosts' network settings, before any service on them opens a connection.
-    this.hostNetworkSteps = [];
-    if (plan.hostNetwork) {
-      const seen = new Set<string>();
-      for (const host of [...plan.controlPlaneHosts, ...plan.etcdHosts, ...plan.balancerHosts]) {
-        if (seen.has(host.name)) continue;
-        seen.add(host.name);
-        const current = observed.get(host.name) ?? host;
+      if (plan.hostNetwork) {
         const step = hostNetworkStep(`${name}-network-${host.name}`, current, plan.hostNetwork, { parent: this, dependsOn: [this.versions] });
         this.hostNetworkSteps.push(step);
-        observed.set(host.name, { ...current, after: step });
+        current = { ...current, after: step };
       }
+      seen.set(host.name, current);
     }
-    const view = (hosts: readonly Host[]) => hosts.map((h) => observed.get(h.name) ?? h);
+    const view = (hosts: readonly Host[]) => hosts.map((h) => seen.get(h.name) ?? h);
     const cp = view(plan.controlPlaneHosts);
     const etcdHosts = view(plan.etcdHosts);
     const balancerHosts = view(plan.balancerHosts);

@@ -34,6 +34,8 @@ export interface ControlPlanePlan {
   readonly etcdHosts: readonly Host[];
   /** keepalived + HAProxy hosts; empty with an external balancer. */
   readonly balancerHosts: readonly Host[];
+  /** Every host once, whatever its roles: control plane, then etcd, then balancer. */
+  readonly hosts: readonly Host[];
   readonly balancer: { readonly kind: "keepalived"; readonly options: KeepalivedOptions } | { readonly kind: "external"; readonly options: ExternalEndpointOptions };
   /** The address clients reach the API at (the VIP, or the external balancer's). */
   readonly apiEndpointAddress: pulumi.Input<string>;
@@ -88,9 +90,11 @@ export function planControlPlane(parent: pulumi.Resource | undefined, args: HaCo
     }
   }
   requireConsistentHosts(parent, "hosts", [cp, etcdHosts, balancerHosts]);
+  // A name is one host in every role (checked above), so the first of each name is the host.
+  const hosts = [...cp, ...etcdHosts, ...balancerHosts].filter((h, i, all) => all.findIndex((o) => o.name === h.name) === i);
   const serviceCidr = requireCidr(parent, "serviceCidr", args.serviceCidr ?? "10.96.0.0/12");
   const podCidr = requireCidr(parent, "podCidr", args.podCidr ?? "10.244.0.0/16");
-  requireDisjointRanges(parent, { argument: "serviceCidr", cidr: serviceCidr }, { argument: "podCidr", cidr: podCidr }, [...cp, ...etcdHosts, ...balancerHosts]);
+  requireDisjointRanges(parent, { argument: "serviceCidr", cidr: serviceCidr }, { argument: "podCidr", cidr: podCidr }, hosts);
   const kubernetes = requireVersion(
     parent,
     "kubernetesVersion",
@@ -121,6 +125,7 @@ export function planControlPlane(parent: pulumi.Resource | undefined, args: HaCo
     controlPlaneHosts: cp,
     etcdHosts,
     balancerHosts,
+    hosts,
     balancer: keepalived ? { kind: "keepalived", options: keepalived } : { kind: "external", options: external! },
     apiEndpointAddress: keepalived ? keepalived.virtualIp : (external!.endpoint as ApiEndpoint).endpoint,
     versions: { kubernetes, etcd },

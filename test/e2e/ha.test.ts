@@ -65,16 +65,24 @@ function summary(r: ScenarioResult): string {
 }
 
 /**
- * Availability: every run's longest failure window is under the bound derived from the
- * stack's timings (ops/bounds.ts). Checked after all repetitions, so a benchmark still
- * reports every run's window when one is over.
+ * A loss scenario REPEAT times (npm run bench:ha -- --repeat N): each run is recorded,
+ * checked, and loses no acknowledged write. Then availability: every run's longest failure
+ * window is under the bound derived from the stack's timings (ops/bounds.ts), checked after
+ * all repetitions, so a benchmark still reports every run's window when one is over.
  */
-function assertWithinBound(name: string, from: number): void {
-  const over = (runs[name] ?? []).slice(from).filter((r) => r.longestFailureMs > BOUND.ms);
+async function repeatLoss(scenario: () => Promise<ScenarioResult>, check: (r: ScenarioResult, f: any) => void): Promise<void> {
+  const mine: ScenarioResult[] = [];
+  for (let run = 0; run < REPEAT; run++) {
+    const r = record(await scenario());
+    mine.push(r);
+    check(r, r.facts);
+    assert.equal(r.acknowledgedWritesLost, 0);
+  }
+  const over = mine.filter((r) => r.longestFailureMs > BOUND.ms);
   assert.deepEqual(
     over.map((r) => r.longestFailureMs),
     [],
-    `${name}: failure windows over the bound of ${BOUND.ms} ms (${JSON.stringify(BOUND.parts)}); evidence of the first: ` +
+    `${mine[0].name}: failure windows over the bound of ${BOUND.ms} ms (${JSON.stringify(BOUND.parts)}); evidence of the first: ` +
       JSON.stringify(over[0]?.facts.longestWindowEvidence ?? null).slice(0, 6000),
   );
 }
@@ -156,75 +164,65 @@ after(() => {
 });
 
 test("1. losing a machine that holds neither VIP nor lease: the API keeps serving, etcd keeps quorum, the Service drops and regains it", async () => {
-  const from = runs["lose-quiet-machine"]?.length ?? 0;
-  for (let run = 0; run < REPEAT; run++) {
-    const r = record(await loseQuietMachine(c));
-    const f = r.facts as any;
-    assert.equal(f.etcdQuorumKept, true, "the two other etcd members stay healthy");
-    assert.equal(f.endpointsWhileLost.length, 2, "the Service lists the two live apiservers");
-    assert.equal(f.endpointsAfter.length, 3, "the apiserver rejoins after the link returns");
-    const whileLost = between(r, f.cutAt, f.restoreAt);
-    assert.ok(whileLost.filter((x) => x.ok && x.op === "write").length > 10, "writes succeed while the machine is lost");
-    assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "it serves without failures once the balancer noticed");
-    assert.equal(r.acknowledgedWritesLost, 0);
-  }
-  assertWithinBound("lose-quiet-machine", from);
+  await repeatLoss(
+    () => loseQuietMachine(c),
+    (r, f) => {
+      assert.equal(f.etcdQuorumKept, true, "the two other etcd members stay healthy");
+      assert.equal(f.endpointsWhileLost.length, 2, "the Service lists the two live apiservers");
+      assert.equal(f.endpointsAfter.length, 3, "the apiserver rejoins after the link returns");
+      const whileLost = between(r, f.cutAt, f.restoreAt);
+      assert.ok(whileLost.filter((x) => x.ok && x.op === "write").length > 10, "writes succeed while the machine is lost");
+      assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "it serves without failures once the balancer noticed");
+    },
+  );
 });
 
 test("2. losing the lease holder: new holders take over the controller-manager and scheduler Leases (default timings)", async () => {
-  const from = runs["lose-lease-holder-default"]?.length ?? 0;
-  for (let run = 0; run < REPEAT; run++) {
-    const r = record(await loseLeaseHolder(c, "default"));
-    const f = r.facts as any;
-    assert.equal(f["kube-controller-managerHeldByVictim"], true);
-    assert.notEqual(f["kube-controller-managerNewHolder"], f.victim);
-    assert.ok(f["kube-controller-managerTakeoverMs"] > 0, "taken over after the cut");
-    if (f["kube-schedulerHeldByVictim"]) {
-      assert.notEqual(f["kube-schedulerNewHolder"], f.victim);
-      assert.ok(f["kube-schedulerTakeoverMs"] > 0);
-    }
-    assert.equal(r.acknowledgedWritesLost, 0);
-  }
-  assertWithinBound("lose-lease-holder-default", from);
+  await repeatLoss(
+    () => loseLeaseHolder(c, "default"),
+    (r, f) => {
+      assert.equal(f["kube-controller-managerHeldByVictim"], true);
+      assert.notEqual(f["kube-controller-managerNewHolder"], f.victim);
+      assert.ok(f["kube-controller-managerTakeoverMs"] > 0, "taken over after the cut");
+      if (f["kube-schedulerHeldByVictim"]) {
+        assert.notEqual(f["kube-schedulerNewHolder"], f.victim);
+        assert.ok(f["kube-schedulerTakeoverMs"] > 0);
+      }
+    },
+  );
 });
 
 test("3. losing the VIP holder: the VIP moves and the API serves again", async () => {
-  const from = runs["lose-vip-holder"]?.length ?? 0;
-  for (let run = 0; run < REPEAT; run++) {
-    const r = record(await loseVipHolder(c));
-    const f = r.facts as any;
-    assert.notEqual(f.newVipHolder, f.victim);
-    assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "serving through the moved VIP");
-    assert.equal(r.acknowledgedWritesLost, 0);
-  }
-  assertWithinBound("lose-vip-holder", from);
+  await repeatLoss(
+    () => loseVipHolder(c),
+    (r, f) => {
+      assert.notEqual(f.newVipHolder, f.victim);
+      assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "serving through the moved VIP");
+    },
+  );
 });
 
 test("4. kill -9 of one kube-apiserver: systemd restarts it and the API keeps serving", async () => {
-  const from = runs["kill-apiserver"]?.length ?? 0;
-  for (let run = 0; run < REPEAT; run++) {
-    const r = record(await killApiserver(c));
-    const f = r.facts as any;
-    assert.notEqual(f.pidAfter, f.pidBefore);
-    const last = r.records[r.records.length - 1].at;
-    assert.ok(between(r, last - 3000, last + 1).every((x) => x.ok), "serving after the restart");
-    assert.equal(r.acknowledgedWritesLost, 0);
-  }
-  assertWithinBound("kill-apiserver", from);
+  await repeatLoss(
+    () => killApiserver(c),
+    (r, f) => {
+      assert.notEqual(f.pidAfter, f.pidBefore);
+      const last = r.records[r.records.length - 1].at;
+      assert.ok(between(r, last - 3000, last + 1).every((x) => x.ok), "serving after the restart");
+    },
+  );
 });
 
 test("11. the worst case: losing the machine that holds the VIP, both Leases and etcd leadership at once: everything moves, the API serves again, nothing lost", async () => {
-  const from = runs["lose-everything-holder"]?.length ?? 0;
-  for (let run = 0; run < REPEAT; run++) {
-    const r = record(await loseEverythingHolder(c));
-    const f = r.facts as any;
-    assert.deepEqual(f.heldBeforeCut, { vip: f.victim, etcdLeader: f.victim, leases: [f.victim, f.victim] }, "arranged: one machine holds everything");
-    assert.notEqual(f.newVipHolder, f.victim);
-    assert.notEqual(f.newEtcdLeader, f.victim);
-    assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "serving through the moved VIP before the link returns");
-    assert.equal(r.acknowledgedWritesLost, 0);
-  }
-  assertWithinBound("lose-everything-holder", from);
+  await repeatLoss(
+    () => loseEverythingHolder(c),
+    (r, f) => {
+      assert.deepEqual(f.heldBeforeCut, { vip: f.victim, etcdLeader: f.victim, leases: [f.victim, f.victim] }, "arranged: one machine holds everything");
+      assert.notEqual(f.newVipHolder, f.victim);
+      assert.notEqual(f.newEtcdLeader, f.victim);
+      assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "serving through the moved VIP before the link returns");
+    },
+  );
 });
 
 test("5. etcd: writes go on with 1 of 3 down, fail cleanly with 2 down, and everything recovers with no loss or divergence", async () => {
@@ -404,14 +402,12 @@ test("2b. losing the lease holder with tuned timings (8/6/1)", async () => {
   );
   assert.equal(tune.status, 0, tune.stdout.slice(-3000));
   await waitHealthy(c);
-  const from = runs["lose-lease-holder-tuned"]?.length ?? 0;
-  for (let run = 0; run < REPEAT; run++) {
-    const r = record(await loseLeaseHolder(c, "tuned"));
-    const f = r.facts as any;
-    assert.notEqual(f["kube-controller-managerNewHolder"], f.victim);
-    assert.ok(f["kube-controller-managerTakeoverMs"] > 0, "taken over after the cut");
-    if (f["kube-schedulerHeldByVictim"]) assert.ok(f["kube-schedulerTakeoverMs"] > 0);
-    assert.equal(r.acknowledgedWritesLost, 0);
-  }
-  assertWithinBound("lose-lease-holder-tuned", from);
+  await repeatLoss(
+    () => loseLeaseHolder(c, "tuned"),
+    (r, f) => {
+      assert.notEqual(f["kube-controller-managerNewHolder"], f.victim);
+      assert.ok(f["kube-controller-managerTakeoverMs"] > 0, "taken over after the cut");
+      if (f["kube-schedulerHeldByVictim"]) assert.ok(f["kube-schedulerTakeoverMs"] > 0);
+    },
+  );
 });
