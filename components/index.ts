@@ -24,6 +24,7 @@ export * from "./controllers/leaderElectedControllers";
 export * from "./host/hostNetwork";
 export * from "./backup/render";
 export * from "./backup/etcdBackups";
+export * from "./backup/lastBackup";
 export * from "./backup/localObjectStore";
 export * from "./controlplane/deployedVersions";
 export * from "./controlplane/plan";

@@ -53,6 +53,8 @@ export interface RequestRecord {
   readonly ok: boolean;
   readonly status?: number;
   readonly error?: string;
+  /** A write's ConfigMap name. */
+  readonly name?: string;
 }
 
 export interface ProbeReport {
@@ -165,10 +167,10 @@ export class Probe {
       .then((a) => {
         const ok = op === "read" ? a.status === 200 : a.status === 201;
         if (ok && op === "write") this.acknowledged.push(name);
-        this.records.push({ at, ms: Date.now() - at, op, ok, status: a.status, error: ok ? undefined : a.body.slice(0, 200) });
+        this.records.push({ at, ms: Date.now() - at, op, ok, status: a.status, error: ok ? undefined : a.body.slice(0, 200), name: op === "write" ? name : undefined });
       })
       .catch((e: Error) => {
-        this.records.push({ at, ms: Date.now() - at, op, ok: false, error: e.message });
+        this.records.push({ at, ms: Date.now() - at, op, ok: false, error: e.message, name: op === "write" ? name : undefined });
       });
     this.pending.add(p);
     void p.finally(() => this.pending.delete(p));

@@ -618,6 +618,20 @@ export async function rollingUp(c: Cluster, label: string, upArgs: string[]): Pr
 }
 
 /**
+ * A machine lost for good, as a dead disk: its nspawn process killed, its network namespace
+ * and its files deleted. The stack's state still names it.
+ */
+export async function destroyMachine(victim: LocalHost): Promise<void> {
+  if (!victim.dir) throw new Error("the stack's outputs name no machine folder (hosts[].dir)");
+  const pid = fs.readFileSync(`${victim.dir}.pid`, "utf8").trim();
+  if (!/^\d+$/.test(pid)) throw new Error(`no pid in ${victim.dir}.pid`);
+  await runAsync("kill", ["-KILL", pid], { timeoutMs: 10_000 });
+  await sleep(1000);
+  await runAsync("ip", ["netns", "del", victim.netns], { timeoutMs: 10_000 });
+  fs.rmSync(victim.dir, { recursive: true, force: true });
+}
+
+/**
  * 8. A machine lost for good: its nspawn process killed and its files deleted (as a dead
  * disk). `pulumi preview --refresh` must show the machine and its steps as changes; the
  * repair command `pulumi up --refresh` makes it anew, its etcd member rejoins.
@@ -635,13 +649,7 @@ export async function loseMachineForGood(c: Cluster, upArgs: string[]): Promise<
       facts.memberIdBefore = before.members.find((m) => m.name === victim.name)?.id;
       await sleep(2000);
       facts.lostAt = Date.now();
-      if (!victim.dir) throw new Error("the stack's outputs name no machine folder (hosts[].dir)");
-      const pid = fs.readFileSync(`${victim.dir}.pid`, "utf8").trim();
-      if (!/^\d+$/.test(pid)) throw new Error(`no pid in ${victim.dir}.pid`);
-      await runAsync("kill", ["-KILL", pid], { timeoutMs: 10_000 });
-      await sleep(1000);
-      await runAsync("ip", ["netns", "del", victim.netns], { timeoutMs: 10_000 });
-      fs.rmSync(victim.dir, { recursive: true, force: true });
+      await destroyMachine(victim);
       const preview = await pulumiAsync(["preview", "--refresh", ...upArgs], 300_000);
       facts.previewOk = preview.status === 0;
       facts.previewSeconds = preview.seconds;

@@ -108,6 +108,7 @@ function local() {
     backupKey: cluster.backups?.backupKey,
     backupStorage: store && { endpoint: store.endpoint, bucket: store.bucket, prefix: `${pulumi.getStack()}/etcd` },
     restoredFrom: cluster.etcd.restoredFrom,
+    lastBackup: cluster.backups?.lastBackup,
     storageHosts: (machines.groups.s3 ?? []).map((h) => ({ name: h.name, address: h.address, veth: h.veth, netns: h.netns, dir: h.dir })),
   };
 }
@@ -199,6 +200,7 @@ function aws() {
     backupKey: cluster.backups?.backupKey,
     backupBucket: backupBucket?.bucket.bucket,
     restoredFrom: cluster.etcd.restoredFrom,
+    lastBackup: backupBucket?.lastBackup,
     hosts: machines.hosts.map((h) => ({ name: h.name, address: h.address })),
   };
 }

@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { invalid, requireInteger } from "../validation";
 import type { BackupStorageArgs } from "../backup/etcdBackups";
+import { LastBackup, lastBackupOf, newestManifestKey } from "../backup/lastBackup";
 
 export interface AwsBackupBucketArgs {
   /** The AWS region the bucket is in (the endpoint is `https://s3.<region>.amazonaws.com`). */
@@ -29,6 +30,11 @@ export class AwsBackupBucket extends pulumi.ComponentResource {
   public readonly instanceProfile: aws.iam.InstanceProfile;
   /** `HaControlPlane`'s `backups.storage`. */
   public readonly storage: BackupStorageArgs;
+  /**
+   * The newest backup in the bucket when the program ran, read with the credentials Pulumi
+   * runs with (the hosts' instance profile is theirs alone), or why it could not be read.
+   */
+  public readonly lastBackup: pulumi.Output<LastBackup>;
 
   constructor(name: string, args: AwsBackupBucketArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hakube:index:AwsBackupBucket", name, {}, opts);
@@ -126,6 +132,18 @@ export class AwsBackupBucket extends pulumi.ComponentResource {
       region: args.region,
       credentials: "instance-profile",
     };
+    this.lastBackup = bucket.apply(async (b): Promise<LastBackup> => {
+      const now = new Date();
+      try {
+        const listed = await aws.s3.getObjects({ bucket: b, prefix: `${prefix}/`, maxKeys: 1000 }, { parent: this });
+        const newest = newestManifestKey(listed.keys, prefix);
+        if (newest === undefined) return lastBackupOf(undefined, now);
+        const object = await aws.s3.getObject({ bucket: b, key: newest, downloadBody: "true" }, { parent: this });
+        return lastBackupOf(Buffer.from(object.bodyBase64 ?? "", "base64").toString("utf8"), now);
+      } catch (e) {
+        return { checkedAt: now.toISOString(), error: (e as Error).message.split("\n")[0] };
+      }
+    });
     this.registerOutputs({ bucket });
   }
 }

@@ -3,6 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { Host } from "../types";
 import type { KeyPair } from "../pki/clusterPki";
+import type { ObservedNetwork } from "../observe/ssh";
+import { LastBackup, readLastBackup } from "./lastBackup";
 import { hostStep, StepFile } from "../remote/hostStep";
 import { invalid, requireHosts, requireInteger } from "../validation";
 import {
@@ -52,6 +54,14 @@ export interface EtcdBackupsArgs {
   readonly after?: readonly pulumi.Resource[];
   /** The key pair backups are encrypted to. @default a new one ({@link backupKeyPair}) */
   readonly key?: KeyPair;
+  /**
+   * Read the newest backup from storage each time the program runs, for {@link
+   * EtcdBackups.lastBackup} (needs an access key: with "instance-profile" credentials only
+   * the hosts can read storage; AwsBackupBucket reads it through the AWS provider). @default true
+   */
+  readonly readLastBackup?: boolean;
+  /** On a local stack: the bridge storage is reached through (nothing is sent while it is missing). */
+  readonly network?: ObservedNetwork;
 }
 
 /** The settings of backups, resolved (see {@link resolveBackupSettings}). */
@@ -157,6 +167,11 @@ export class EtcdBackups extends pulumi.ComponentResource {
   /** The cluster id written into every manifest. */
   public readonly clusterId: pulumi.Output<string>;
   public readonly steps: pulumi.Resource[];
+  /**
+   * The newest backup in storage when the program ran (name, time, revision, sizes, age), or
+   * why storage could not be read; undefined when it is not read (see `readLastBackup`).
+   */
+  public readonly lastBackup?: pulumi.Output<LastBackup>;
   /** Settings a status or restore reads. */
   public readonly settings: { readonly prefix: string; readonly intervalMinutes: number; readonly keep: number };
 
@@ -184,6 +199,17 @@ export class EtcdBackups extends pulumi.ComponentResource {
         { parent: this, dependsOn: [...(args.after ?? [])] },
       ),
     );
+    const creds = args.storage.credentials;
+    if (creds !== "instance-profile" && args.readLastBackup !== false) {
+      const s = args.storage;
+      this.lastBackup = pulumi.unsecret(
+        pulumi
+          .all([s.endpoint, s.bucket, creds.accessKeyId, creds.secretAccessKey, s.caCertificate])
+          .apply(([endpoint, bucket, accessKeyId, secretAccessKey, caCertificate]) =>
+            readLastBackup({ endpoint, bucket, prefix, region: resolved.region, accessKeyId, secretAccessKey, caCertificate }, args.network),
+          ),
+      );
+    }
     this.registerOutputs({ backupCertificate: this.backupCertificate, clusterId: this.clusterId });
   }
 }

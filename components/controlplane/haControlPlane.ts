@@ -100,6 +100,11 @@ export interface HaControlPlaneArgs {
      * "replace-a-healthy-cluster". Nothing is stopped until every host has checked the backup.
      */
     readonly restore?: { readonly from: string; readonly confirm?: string };
+    /**
+     * Read the newest backup from storage when the program runs (`backups.lastBackup`, a
+     * stack output users export). Needs an access key in `storage.credentials`. @default true
+     */
+    readonly readLastBackup?: boolean;
   };
 }
 
@@ -278,6 +283,8 @@ export class HaControlPlane extends pulumi.ComponentResource {
           intervalMinutes: args.backups.intervalMinutes,
           keep: args.backups.keep,
           key: backupKey,
+          readLastBackup: args.backups.readLastBackup,
+          network: args.observe?.network,
           // After the whole control plane: the first backup holds the bootstrapped cluster.
           after: [this.etcd.ready, ...(this.etcd.restored ? [this.etcd.restored] : []), ...this.ready],
         },

@@ -123,4 +123,10 @@ test("aws backups: a versioned, encrypted, private, TLS-only bucket with lifecyc
   const steps = resources.filter((r) => /^test-backups-etcd-\d$/.test(r.name));
   assert.equal(steps.length, 5);
   assert.ok(await valueOf(outputs.backupKey), "the backup key is a stack output");
+  // The newest backup, read through the AWS provider: the latest manifest of the prefix.
+  const last = await valueOf<any>(outputs.lastBackup);
+  assert.equal(last.error, undefined);
+  assert.equal(last.backup.name, "etcd-20261201T103000Z-r57");
+  assert.equal(last.backup.revision, 57);
+  assert.ok(typeof last.ageSeconds === "number");
 });

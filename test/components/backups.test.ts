@@ -5,11 +5,12 @@ import { byName, decodeBundle, ETCD_DIGEST, hosts, isSecret, nameOf, program, re
 import { BACKUP_USER_CONF, HaControlPlane, planControlPlane } from "../../components";
 
 // Two control planes: one with backups, one that also restores in this `pulumi up`.
+const LOOPBACK_PORT = 9;
 let withBackups: HaControlPlane;
 before(async () => {
   [withBackups] = await program(() => {
     const storage = {
-      endpoint: "https://10.0.0.51:7070",
+      endpoint: `https://127.0.0.1:${LOOPBACK_PORT}`, // nothing listens: reading the last backup fails on loopback
       bucket: "hakube-backups",
       prefix: "test/etcd",
       credentials: { accessKeyId: pulumi.secret("AKIDEXAMPLE"), secretAccessKey: pulumi.secret("very-secret-key") },
@@ -42,7 +43,7 @@ test("backups: one step per etcd host after etcd is ready, with the program, its
   assert.equal(files.get("/usr/local/sbin/hakube-etcd-backup")?.mode, "0755");
   assert.match(files.get("/etc/systemd/system/hakube-etcd-backup.timer")!.content, /OnUnitActiveSec=15min/);
   const env = files.get("/etc/hakube/backup/backup.env")!.content;
-  assert.match(env, /HAKUBE_BACKUP_ENDPOINT=https:\/\/10.0.0.51:7070\n/);
+  assert.match(env, /HAKUBE_BACKUP_ENDPOINT=https:\/\/127.0.0.1:9\n/);
   assert.match(env, /HAKUBE_BACKUP_KEEP=10\n/);
   assert.match(env, /HAKUBE_BACKUP_CLUSTER=[0-9a-f]{16}\n/);
   assert.doesNotMatch(env, /very-secret-key|AKIDEXAMPLE/, "no credential in the plain settings");
@@ -97,4 +98,12 @@ test("backups and restore: bad input is refused at preview, naming the argument"
   assert.throws(make({ storage, keep: 1000 }), /backups\.keep.*1000.*an integer from 1 to 400/);
   assert.throws(make({ storage: { ...storage, prefix: "/abs/" } }), /backups\.storage\.prefix/);
   assert.throws(make({ storage, restore: { from: "yesterday" } }), /backups\.restore\.from.*yesterday.*"latest" or a backup name/);
+});
+
+test("backups: the last backup is read from storage as the program runs; a storage that does not answer is an error in it, not a failed program", async () => {
+  const last = await valueOf<any>(withBackups.backups!.lastBackup!);
+  assert.equal(last.backup, undefined);
+  assert.match(last.error, /ECONNREFUSED|connect/);
+  assert.ok(Date.parse(last.checkedAt) > 0);
+  assert.equal(await isSecret(withBackups.backups!.lastBackup!), false, "the summary is no secret (the access key only signs the request)");
 });

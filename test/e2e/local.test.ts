@@ -11,6 +11,7 @@ import { Credentials, etcdHosts, LocalOutputs, pulumi, ROOT, run, stackOutputs }
 import { collectStatus, ControlPlaneStatus, formatStatus, statusProblems } from "../../ops/status";
 import { backupList, backupNow } from "../../ops/backups";
 import { LOAD_ETCDCTL_ENV } from "../../ops/parse";
+import { destroyMachine } from "../../ops/scenarios";
 
 let outputs: LocalOutputs;
 let cred: Credentials;
@@ -216,7 +217,7 @@ test("backups: the first one right after deployment, one more on demand, in stor
   assert.equal(grep.stdout.trim(), "0");
 });
 
-test("restore: refused with nothing stopped for a cluster that has quorum, a backup that does not exist and a corrupt one", () => {
+test("restore: refused with nothing stopped for a cluster that has quorum, a backup that does not exist, a corrupt one and a wrong key", () => {
   const pids = () => outputs.hosts.map((h) => cred.ssh(h.address, "systemctl show -P MainPID kube-apiserver.service etcd.service").stdout.trim());
   const before = pids();
   const refused = (from: string, confirm: string | undefined, message: RegExp) => {
@@ -235,6 +236,21 @@ test("restore: refused with nothing stopped for a cluster that has quorum, a bac
   assert.equal(cred.ssh(store, `cp -p ${object} ${object}.good && printf 'x' | dd of=${object} bs=1 seek=4096 conv=notrunc status=none`).status, 0);
   try {
     refused(latest.name, "replace-a-healthy-cluster", /cannot be decrypted: the file is corrupt or truncated/);
+    // A wrong key: the same backup encrypted to a key of another stack, its manifest unchanged.
+    const other = "/root/hakube-other-backup-key";
+    const reencrypt =
+      `set -e; umask 077; openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=another-stack -days 1 -keyout ${other}.key -out ${other}.crt 2>/dev/null; ` +
+      `head -c 65536 /dev/urandom > ${other}.bin; openssl cms -encrypt -binary -aes-256-gcm -outform DER -in ${other}.bin -out ${object} ${other}.crt; rm -f ${other}.*`;
+    assert.equal(cred.ssh(store, reencrypt).status, 0);
+    refused(latest.name, "replace-a-healthy-cluster", /cannot be decrypted: .*encrypted to another key/);
+    // The manifest names another backup key: refused before anything is downloaded.
+    const manifest = `${storageDir()}/${latest.name}.json`;
+    assert.equal(cred.ssh(store, `cp -p ${manifest} ${manifest}.good && sed -i 's/"recipient":"[0-9A-F]*"/"recipient":"0BADC0DE"/' ${manifest}`).status, 0);
+    try {
+      refused(latest.name, "replace-a-healthy-cluster", /was encrypted to another backup key \(certificate serial 0BADC0DE/);
+    } finally {
+      cred.ssh(store, `mv -f ${manifest}.good ${manifest}`);
+    }
   } finally {
     cred.ssh(store, `mv -f ${object}.good ${object}`);
   }
@@ -285,6 +301,52 @@ test("restore: every member's data destroyed, then one pulumi up --refresh bring
   const removed = pulumi(["up", "--yes", "--skip-preview"], 900_000);
   assert.equal(removed.status, 0, removed.stdout.slice(-3000));
   assert.equal(cred.kubectl(["get", "configmap", "cm-7", "-n", ns]).status, 0);
+});
+
+test("restore onto all-new machines: every control-plane machine lost with its disk, one pulumi up --refresh makes them anew from the backup", async (t) => {
+  const ns = "hakube-restore-new";
+  const items = [
+    { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } },
+    ...Array.from({ length: 10 }, (_, i) => ({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: `cm-${i}`, namespace: ns }, data: { value: `new-${i}` } })),
+    { apiVersion: "v1", kind: "Secret", metadata: { name: "secret", namespace: ns }, stringData: { value: "kept" } },
+  ];
+  const apply = cred.kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items }));
+  assert.equal(apply.status, 0, apply.stderr);
+  const backup = backupNow(cred, outputs);
+  const machineIds = outputs.hosts.map((h) => cred.ssh(h.address, "cat /etc/machine-id").stdout.trim());
+  // As a zone outage with stacked etcd: every control-plane machine gone, storage kept.
+  for (const h of outputs.hosts) await destroyMachine(h);
+  restoreConfig("latest");
+  t.after(() => restoreConfig());
+  const r = pulumi(["up", "--yes", "--skip-preview", "--refresh"], 1_500_000);
+  timings.restoreNewMachinesUpSeconds = r.seconds;
+  assert.equal(r.status, 0, `the restore onto new machines failed:\n${r.stdout.slice(-6000)}\n${r.stderr.slice(-2000)}`);
+  const restored = pulumi(["stack", "output", "restoredFrom"], 60_000).stdout;
+  assert.match(restored, new RegExp(`"name":"${backup.name}"`), "latest resolved to the backup just taken");
+  outputs.hosts.forEach((h, i) => {
+    const id = cred.ssh(h.address, "cat /etc/machine-id").stdout.trim();
+    assert.ok(/^[0-9a-f]{32}$/.test(id) && id !== machineIds[i], `${h.name} is a new machine`);
+  });
+  const cms = kubectlJson(["get", "configmaps", "-n", ns]).items.filter((x: any) => x.metadata.name.startsWith("cm-"));
+  assert.equal(cms.length, 10);
+  for (const c of cms) assert.equal(c.data.value, `new-${c.metadata.name.slice(3)}`);
+  const secret = kubectlJson(["get", "secret", "secret", "-n", ns]);
+  assert.equal(Buffer.from(secret.data.value, "base64").toString(), "kept");
+  const st = await eventually("the restored control plane healthy", 60, () => {
+    const s = collectStatus(outputs, cred);
+    return statusProblems(s, outputs.hosts.length).length === 0 ? s : undefined;
+  });
+  assert.equal(st.serviceEndpoints.length, outputs.hosts.length);
+  assert.ok(Object.values(st.leases).every(Boolean), `both Leases are held: ${JSON.stringify(st.leases)}`);
+  const again = pulumi(["preview", "--expect-no-changes"], 300_000);
+  assert.equal(again.status, 0, `a second run would change something:\n${again.stdout.slice(-3000)}`);
+  restoreConfig();
+  const removed = pulumi(["up", "--yes", "--skip-preview"], 900_000);
+  assert.equal(removed.status, 0, removed.stdout.slice(-3000));
+  // The stack output of the newest backup, read from storage as the program ran.
+  const last = JSON.parse(pulumi(["stack", "output", "lastBackup", "--json"], 60_000).stdout);
+  assert.equal(last.error, undefined, JSON.stringify(last));
+  assert.ok(last.backup.name >= backup.name && last.backup.size > 0, JSON.stringify(last));
 });
 
 test("backups on a schedule: a 1-minute timer makes backups on its own and storage keeps the newest 2", async () => {

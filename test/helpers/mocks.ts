@@ -90,6 +90,16 @@ pulumi.runtime.setMocks(
           return { ...args.inputs, availabilityZone: `zone-of-${args.inputs.id}` };
         case "aws:ec2/getVpc:getVpc":
           return { ...args.inputs, cidrBlock: "10.50.0.0/16" };
+        // A bucket holding two backups and an unrelated object.
+        case "aws:s3/getObjects:getObjects": {
+          const p = args.inputs.prefix;
+          return { ...args.inputs, keys: [`${p}etcd-20261201T100000Z-r41.db.cms`, `${p}etcd-20261201T100000Z-r41.json`, `${p}etcd-20261201T103000Z-r57.db.cms`, `${p}etcd-20261201T103000Z-r57.json`, `${p}notes.txt`] };
+        }
+        case "aws:s3/getObject:getObject": {
+          const m = /etcd-(\d{8})T(\d{2})(\d{2})(\d{2})Z-r(\d+)\.json$/.exec(args.inputs.key);
+          const manifest = m && { name: `etcd-${m[1]}T${m[2]}${m[3]}${m[4]}Z-r${m[5]}`, time: `2026-12-01T${m[2]}:${m[3]}:${m[4]}Z`, revision: Number(m[5]), size: 4096, dbSize: 20480, totalKey: 300, member: "cp-2" };
+          return { ...args.inputs, bodyBase64: Buffer.from(JSON.stringify(manifest)).toString("base64") };
+        }
       }
       return args.inputs;
     },

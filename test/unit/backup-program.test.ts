@@ -12,6 +12,7 @@ import {
   renderBackupProgram,
   renderUserConf,
 } from "../../components/backup/render";
+import { readLastBackup } from "../../components/backup/lastBackup";
 import { run, tempDir } from "../helpers/tools";
 
 const TOOLCHAIN = process.env.HAKUBE_TOOLCHAIN_DIR ?? "/var/cache/hakube/toolchain";
@@ -138,6 +139,20 @@ test("backup program: a snapshot is checked, encrypted and uploaded with its man
   const stored = fs.readFileSync(path.join(dir, "s3data", "backups", "test", "etcd", `${names[2]}.db.cms`));
   assert.equal(stored.includes(Buffer.from("value-7")), false);
   assert.equal(fs.existsSync(path.join(dir, "s3data", "backups", "test", "etcd", `${names[0]}.db.cms`)), false);
+});
+
+test("last backup: the stack program's signed S3 reader finds the newest manifest; a wrong secret or a missing bucket is an error, not a throw", async () => {
+  const latest = JSON.parse(backup(["latest"]).stdout);
+  const access = { endpoint: `https://127.0.0.1:${s3Port}`, bucket: "backups", prefix: "test/etcd", region: "us-east-1", accessKeyId: ACCESS, secretAccessKey: SECRET, caCertificate: fs.readFileSync(path.join(dir, "s3.crt"), "utf8") };
+  const last = await readLastBackup(access);
+  assert.equal(last.error, undefined);
+  assert.equal(last.backup?.name, latest.name);
+  assert.equal(last.backup?.revision, latest.revision);
+  assert.equal(last.backup?.size, latest.size);
+  assert.ok(last.ageSeconds !== undefined && last.ageSeconds >= 0 && last.ageSeconds < 600);
+  assert.match((await readLastBackup({ ...access, secretAccessKey: "wrong" })).error ?? "", /HTTP 403/);
+  assert.match((await readLastBackup({ ...access, bucket: "nope" })).error ?? "", /HTTP 404/);
+  assert.deepEqual((await readLastBackup({ ...access, prefix: "empty/etcd" })).backup, undefined);
 });
 
 test("backup program: fetch decrypts and checks a backup, and etcdutl restores every key from it", () => {
