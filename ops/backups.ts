@@ -55,11 +55,21 @@ export function backupStatus(cred: Credentials, outputs: LocalOutputs, now = Dat
     status.error = (e as Error).message;
   }
   for (const h of etcdHosts(outputs)) {
-    const r = cred.ssh(h.address, `cat ${BACKUP_STATE_DIR}/last-failure.json 2>/dev/null || true`, 15_000);
-    const text = r.stdout.trim();
-    if (r.status !== 0 || !text.startsWith("{")) continue;
-    const f = JSON.parse(text) as { time: string; error: string };
-    if (!status.latest || Date.parse(f.time) > Date.parse(status.latest.time)) status.failures.push({ host: h.name, ...f });
+    // The program's own record of a failed run, and the unit's result (a run systemd could
+    // not even start leaves no record of the program's).
+    const r = cred.ssh(h.address, `cat ${BACKUP_STATE_DIR}/last-failure.json 2>/dev/null || true
+echo "unit $(systemctl show -P Result ${BACKUP_UNIT}.service) $(systemctl show -P ExecMainStatus ${BACKUP_UNIT}.service)"`, 15_000);
+    if (r.status !== 0) continue;
+    const record = r.stdout.split("\n").find((l) => l.startsWith("{"));
+    const f = record ? (JSON.parse(record) as { time: string; error: string }) : undefined;
+    if (f && (!status.latest || Date.parse(f.time) > Date.parse(status.latest.time))) {
+      status.failures.push({ host: h.name, ...f });
+      continue;
+    }
+    const unit = /^unit (\S+) (\S*)$/m.exec(r.stdout);
+    if (unit && unit[1] !== "success") {
+      status.failures.push({ host: h.name, time: new Date(now).toISOString(), error: `the last run of ${BACKUP_UNIT}.service failed (result ${unit[1]}, exit status ${unit[2]})` });
+    }
   }
   return status;
 }
@@ -80,12 +90,18 @@ export function formatBackupStatus(b: BackupStatus): string {
 }
 
 /** Starts the timer's job on every etcd machine, waits for it, and returns the new newest backup. */
-export function backupNow(cred: Credentials, outputs: LocalOutputs): BackupManifest {
+export async function backupNow(cred: Credentials, outputs: LocalOutputs): Promise<BackupManifest> {
   const before = backupList(cred, outputs).map((m) => m.name);
-  const results = etcdHosts(outputs).map((h) => ({ h, r: cred.ssh(h.address, `systemctl start ${BACKUP_UNIT}.service`, 30 * 60_000) }));
+  // A run in progress (the timer's, or the one after a deployment) is waited for first:
+  // a start would only join it, and its backup may be older than this request.
+  const script = `for i in $(seq 1 900); do [ "$(systemctl is-active ${BACKUP_UNIT}.service)" = activating ] || break; sleep 1; done
+systemctl start ${BACKUP_UNIT}.service || { journalctl -u ${BACKUP_UNIT}.service -n 12 --no-pager -o cat >&2; exit 1; }`;
+  // On every etcd machine at once, as the timer runs it (probes and timers go on meanwhile).
+  const results = await Promise.all(etcdHosts(outputs).map(async (h) => ({ h, r: await cred.sshAsync(h.address, script, 30 * 60_000) })));
   const failed = results.filter((x) => x.r.status !== 0);
   if (failed.length) {
-    throw new Error(`the backup failed on ${failed.map((x) => x.h.name).join(", ")}: see journalctl -u ${BACKUP_UNIT} there`);
+    const why = failed.map((x) => `${x.h.name}:\n${x.r.stderr.trim().split("\n").slice(-12).join("\n")}`).join("\n");
+    throw new Error(`the backup failed on ${failed.map((x) => x.h.name).join(", ")} (journalctl -u ${BACKUP_UNIT} there):\n${why}`);
   }
   const after = backupList(cred, outputs);
   const made = after.filter((m) => !before.includes(m.name));
@@ -93,8 +109,7 @@ export function backupNow(cred: Credentials, outputs: LocalOutputs): BackupManif
   return made[0];
 }
 
-if (require.main === module) {
-  const what = process.argv[2] ?? "list";
+async function main(what: string): Promise<void> {
   let cred: Credentials | undefined;
   try {
     const outputs = stackOutputs();
@@ -104,7 +119,8 @@ if (require.main === module) {
     } else if (what === "latest") {
       console.log(JSON.stringify(backupStatus(cred, outputs).latest ?? null, null, 2));
     } else if (what === "now") {
-      const m = backupNow(cred, outputs);
+      console.log("hakube: backup on demand: starting hakube-etcd-backup.service on every etcd machine (one takes the snapshot)");
+      const m = await backupNow(cred, outputs);
       console.log(`hakube: backup ${m.name} taken on ${m.member}: revision ${m.revision}, ${m.size} bytes`);
     } else {
       throw new Error(`unknown command '${what}' (list, latest or now)`);
@@ -116,3 +132,5 @@ if (require.main === module) {
     cred?.dispose();
   }
 }
+
+if (require.main === module) void main(process.argv[2] ?? "list");

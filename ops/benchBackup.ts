@@ -87,8 +87,19 @@ async function main(): Promise<void> {
     await sleep(5000);
     say("backup on demand (npm run backups -- now)");
     const started = Date.now();
-    const backup = backupNow(c.cred, outputs);
-    results.backup = { name: backup.name, seconds: (Date.now() - started) / 1000, dbSizeBytes: backup.dbSize, encryptedBytes: backup.size, keys: backup.totalKey, revision: backup.revision };
+    const backup = await backupNow(c.cred, outputs);
+    const member = outputs.hosts.find((h) => h.name === backup.member);
+    const line = member ? c.cred.ssh(member.address, `journalctl -u hakube-etcd-backup.service --no-pager -o cat | grep -F 'backup ${backup.name}:' | tail -n 1`).stdout : "";
+    const programSeconds = Number(/, (\d+) s$/m.exec(line)?.[1] ?? NaN);
+    results.backup = {
+      name: backup.name,
+      onDemandSeconds: (Date.now() - started) / 1000,
+      programSeconds: Number.isFinite(programSeconds) ? programSeconds : null,
+      dbSizeBytes: backup.dbSize,
+      encryptedBytes: backup.size,
+      keys: backup.totalKey,
+      revision: backup.revision,
+    };
     say(`backup ${backup.name}: ${((Date.now() - started) / 1000).toFixed(1)} s, ${backup.dbSize} bytes, ${backup.size} encrypted, ${backup.totalKey} keys`);
     await sleep(10_000);
 
@@ -102,11 +113,15 @@ async function main(): Promise<void> {
     restoreConfig(backup.name);
     const upStarted = Date.now();
     const up = pulumiAsync(["up", "--yes", "--skip-preview", "--refresh"], 1_500_000);
-    let upDone = false;
-    void up.then(() => (upDone = true));
-    const ready = await waitFor("/readyz through the endpoint", 1_500_000, 500, async () => {
-      const a = await httpsRequest(outputs.endpoint, c.client, "GET", "/readyz", { timeoutMs: 2000 }).catch(() => undefined);
-      return a?.status === 200 ? Date.now() : upDone ? 0 : undefined; // 0: the up ended first
+    let upEnded: number | undefined;
+    void up.then(() => (upEnded = Date.now()));
+    // RTO: until /readyz answers through the endpoint, also when that is after the up ended.
+    let lastNotReady = "";
+    const ready = await waitFor("/readyz through the endpoint", 1_800_000, 500, async () => {
+      const a = await httpsRequest(outputs.endpoint, c.client, "GET", "/readyz?verbose", { timeoutMs: 2000 }).catch((e: Error) => ({ status: 0, body: e.message }));
+      if (a.status === 200) return Date.now();
+      if (upEnded) lastNotReady = a.body.split("\n").filter((l) => l.startsWith("[-]")).join(", ") || a.body.slice(0, 200);
+      return undefined;
     });
     const r = await up;
     if (r.status !== 0) throw new Error(`the restore's pulumi up failed:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-1000)}`);
@@ -120,7 +135,9 @@ async function main(): Promise<void> {
     const lastAcked = Math.max(...report.acknowledgedWrites.map((n) => writesAt.get(n) ?? 0));
     results.restore = {
       upSeconds: r.seconds,
-      rtoSeconds: ready.value ? (ready.value - upStarted) / 1000 : null,
+      rtoSeconds: (ready.value - upStarted) / 1000,
+      readyAfterUpEndedSeconds: upEnded !== undefined && ready.value > upEnded ? (ready.value - upEnded) / 1000 : 0,
+      notReadyAfterUpBecause: lastNotReady || undefined,
       objectsBack: restoredCount,
       acknowledgedWrites: report.acknowledgedWrites.length,
       acknowledgedWritesLost: lostNames.length,

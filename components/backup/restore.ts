@@ -10,10 +10,15 @@
 //            (watch caches must not go back in time), starts etcd without waiting
 //   (etcd)   the etcd cluster's own steps and gate follow: every member healthy
 //   finish   the stale apiserver entries under /registry/masterleases/ are removed
-//   start    apiservers, then controllers start again; the control plane's gates hold
+//   start    apiservers, then controllers start again
+//   ready    (HaControlPlane) every apiserver ready and in the kubernetes Service, both
+//            Leases renewed since, the endpoint answering /readyz: only then is the up done
 import { command, quote, shellFunction } from "../remote/shell";
 import { ETCDCTL_ENV, EtcdMember, EtcdSettings, initialCluster, peerUrl, RESTORE_START_PENDING } from "../etcd/render";
 import { BACKUP_PROGRAM } from "./render";
+import { apiServerGateScript } from "../apiserver/render";
+import { controllersGateScript } from "../controllers/render";
+import { balancerGateScript } from "../loadbalancer/render";
 
 export const RESTORE_DIR = "/var/lib/hakube/restore";
 export const RESTORE_KEY = `${RESTORE_DIR}/backup.key`;
@@ -106,3 +111,23 @@ echo "hakube: removed $removed stale apiserver entries under /registry/masterlea
 export const restoreStartScript = `for u in kube-apiserver.service kube-controller-manager.service kube-scheduler.service; do
   if systemctl cat "$u" >/dev/null 2>&1; then systemctl start "$u"; echo "hakube: started $u"; fi
 done`;
+
+/**
+ * ready: the control plane's gates once more after a restore (the components' own gates
+ * run only when their steps change, and a restore changes none of them). The Leases must
+ * be renewed since the restore: the ones in the backup name holders that are long gone.
+ */
+export function restoreReadyScript(a: {
+  readonly apiAddresses: readonly string[];
+  readonly apiPort: number;
+  /** The keepalived VIP and port, checked through the balancer too. */
+  readonly balancer?: { readonly virtualIp: string; readonly port: number; readonly caPath: string };
+  readonly attempts: number;
+}): string {
+  return [
+    apiServerGateScript(a.apiAddresses, a.apiPort, a.attempts),
+    controllersGateScript(a.attempts, 2, 30),
+    ...(a.balancer ? [balancerGateScript(a.balancer.virtualIp, a.balancer.port, a.balancer.caPath, a.attempts)] : []),
+    `echo "hakube: the restored control plane is ready"`,
+  ].join("\n");
+}

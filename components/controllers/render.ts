@@ -131,12 +131,25 @@ holder=$(kubectl --kubeconfig "$1" --request-timeout=3s -n kube-system get lease
 [ -n "$holder" ]`,
 );
 
-/** The gate: both Leases have a holder (bounded wait). */
-export function controllersGateScript(attempts: number, delaySeconds = 2): string {
+/** A Lease renewed in the last $3 seconds (after a restore, a Lease from the backup has a holder that is long gone). */
+export const leaseFreshFunction = shellFunction(
+  "hakube_lease_fresh",
+  `local renewed
+renewed=$(kubectl --kubeconfig "$1" --request-timeout=3s -n kube-system get lease "$2" -o 'jsonpath={.spec.renewTime}' 2>/dev/null) || return 1
+[ -n "$renewed" ] && [ $(( $(date +%s) - $(date -d "$renewed" +%s) )) -le "$3" ]`,
+);
+
+/**
+ * The gate: both Leases have a holder (bounded wait); with `freshWithinSeconds`, a holder
+ * that renewed it that recently.
+ */
+export function controllersGateScript(attempts: number, delaySeconds = 2, freshWithinSeconds?: number): string {
   const r = { attempts, delaySeconds };
-  return `${leaseHeldFunction}
-${retry(r, "kube-controller-manager Lease holder", ["hakube_lease_held", CM_KUBECONFIG, "kube-controller-manager"])}
-${retry(r, "kube-scheduler Lease holder", ["hakube_lease_held", SCHED_KUBECONFIG, "kube-scheduler"])}
+  const check = (kubeconfig: string, lease: string) =>
+    freshWithinSeconds === undefined ? ["hakube_lease_held", kubeconfig, lease] : ["hakube_lease_fresh", kubeconfig, lease, String(freshWithinSeconds)];
+  return `${freshWithinSeconds === undefined ? leaseHeldFunction : leaseFreshFunction}
+${retry(r, "kube-controller-manager Lease holder", check(CM_KUBECONFIG, "kube-controller-manager"))}
+${retry(r, "kube-scheduler Lease holder", check(SCHED_KUBECONFIG, "kube-scheduler"))}
 echo "hakube: leases held"`;
 }
 

@@ -1,5 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
+import * as command from "@pulumi/command";
+import { restoreReadyScript } from "../backup/restore";
+import { K8S_PKI } from "../apiserver/render";
+import { retryFunction, scriptPrologue } from "../remote/files";
 import { ApiEndpoint, endpointUrl, Host } from "../types";
 import { ClusterPki, ClusterPkiArgs } from "../pki/clusterPki";
 import { EtcdCluster, EtcdClusterArgs } from "../etcd/etcdCluster";
@@ -272,7 +276,29 @@ export class HaControlPlane extends pulumi.ComponentResource {
     this.caCertificate = this.pki.clusterCa.certPem;
     this.adminKubeconfig = this.pki.kubeconfig(this.pki.adminClient, "hakube-admin", this.endpoint, args.clusterName ?? "hakube");
     this.etcdEndpoints = this.etcd.clientEndpoints;
-    this.ready = [this.controllers.ready, ...(this.loadBalancer.ready ? [this.loadBalancer.ready] : [])];
+    const ready = [this.controllers.ready, ...(this.loadBalancer.ready ? [this.loadBalancer.ready] : [])];
+    if (this.etcd.restoreStarted && this.etcd.restoreTriggers) {
+      // The gates once more after a restore, which changes none of the components' steps.
+      const lb = this.loadBalancer instanceof KeepalivedLoadBalancer ? this.loadBalancer : undefined;
+      const script = pulumi
+        .all([pulumi.all(cp.map((h) => h.address)), lb?.endpoint, lb?.port])
+        .apply(([addresses, vip, port]) =>
+          restoreReadyScript({
+            apiAddresses: addresses,
+            apiPort: plan.apiServerPort,
+            balancer: vip !== undefined && port !== undefined ? { virtualIp: vip, port, caPath: `${K8S_PKI}/ca.crt` } : undefined,
+            attempts: 90,
+          }),
+        );
+      ready.push(
+        new command.remote.Command(
+          `${name}-restore-ready`,
+          { connection: cp[0].connection, create: script.apply((body) => [scriptPrologue, retryFunction, body].join("\n")), triggers: this.etcd.restoreTriggers },
+          { parent: this, dependsOn: [...this.etcd.restoreStarted, ...ready] },
+        ),
+      );
+    }
+    this.ready = ready;
     if (args.backups) {
       this.backups = new EtcdBackups(
         `${name}-backups`,

@@ -114,6 +114,8 @@ export class EtcdCluster extends pulumi.ComponentResource {
   public readonly restoredFrom?: pulumi.Output<string>;
   /** With a restore: the steps that start the API side again. */
   public readonly restoreStarted?: pulumi.Resource[];
+  /** With a restore: what makes its one-off steps run (a new request). */
+  public readonly restoreTriggers?: pulumi.Input<string>[];
 
   constructor(name: string, args: EtcdClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hakube:index:EtcdCluster", name, {}, opts);
@@ -237,6 +239,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
       this.restored = finish;
       this.restoredFrom = restore.manifest;
       this.restoreStarted = starts;
+      this.restoreTriggers = triggers;
     }
 
     this.registerOutputs({ clientEndpoints: this.clientEndpoints, version: this.version });

@@ -70,6 +70,21 @@ test("restore: check on every etcd host, then stop the API side, then replace th
   const triggers = byName("r3-etcd-restore-data-cp-1").props.triggers;
   assert.equal(triggers.length, 1);
   assert.equal(byName("r3-etcd-restore-stop-cp-1").props.triggers[0], triggers[0]);
+  // The gates once more after the start, before the up is done and before the first backup.
+  for (const h of ["cp-1", "cp-2", "cp-3"]) assert.ok(deps("r3-restore-ready").includes(`r3-etcd-restore-start-${h}`));
+  assert.equal(byName("r3-restore-ready").props.triggers[0], triggers[0]);
+  assert.ok(deps("r3-backups-cp-1").includes("r3-restore-ready"), "the first backup after a restore waits for the restored control plane");
+});
+
+test("restore: the ready gate checks every apiserver and its Service entry, Leases renewed since, and /readyz through the VIP", async () => {
+  const script = await valueOf<string>(byName("r3-restore-ready").props.create);
+  for (const a of ["10.0.0.111", "10.0.0.112", "10.0.0.113"]) {
+    assert.match(script, new RegExp(`kube-apiserver ${a.replace(/\./g, "\\.")} /readyz`));
+    assert.match(script, new RegExp(`kubernetes Service lists ${a.replace(/\./g, "\\.")}`));
+  }
+  assert.match(script, /hakube_lease_fresh \S+ kube-controller-manager 30/);
+  assert.match(script, /hakube_lease_fresh \S+ kube-scheduler 30/);
+  assert.match(script, /\/readyz through 10\.0\.0\.200:/);
 });
 
 test("restore: the key is written for the check only (0600, secret), and the data step restores with a new token and bumped revisions", async () => {

@@ -36,6 +36,10 @@ function destroy() {
   return r;
 }
 
+/** The tracked stack file: tests that `pulumi config set` write into it; put back as it was after. */
+const STACK_FILE = path.join(ROOT, "stacks", "Pulumi.local.yaml");
+const stackFileBefore = fs.readFileSync(STACK_FILE, "utf8");
+
 before(() => {
   // A clean start: remove whatever an interrupted earlier run left.
   destroy();
@@ -47,6 +51,7 @@ before(() => {
 });
 
 after(() => {
+  fs.writeFileSync(STACK_FILE, stackFileBefore);
   cred?.dispose();
   if (!destroyed) {
     destroy();
@@ -205,7 +210,7 @@ test("backups: the first one right after deployment, one more on demand, in stor
   assert.ok(outputs.backupStorage && outputs.storageHosts?.length === 1, "the local stack has its object store");
   const first = await eventually("the first backup", 60, () => backupList(cred, outputs)[0]);
   assert.equal(first.cluster.length, 16);
-  const made = backupNow(cred, outputs);
+  const made = await backupNow(cred, outputs);
   assert.notEqual(made.name, first.name);
   assert.ok(made.revision >= first.revision && made.totalKey > 0, JSON.stringify(made));
   const st = collectStatus(outputs, cred);
@@ -269,7 +274,7 @@ test("restore: every member's data destroyed, then one pulumi up --refresh bring
   ];
   const apply = cred.kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items }));
   assert.equal(apply.status, 0, apply.stderr);
-  const backup = backupNow(cred, outputs);
+  const backup = await backupNow(cred, outputs);
   assert.equal(cred.kubectl(["create", "configmap", "after-backup", "-n", ns, "--from-literal=value=late"]).status, 0);
   // Every member's data gone: etcd stopped, its data directory deleted.
   for (const h of etcdHosts(outputs)) {
@@ -289,7 +294,7 @@ test("restore: every member's data destroyed, then one pulumi up --refresh bring
   assert.equal(secrets.length, 5);
   for (const x of secrets) assert.equal(Buffer.from(x.data.value, "base64").toString(), `secret-${x.metadata.name.slice(7)}`);
   assert.equal(cred.kubectl(["get", "configmap", "after-backup", "-n", ns]).status, 1, "written after the backup: not restored");
-  const st = await eventually("the restored control plane healthy", 60, () => {
+  const st = await eventually("the restored control plane healthy as the up ends (its ready gate)", 3, () => {
     const s = collectStatus(outputs, cred);
     return statusProblems(s, outputs.hosts.length).length === 0 ? s : undefined;
   });
@@ -312,7 +317,7 @@ test("restore onto all-new machines: every control-plane machine lost with its d
   ];
   const apply = cred.kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items }));
   assert.equal(apply.status, 0, apply.stderr);
-  const backup = backupNow(cred, outputs);
+  const backup = await backupNow(cred, outputs);
   const machineIds = outputs.hosts.map((h) => cred.ssh(h.address, "cat /etc/machine-id").stdout.trim());
   // As a zone outage with stacked etcd: every control-plane machine gone, storage kept.
   for (const h of outputs.hosts) await destroyMachine(h);
@@ -332,7 +337,7 @@ test("restore onto all-new machines: every control-plane machine lost with its d
   for (const c of cms) assert.equal(c.data.value, `new-${c.metadata.name.slice(3)}`);
   const secret = kubectlJson(["get", "secret", "secret", "-n", ns]);
   assert.equal(Buffer.from(secret.data.value, "base64").toString(), "kept");
-  const st = await eventually("the restored control plane healthy", 60, () => {
+  const st = await eventually("the restored control plane healthy as the up ends (its ready gate)", 3, () => {
     const s = collectStatus(outputs, cred);
     return statusProblems(s, outputs.hosts.length).length === 0 ? s : undefined;
   });
