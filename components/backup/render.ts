@@ -297,17 +297,10 @@ export function renderBackupService(): string {
 Description=hakube etcd backup (snapshot, encrypt, upload, keep the newest)
 After=etcd.service network-online.target
 Wants=network-online.target
-# A failed run is tried twice more, 20 s apart: a storage or member that was away, or a
-# run systemd could not start (219/CGROUP, seen inside systemd-nspawn machines on a cgroup
-# v1 host after a run whose cgroup could not be killed). \`systemctl start\` waits for them.
-StartLimitIntervalSec=10min
-StartLimitBurst=3
 
 [Service]
 Type=oneshot
 ExecStart=${BACKUP_PROGRAM} run
-Restart=on-failure
-RestartSec=20s
 TimeoutStartSec=1800
 Nice=10
 IOSchedulingClass=idle
