@@ -3,7 +3,7 @@
 //   latest  the newest backup's manifest (JSON)
 //   now     an on-demand backup: the timer's job started on every etcd machine (only the
 //           member whose turn it is takes it), waited for, and its result printed
-import { etcdHosts, Credentials, LocalOutputs, stackOutputs } from "./localStack";
+import { etcdHosts, Credentials, LocalOutputs, pulumi, stackOutputs } from "./localStack";
 import { BACKUP_PROGRAM, BACKUP_STATE_DIR, BACKUP_UNIT } from "../components/backup/render";
 
 export interface BackupManifest {
@@ -120,6 +120,28 @@ fail`;
   const made = after.filter((m) => !before.includes(m.name));
   if (made.length !== 1) throw new Error(`expected one new backup, storage has ${made.length} new ones`);
   return made[0];
+}
+
+/**
+ * The restore request on the next `pulumi up` of the local stack, as stack config
+ * (`hakube:restoreFrom`, `hakube:restoreConfirm`); undefined removes a setting.
+ */
+export function setRestoreRequest(from?: string, confirm?: string): void {
+  for (const [key, value] of [["restoreFrom", from], ["restoreConfirm", confirm]] as const) {
+    if (value === undefined) {
+      pulumi(["config", "rm", `hakube:${key}`], 60_000); // absent already: nothing to remove
+      continue;
+    }
+    const r = pulumi(["config", "set", `hakube:${key}`, value], 60_000);
+    if (r.status !== 0) throw new Error(`pulumi config set hakube:${key}: ${r.stderr.trim()}`);
+  }
+}
+
+/** Every etcd member's data lost: etcd stopped and its data directory deleted on every etcd machine. */
+export async function destroyEtcdData(cred: Credentials, outputs: LocalOutputs): Promise<void> {
+  const runs = await Promise.all(etcdHosts(outputs).map(async (h) => ({ h, r: await cred.sshAsync(h.address, "systemctl stop etcd.service && rm -rf /var/lib/etcd", 60_000) })));
+  const failed = runs.filter((x) => x.r.status !== 0);
+  if (failed.length) throw new Error(`could not destroy etcd's data on ${failed.map((x) => `${x.h.name} (${x.r.stderr.trim()})`).join(", ")}`);
 }
 
 async function main(what: string): Promise<void> {

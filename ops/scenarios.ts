@@ -145,7 +145,6 @@ export async function waitHealthy(c: Cluster, timeoutMs = 120_000): Promise<numb
   return ms;
 }
 
-/** Runs `during` with both probes running; returns their combined result. */
 /**
  * Cuts the VIP holder's link and waits until a survivor holds the VIP; records `cutAt`,
  * `newVipHolder` and `vipFailoverMs` in the facts.
@@ -164,6 +163,7 @@ async function cutVipHolder(c: Cluster, victim: LocalHost, facts: Record<string,
 /** How many times each scenario has run in this process. */
 const runsOf = new Map<string, number>();
 
+/** Runs `during` with both probes running; returns their combined result. */
 export async function withProbes(
   c: Cluster,
   name: string,

@@ -1,9 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import * as command from "@pulumi/command";
 import { restoreReadyScript } from "../backup/restore";
 import { K8S_PKI } from "../apiserver/render";
-import { retryFunction, scriptPrologue } from "../remote/files";
+import { onceStep } from "../remote/hostStep";
 import { ApiEndpoint, endpointUrl, Host } from "../types";
 import { ClusterPki, ClusterPkiArgs } from "../pki/clusterPki";
 import { EtcdCluster, EtcdClusterArgs } from "../etcd/etcdCluster";
@@ -291,11 +290,7 @@ export class HaControlPlane extends pulumi.ComponentResource {
           }),
         );
       ready.push(
-        new command.remote.Command(
-          `${name}-restore-ready`,
-          { connection: cp[0].connection, create: script.apply((body) => [scriptPrologue, retryFunction, body].join("\n")), triggers: this.etcd.restoreTriggers },
-          { parent: this, dependsOn: [...this.etcd.restoreStarted, ...ready] },
-        ),
+        onceStep(`${name}-restore-ready`, { host: cp[0], create: script, triggers: this.etcd.restoreTriggers }, { parent: this, dependsOn: [...this.etcd.restoreStarted, ...ready] }),
       );
     }
     this.ready = ready;

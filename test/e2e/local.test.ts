@@ -7,9 +7,9 @@ import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { Credentials, etcdHosts, LocalOutputs, pulumi, ROOT, run, stackOutputs } from "../../ops/localStack";
+import { Credentials, LocalOutputs, pulumi, ROOT, run, stackOutputs } from "../../ops/localStack";
 import { collectStatus, ControlPlaneStatus, formatStatus, statusProblems } from "../../ops/status";
-import { backupList, backupNow } from "../../ops/backups";
+import { backupList, backupNow, destroyEtcdData, setRestoreRequest } from "../../ops/backups";
 import { LOAD_ETCDCTL_ENV } from "../../ops/parse";
 import { destroyMachine } from "../../ops/scenarios";
 
@@ -192,18 +192,6 @@ function kubectlJson(args: string[]): any {
   return JSON.parse(r.stdout);
 }
 
-/** The restore request on the next runs (or none), as stack config. */
-function restoreConfig(from?: string, confirm?: string): void {
-  for (const [key, value] of [["restoreFrom", from], ["restoreConfirm", confirm]] as const) {
-    if (value === undefined) {
-      pulumi(["config", "rm", `hakube:${key}`], 60_000); // absent already: nothing to remove
-      continue;
-    }
-    const r = pulumi(["config", "set", `hakube:${key}`, value], 60_000);
-    assert.equal(r.status, 0, r.stderr);
-  }
-}
-
 const storageDir = () => `/var/lib/hakube/object-store/${outputs.backupStorage!.bucket}/${outputs.backupStorage!.prefix}`;
 
 test("backups: the first one right after deployment, one more on demand, in storage as ciphertext and in the status summary", async () => {
@@ -226,7 +214,7 @@ test("restore: refused with nothing stopped for a cluster that has quorum, a bac
   const pids = () => outputs.hosts.map((h) => cred.ssh(h.address, "systemctl show -P MainPID kube-apiserver.service etcd.service").stdout.trim());
   const before = pids();
   const refused = (from: string, confirm: string | undefined, message: RegExp) => {
-    restoreConfig(from, confirm);
+    setRestoreRequest(from, confirm);
     const r = pulumi(["up", "--yes", "--skip-preview", "--refresh"], 900_000);
     const out = r.stdout + r.stderr;
     assert.notEqual(r.status, 0, out.slice(-3000));
@@ -259,7 +247,7 @@ test("restore: refused with nothing stopped for a cluster that has quorum, a bac
   } finally {
     cred.ssh(store, `mv -f ${object}.good ${object}`);
   }
-  restoreConfig();
+  setRestoreRequest();
   assert.deepEqual(pids(), before, "no apiserver or etcd member was restarted");
   const clean = pulumi(["up", "--yes", "--skip-preview"], 900_000);
   assert.equal(clean.status, 0, clean.stdout.slice(-3000));
@@ -277,11 +265,9 @@ test("restore: every member's data destroyed, then one pulumi up --refresh bring
   const backup = await backupNow(cred, outputs);
   assert.equal(cred.kubectl(["create", "configmap", "after-backup", "-n", ns, "--from-literal=value=late"]).status, 0);
   // Every member's data gone: etcd stopped, its data directory deleted.
-  for (const h of etcdHosts(outputs)) {
-    assert.equal(cred.ssh(h.address, "systemctl stop etcd.service && rm -rf /var/lib/etcd").status, 0);
-  }
-  restoreConfig(backup.name);
-  t.after(() => restoreConfig());
+  await destroyEtcdData(cred, outputs);
+  setRestoreRequest(backup.name);
+  t.after(() => setRestoreRequest());
   const r = pulumi(["up", "--yes", "--skip-preview", "--refresh"], 900_000);
   timings.restoreUpSeconds = r.seconds;
   assert.equal(r.status, 0, `the restore failed:\n${r.stdout.slice(-5000)}\n${r.stderr.slice(-2000)}`);
@@ -302,7 +288,7 @@ test("restore: every member's data destroyed, then one pulumi up --refresh bring
   // The same request again restores nothing; removing it changes nothing on the hosts.
   const again = pulumi(["preview", "--expect-no-changes"], 300_000);
   assert.equal(again.status, 0, `a second run would restore again:\n${again.stdout.slice(-3000)}`);
-  restoreConfig();
+  setRestoreRequest();
   const removed = pulumi(["up", "--yes", "--skip-preview"], 900_000);
   assert.equal(removed.status, 0, removed.stdout.slice(-3000));
   assert.equal(cred.kubectl(["get", "configmap", "cm-7", "-n", ns]).status, 0);
@@ -321,8 +307,8 @@ test("restore onto all-new machines: every control-plane machine lost with its d
   const machineIds = outputs.hosts.map((h) => cred.ssh(h.address, "cat /etc/machine-id").stdout.trim());
   // As a zone outage with stacked etcd: every control-plane machine gone, storage kept.
   for (const h of outputs.hosts) await destroyMachine(h);
-  restoreConfig("latest");
-  t.after(() => restoreConfig());
+  setRestoreRequest("latest");
+  t.after(() => setRestoreRequest());
   const r = pulumi(["up", "--yes", "--skip-preview", "--refresh"], 1_500_000);
   timings.restoreNewMachinesUpSeconds = r.seconds;
   assert.equal(r.status, 0, `the restore onto new machines failed:\n${r.stdout.slice(-6000)}\n${r.stderr.slice(-2000)}`);
@@ -345,7 +331,7 @@ test("restore onto all-new machines: every control-plane machine lost with its d
   assert.ok(Object.values(st.leases).every(Boolean), `both Leases are held: ${JSON.stringify(st.leases)}`);
   const again = pulumi(["preview", "--expect-no-changes"], 300_000);
   assert.equal(again.status, 0, `a second run would change something:\n${again.stdout.slice(-3000)}`);
-  restoreConfig();
+  setRestoreRequest();
   const removed = pulumi(["up", "--yes", "--skip-preview"], 900_000);
   assert.equal(removed.status, 0, removed.stdout.slice(-3000));
   // The stack output of the newest backup, read from storage as the program ran.
