@@ -40,3 +40,7 @@ export * from "./aws/awsRender";
 export * from "./aws/awsMachines";
 export * from "./aws/awsNetworkLoadBalancer";
 export * from "./aws/awsBackupBucket";
+export * from "./workers/render";
+export * from "./workers/bootstrapToken";
+export * from "./workers/workerPool";
+export * from "./workers/clusterDns";

@@ -46,11 +46,15 @@ export interface LocalOutputs {
   storageHosts?: LocalHost[];
   /** Where backups go, on a stack that has them. */
   backupStorage?: { endpoint: string; bucket: string; prefix: string };
+  /** Worker nodes, with each one's pod range. */
+  workers?: (LocalHost & { podCidr: string })[];
+  /** The cluster DNS Service's address, on a stack with workers. */
+  clusterDns?: string;
 }
 
-/** Every machine of the stack: the control plane's and the object store's. */
+/** Every machine of the stack: the control plane's, the object store's and the workers. */
 export function allMachines(outputs: LocalOutputs): LocalHost[] {
-  return [...outputs.hosts, ...(outputs.storageHosts ?? [])];
+  return [...outputs.hosts, ...(outputs.storageHosts ?? []), ...(outputs.workers ?? [])];
 }
 
 export interface Run {

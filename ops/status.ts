@@ -24,6 +24,8 @@ export interface ControlPlaneStatus {
   memoryMiB: Record<string, Record<string, number>>;
   /** The etcd backups, on a stack that has them. */
   backups?: BackupStatus;
+  /** Worker nodes the stack made, with whether each is Ready (absent: not registered). */
+  nodes?: { name: string; ready: boolean | undefined }[];
 }
 
 const PROCESSES = ["etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "haproxy", "keepalived"];
@@ -91,6 +93,16 @@ echo "---status"; etcdctl endpoint status -w json 2>/dev/null || true`;
   return outputs.etcdEndpoints.map((endpoint) => ({ name: endpoint, endpoint, healthy: false, leader: false, error: "no machine answered SSH" }));
 }
 
+/** Ready condition of each worker the stack made; undefined for one the API does not list. */
+export function nodeStatus(cred: Credentials, outputs: LocalOutputs): { name: string; ready: boolean | undefined }[] {
+  const r = cred.kubectl(["get", "nodes", "-o", "json"]);
+  const items: any[] = r.status === 0 ? JSON.parse(r.stdout).items : [];
+  return (outputs.workers ?? []).map((w) => {
+    const node = items.find((n) => n.metadata?.name === w.name);
+    return { name: w.name, ready: node ? node.status?.conditions?.some((c: any) => c.type === "Ready" && c.status === "True") === true : undefined };
+  });
+}
+
 export function collectStatus(outputs: LocalOutputs, cred: Credentials): ControlPlaneStatus {
   return {
     endpoint: outputs.endpoint,
@@ -103,6 +115,7 @@ export function collectStatus(outputs: LocalOutputs, cred: Credentials): Control
     etcd: etcdStatus(cred, outputs),
     memoryMiB: memoryByHost(cred, outputs),
     backups: outputs.backupStorage ? backupStatus(cred, outputs) : undefined,
+    nodes: outputs.workers?.length ? nodeStatus(cred, outputs) : undefined,
   };
 }
 
@@ -119,6 +132,7 @@ export function formatStatus(s: ControlPlaneStatus): string {
       (m) => `    ${m.name.padEnd(8)} ${m.endpoint.padEnd(28)} ${m.healthy ? "healthy" : `UNHEALTHY${m.error ? ` (${m.error})` : ""}`}${m.leader ? "  leader" : ""}`,
     ),
     ...(s.backups ? [`  last etcd backup            ${formatBackupStatus(s.backups)}`] : []),
+    ...(s.nodes ? [`  worker nodes                ${s.nodes.map((n) => `${n.name} ${n.ready === undefined ? "NOT REGISTERED" : n.ready ? "Ready" : "NOT READY"}`).join(", ")}`] : []),
     "  memory (RSS, MiB)",
     ...Object.entries(s.memoryMiB).map(
       ([host, procs]) =>
@@ -146,6 +160,8 @@ export function statusProblems(s: ControlPlaneStatus, apiServerCount: number): s
   if (s.etcd.filter((m) => m.leader).length !== 1) problems.push(`etcd has ${s.etcd.filter((m) => m.leader).length} leaders (want 1)`);
   for (const f of s.backups?.failures ?? []) problems.push(`the last etcd backup failed on ${f.host} at ${f.time}: ${f.error}`);
   if (s.backups?.error) problems.push(`the etcd backups cannot be listed: ${s.backups.error}`);
+  const notReady = (s.nodes ?? []).filter((n) => !n.ready).map((n) => n.name);
+  if (notReady.length > 0) problems.push(`worker nodes not Ready: ${notReady.join(", ")}`);
   return problems;
 }
 

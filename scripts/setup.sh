@@ -7,7 +7,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 become_root "$0" "$@"
 
-packages=(debootstrap systemd-container iproute2 util-linux procps haproxy keepalived curl openssl ca-certificates openssh-client shellcheck)
+packages=(debootstrap systemd-container iproute2 util-linux procps haproxy keepalived curl openssl ca-certificates openssh-client shellcheck libseccomp-dev pkg-config gcc libc6-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

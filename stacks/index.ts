@@ -9,12 +9,14 @@ import {
   AwsNetworkLoadBalancer,
   AwsNewVpc,
   AwsSshAccess,
+  ClusterDns,
   cidrsOverlap,
   formatIpv4,
   HaControlPlane,
   LocalMachines,
   LocalObjectStore,
   parseCidr,
+  WorkerPool,
 } from "../components";
 
 const config = new pulumi.Config("hakube");
@@ -30,12 +32,15 @@ function local() {
   const etcdCount = config.getNumber("etcdCount") ?? 0;
   // Backups go to an S3-compatible server on a machine of its own (hakube:backups false: none).
   const backups = config.getBoolean("backups") ?? true;
+  // Worker nodes (kubelet, containerd, kube-proxy) on machines of their own; 0: none.
+  const workerCount = config.getNumber("workerCount") ?? 2;
   const machines = new LocalMachines("local", {
-    // Groups in a fixed order, so each keeps its addresses: cp .11-, etcd .31-, s3 .51.
+    // Groups in a fixed order, so each keeps its addresses: cp .11-, etcd .31-, s3 .51, worker .71-.
     groups: [
       { namePrefix: "cp", count: config.getNumber("controlPlaneCount") ?? 3 },
       { namePrefix: "etcd", count: etcdCount },
       { namePrefix: "s3", count: backups ? 1 : 0 },
+      { namePrefix: "worker", count: workerCount, nodes: true },
     ],
     subnet,
     bridgeName: config.get("bridgeName"),
@@ -84,6 +89,22 @@ function local() {
       restore: config.get("restoreFrom") ? { from: config.require("restoreFrom"), confirm: config.get("restoreConfirm") } : undefined,
     },
   });
+  // Workers from the toolchain's node folder (kubelet and kube-proxy of its newest
+  // Kubernetes version, containerd, runc, CNI plugins) and images imported on each node.
+  const workers =
+    workerCount > 0
+      ? new WorkerPool("local-workers", {
+          hosts: machines.groups.worker,
+          controlPlane: cluster,
+          kubernetesBinaries: { kind: "localDirectory", directory: `${toolchain}/node` },
+          runtimeBinaries: { kind: "localDirectory", directory: `${toolchain}/node` },
+          images: { directory: `${toolchain}/images`, archives: ["pause.tar", "coredns.tar", "probe.tar"], sandbox: "hakube.local/pause:1" },
+          runtime: machines.nodeRuntime,
+        })
+      : undefined;
+  const dns = workers
+    ? new ClusterDns("local-dns", { controlPlane: cluster, image: `hakube.local/coredns:${config.get("corednsVersion") ?? "v1.15.0"}`, imagePullPolicy: "Never", after: workers.ready })
+    : undefined;
   return {
     endpoint: cluster.endpoint,
     virtualIp,
@@ -110,6 +131,11 @@ function local() {
     restoredFrom: cluster.etcd.restoredFrom,
     lastBackup: cluster.backups?.lastBackup,
     storageHosts: (machines.groups.s3 ?? []).map((h) => ({ name: h.name, address: h.address, veth: h.veth, netns: h.netns, dir: h.dir })),
+    workers: (workers?.workers ?? []).map((w) => {
+      const m = machines.groups.worker.find((h) => h.name === w.host.name)!;
+      return { name: m.name, address: m.address, veth: m.veth, netns: m.netns, dir: m.dir, podCidr: w.podCidr };
+    }),
+    clusterDns: dns?.serviceIp,
   };
 }
 

@@ -8,6 +8,11 @@
 #   etcd        etcd, etcdctl, etcdutl
 #   actionlint  the GitHub workflow linter (scripts/lint-workflows.sh)
 #   versitygw   the S3-compatible server the local stack keeps etcd backups in
+#   k8sprovider the upstream Pulumi Kubernetes provider (pulumi-resource-kubernetes)
+#   node        kubelet and kube-proxy (newest Kubernetes version), containerd with its
+#               shim and ctr, runc, the CNI plugins (bridge, host-local, loopback, portmap)
+#   images      image archives for the worker nodes, built from local binaries: pause and
+#               probe (toolchain/images) and CoreDNS (built here from its module)
 # Each family lands in $HAKUBE_TOOLCHAIN_DIR/<family>-<version>/ with a .complete
 # marker written only after success; a family whose marker matches its inputs is
 # skipped. Finally $HAKUBE_TOOLCHAIN_DIR/bin holds links to every binary, the
@@ -15,7 +20,8 @@
 #
 # Usage: toolchain/build.sh [--force] [--update-pins] [family ...]
 #   family         pulumi, plugins, kubernetes (all versions), kubernetes-vX.Y.Z
-#                  (one listed version), etcd, actionlint or versitygw; default: all
+#                  (one listed version), etcd, actionlint, versitygw, k8sprovider, node
+#                  or images; default: all
 #   --force        rebuild the named (or all) families even if cached
 #   --update-pins  rewrite toolchain/pulumi/go.mod to package.json's @pulumi/pulumi
 #                  version (needs the Go module proxy), then build
@@ -35,6 +41,14 @@ K8S_VERSIONS=(v1.36.5 v1.37.2)
 ETCD_VERSION=v3.6.16
 ACTIONLINT_VERSION=v1.7.12
 VERSITYGW_VERSION=v1.8.0
+# The Pulumi Kubernetes provider: the commit tagged v4.25.0 (served as this pseudo-version),
+# installed under the version of @pulumi/kubernetes in package.json.
+K8SPROVIDER_MODULE_VERSION=v4.0.0-20260115033456-f47bc2d6f199
+K8SPROVIDER_UPSTREAM=v4.25.0
+CONTAINERD_VERSION=v2.4.2
+RUNC_VERSION=v1.5.3
+CNI_VERSION=v1.10.0
+COREDNS_VERSION=v1.15.0
 DEFAULT_PULUMI=3.260.0
 DEFAULT_COMMAND=1.2.1
 DEFAULT_TLS=5.6.1
@@ -48,15 +62,15 @@ for a in "$@"; do
     --force) FORCE=1 ;;
     --update-pins) UPDATE_PINS=1 ;;
     -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    pulumi|plugins|kubernetes|etcd|actionlint|versitygw) FAMILIES+=("$a") ;;
+    pulumi|plugins|kubernetes|etcd|actionlint|versitygw|k8sprovider|node|images) FAMILIES+=("$a") ;;
     kubernetes-v*)
       [[ " ${K8S_VERSIONS[*]} " == *" ${a#kubernetes-} "* ]] \
         || { echo "build.sh: ${a#kubernetes-} is not in K8S_VERSIONS (${K8S_VERSIONS[*]}) in toolchain/build.sh" >&2; exit 2; }
       FAMILIES+=("$a") ;;
-    *) echo "build.sh: unknown argument '$a' (families: pulumi plugins kubernetes kubernetes-<version> etcd actionlint versitygw)" >&2; exit 2 ;;
+    *) echo "build.sh: unknown argument '$a' (families: pulumi plugins kubernetes kubernetes-<version> etcd actionlint versitygw k8sprovider node images)" >&2; exit 2 ;;
   esac
 done
-[ ${#FAMILIES[@]} -gt 0 ] || FAMILIES=(pulumi plugins kubernetes etcd actionlint versitygw)
+[ ${#FAMILIES[@]} -gt 0 ] || FAMILIES=(pulumi plugins kubernetes etcd actionlint versitygw k8sprovider node images)
 
 T0=$(date +%s)
 say() { printf '[toolchain %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
@@ -144,6 +158,16 @@ PIN=$(pinned "$HERE/actionlint" github.com/rhysd/actionlint)
 [ "$PIN" = "$ACTIONLINT_VERSION" ] || { echo "toolchain: ACTIONLINT_VERSION=$ACTIONLINT_VERSION in build.sh but toolchain/actionlint/go.mod pins $PIN." >&2; exit 1; }
 PIN=$(pinned "$HERE/versitygw" github.com/versity/versitygw)
 [ "$PIN" = "$VERSITYGW_VERSION" ] || { echo "toolchain: VERSITYGW_VERSION=$VERSITYGW_VERSION in build.sh but toolchain/versitygw/go.mod pins $PIN." >&2; exit 1; }
+# check_pin FOLDER MODULE WANT VARIABLE
+check_pin() {
+  local got; got=$(pinned "$HERE/$1" "$2")
+  [ "$got" = "$3" ] || { echo "toolchain: $4=$3 in build.sh but toolchain/$1/go.mod pins $2 $got." >&2; exit 1; }
+}
+check_pin k8sprovider github.com/pulumi/pulumi-kubernetes/provider/v4 "$K8SPROVIDER_MODULE_VERSION" K8SPROVIDER_MODULE_VERSION
+check_pin containerd github.com/containerd/containerd/v2 "$CONTAINERD_VERSION" CONTAINERD_VERSION
+check_pin runc github.com/opencontainers/runc "$RUNC_VERSION" RUNC_VERSION
+check_pin cni github.com/containernetworking/plugins "$CNI_VERSION" CNI_VERSION
+check_pin coredns github.com/coredns/coredns "$COREDNS_VERSION" COREDNS_VERSION
 
 # A family's inputs: its go.mod, go.sum, own sources, the Go version and the recipe
 # (bump hakube-toolchain-N when a build command below changes in a way that matters).
@@ -229,13 +253,18 @@ progress() {
 }
 minutes() { if [ "$1" -ge 60 ]; then printf '%dm%02ds' $(( $1 / 60 )) $(( $1 % 60 )); else printf '%ds' "$1"; fi; }
 
-PLUGINS_DIR="plugins-v$PULUMI_VERSION-command-$COMMAND_VERSION-tls-$TLS_VERSION-kubernetes-$KUBERNETES_VERSION"
+PLUGINS_DIR="plugins-v$PULUMI_VERSION-command-$COMMAND_VERSION-tls-$TLS_VERSION"
+K8SPROVIDER_DIR="k8sprovider-$K8SPROVIDER_UPSTREAM-as-$KUBERNETES_VERSION"
+# The images' references, as the local stack's pods name them (see components/workers).
+IMAGE_PAUSE="hakube.local/pause:1"
+IMAGE_PROBE="hakube.local/probe:1"
+IMAGE_COREDNS="hakube.local/coredns:$COREDNS_VERSION"
 LDPULUMI="-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION"
 
 # Each family: b_<name> OUT [ARG] builds; b_<name>_packages [ARG] prints its main
 # packages (relative to BUILD_DIR, which b_<name>_packages sets as a global first).
 b_pulumi_packages() { BUILD_DIR="$HERE/pulumi"; echo github.com/pulumi/pulumi/pkg/v3/cmd/pulumi; }
-b_plugins_packages() { BUILD_DIR="$HERE/pulumi"; echo ./cmd/pulumi-language-nodejs ./cmd/pulumi-resource-command ./cmd/pulumi-resource-tls ./cmd/pulumi-resource-kubernetes; }
+b_plugins_packages() { BUILD_DIR="$HERE/pulumi"; echo ./cmd/pulumi-language-nodejs ./cmd/pulumi-resource-command ./cmd/pulumi-resource-tls; }
 b_kubernetes_packages() {
   BUILD_DIR="$HERE/k8s/$1"
   echo k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
@@ -243,6 +272,12 @@ b_kubernetes_packages() {
 b_etcd_packages() { BUILD_DIR="$HERE/etcd"; echo go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3 go.etcd.io/etcd/etcdutl/v3; }
 b_actionlint_packages() { BUILD_DIR="$HERE/actionlint"; echo github.com/rhysd/actionlint/cmd/actionlint; }
 b_versitygw_packages() { BUILD_DIR="$HERE/versitygw"; echo github.com/versity/versitygw/cmd/versitygw; }
+b_k8sprovider_packages() { BUILD_DIR="$HERE/k8sprovider"; echo github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/provider; }
+b_node_packages() {
+  BUILD_DIR="$HERE/k8s/$K8S_LATEST"
+  echo k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
+}
+b_images_packages() { BUILD_DIR="$HERE/coredns"; echo github.com/coredns/coredns; }
 
 b_pulumi() {
   cd "$HERE/pulumi"
@@ -255,7 +290,6 @@ b_plugins() {
   go build -v -trimpath -ldflags "-s -w -X main.version=$PULUMI_VERSION" -o "$1/pulumi-language-nodejs" ./cmd/pulumi-language-nodejs
   go build -v -trimpath -ldflags "-s -w -X main.version=$COMMAND_VERSION" -o "$1/pulumi-resource-command" ./cmd/pulumi-resource-command
   go build -v -trimpath -ldflags "-s -w -X main.version=$TLS_VERSION" -o "$1/pulumi-resource-tls" ./cmd/pulumi-resource-tls
-  go build -v -trimpath -ldflags "-s -w -X main.version=$KUBERNETES_VERSION" -o "$1/pulumi-resource-kubernetes" ./cmd/pulumi-resource-kubernetes
 }
 
 # b_kubernetes OUT VERSION
@@ -301,11 +335,107 @@ b_versitygw() {
   "$1/versitygw" --version
 }
 
+# b_k8sprovider OUT: upstream's main package embeds schema-embed.json (the module's
+# schema.json with the version set) and terraform-mapping-embed.json (its
+# terraform-mapping.json), which the module does not ship; its generate.go writes them.
+# hakube's main (toolchain/k8sprovider/main.go) is built from a copy of that folder in
+# the output's staging area, next to the two files written the same way.
+b_k8sprovider() {
+  local out="$1" src="$1/.src" mod
+  mkdir -p "$src"
+  cp "$HERE/k8sprovider/go.mod" "$HERE/k8sprovider/go.sum" "$HERE/k8sprovider/main.go" "$src/"
+  cd "$src"
+  mod=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)
+  node -e '
+    const fs = require("fs"); const [dir, version, out] = process.argv.slice(1);
+    const schema = JSON.parse(fs.readFileSync(dir + "/schema.json", "utf8"));
+    schema.version = version;
+    fs.writeFileSync(out + "/schema-embed.json", JSON.stringify(schema));
+    const mapping = JSON.parse(fs.readFileSync(dir + "/terraform-mapping.json", "utf8"));
+    fs.writeFileSync(out + "/terraform-mapping-embed.json", JSON.stringify(mapping));' \
+    "$mod/cmd/pulumi-resource-kubernetes" "$KUBERNETES_VERSION" "$src"
+  go build -v -trimpath \
+    -ldflags "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$KUBERNETES_VERSION" \
+    -o "$out/pulumi-resource-kubernetes" .
+  cd "$out" && rm -rf "$src"
+}
+
+# b_node OUT: what a worker node runs besides its configuration.
+b_node() {
+  local out="$1" version="$K8S_LATEST" minor date ld k
+  cd "$HERE/k8s/$version"
+  minor=$(echo "$version" | cut -d. -f2)
+  date=$(go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)
+  ld="-s -w"
+  for k in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    ld="$ld -X $k.gitVersion=$version -X $k.gitMajor=1 -X $k.gitMinor=$minor -X $k.gitTreeState=clean -X $k.buildDate=$date"
+  done
+  go build -v -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$out/" k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
+  "$out/kubelet" --version
+  echo "$version" >"$out/kubernetes-version"
+  # containerd 2 without the btrfs and devmapper snapshotters (no cgo needed).
+  cd "$HERE/containerd"
+  go build -v -trimpath -tags no_btrfs,no_devmapper \
+    -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" -o "$out/" \
+    github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+    github.com/containerd/containerd/v2/cmd/ctr
+  "$out/containerd" --version
+  # runc needs cgo and libseccomp (containerd 2 gives every container a seccomp profile).
+  cd "$HERE/runc"
+  CGO_ENABLED=1 go build -v -trimpath -tags seccomp -ldflags "-s -w" -o "$out/runc" github.com/opencontainers/runc
+  "$out/runc" --version
+  cd "$HERE/cni"
+  mkdir -p "$out/cni"
+  go build -v -trimpath -ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$CNI_VERSION" -o "$out/cni/" \
+    github.com/containernetworking/plugins/plugins/main/bridge github.com/containernetworking/plugins/plugins/ipam/host-local \
+    github.com/containernetworking/plugins/plugins/main/loopback github.com/containernetworking/plugins/plugins/meta/portmap
+}
+
+# pack_image ARCHIVE REF ROOTFS ENTRYPOINT-JSON: a docker-archive image (what `docker save`
+# writes and `ctr images import` reads) of one layer holding ROOTFS, reproducibly.
+pack_image() {
+  local archive="$1" ref="$2" rootfs="$3" entrypoint="$4" work layer diff config
+  work=$(mktemp -d "$archive.XXXXXX")
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$rootfs" -cf "$work/layer.tar" .
+  diff=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
+  mkdir "$work/$diff"; mv "$work/layer.tar" "$work/$diff/layer.tar"
+  printf '{"architecture":"amd64","os":"linux","created":"1970-01-01T00:00:00Z","config":{"Entrypoint":%s,"Env":["PATH=/"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+    "$entrypoint" "$diff" >"$work/config.json"
+  config=$(sha256sum "$work/config.json" | cut -d' ' -f1)
+  mv "$work/config.json" "$work/$config.json"
+  printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]' "$config" "$ref" "$diff" >"$work/manifest.json"
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$work" -cf "$archive" .
+  rm -rf "$work"
+  echo "$ref $(basename "$archive") sha256:$config"
+}
+
+# b_images OUT: the worker nodes' images, as archives imported on each node (no registry).
+b_images() {
+  local out="$1" root
+  root=$(mktemp -d "$out/.root.XXXXXX")
+  cd "$HERE/images"
+  go build -v -trimpath -ldflags "-s -w" -o "$root/" ./pause ./probe
+  cd "$HERE/coredns"
+  go build -v -trimpath -ldflags "-s -w" -o "$root/" github.com/coredns/coredns
+  "$root/coredns" -version
+  local name
+  for name in pause probe coredns; do
+    mkdir -p "$root/$name.fs/etc"
+    cp "$root/$name" "$root/$name.fs/$name"
+  done
+  {
+    pack_image "$out/pause.tar" "$IMAGE_PAUSE" "$root/pause.fs" '["/pause"]'
+    pack_image "$out/probe.tar" "$IMAGE_PROBE" "$root/probe.fs" '["/probe"]'
+    pack_image "$out/coredns.tar" "$IMAGE_COREDNS" "$root/coredns.fs" '["/coredns"]'
+  } | tee "$out/images.txt"
+  rm -rf "$root"
+}
+
 build_kubernetes() {
   build_family "kubernetes-$1" "kubernetes-$1" "kubernetes-$1" "$(inputs_hash "$1" "$HERE/k8s/$1")" b_kubernetes "$1"
 }
 
-say "versions: pulumi v$PULUMI_VERSION; plugins command $COMMAND_VERSION, tls $TLS_VERSION, kubernetes $KUBERNETES_VERSION (hakube builds); Kubernetes ${K8S_VERSIONS[*]} (bin/: $K8S_LATEST); etcd $ETCD_VERSION; actionlint $ACTIONLINT_VERSION; versitygw $VERSITYGW_VERSION"
+say "versions: pulumi v$PULUMI_VERSION; plugins command $COMMAND_VERSION, tls $TLS_VERSION (hakube builds), kubernetes $K8SPROVIDER_UPSTREAM (upstream, as $KUBERNETES_VERSION); Kubernetes ${K8S_VERSIONS[*]} (bin/ and node: $K8S_LATEST); etcd $ETCD_VERSION; actionlint $ACTIONLINT_VERSION; versitygw $VERSITYGW_VERSION; containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, CNI plugins $CNI_VERSION, CoreDNS $COREDNS_VERSION"
 say "cache: $TC (go modules and build cache: $GOBASE)"
 for f in "${FAMILIES[@]}"; do
   case "$f" in
@@ -316,6 +446,10 @@ for f in "${FAMILIES[@]}"; do
     etcd) build_family etcd etcd "etcd-$ETCD_VERSION" "$(inputs_hash "$K8S_LATEST" "$HERE/etcd")" b_etcd ;;
     actionlint) build_family actionlint actionlint "actionlint-$ACTIONLINT_VERSION" "$(inputs_hash "$K8S_LATEST" "$HERE/actionlint")" b_actionlint ;;
     versitygw) build_family versitygw versitygw "versitygw-$VERSITYGW_VERSION" "$(inputs_hash "$K8S_LATEST" "$HERE/versitygw")" b_versitygw ;;
+    k8sprovider) build_family k8sprovider k8sprovider "$K8SPROVIDER_DIR" "$(inputs_hash "$K8S_LATEST" "$HERE/k8sprovider")" b_k8sprovider ;;
+    node) build_family node node "node-$K8S_LATEST-containerd-$CONTAINERD_VERSION" \
+      "$(inputs_hash "$K8S_LATEST" "$HERE/k8s/$K8S_LATEST" "$HERE/containerd" "$HERE/runc" "$HERE/cni")" b_node ;;
+    images) build_family images images "images-coredns-$COREDNS_VERSION" "$(inputs_hash "$K8S_LATEST" "$HERE/images" "$HERE/coredns")" b_images ;;
   esac
 done
 
@@ -334,11 +468,17 @@ link_all() {
 }
 mkdir -p "$TC/bin"
 link_all "pulumi-v$PULUMI_VERSION" pulumi
-link_all "$PLUGINS_DIR" pulumi-language-nodejs pulumi-resource-command pulumi-resource-tls pulumi-resource-kubernetes
+link_all "$PLUGINS_DIR" pulumi-language-nodejs pulumi-resource-command pulumi-resource-tls
+link_all "$K8SPROVIDER_DIR" pulumi-resource-kubernetes
 link_all "kubernetes-$K8S_LATEST" kube-apiserver kube-controller-manager kube-scheduler kubectl
 link_all "etcd-$ETCD_VERSION" etcd etcdctl etcdutl
 link_all "actionlint-$ACTIONLINT_VERSION" actionlint
 link_all "versitygw-$VERSITYGW_VERSION" versitygw
+# The worker nodes' files are not linked into bin/ (they are copied to the machines, not
+# run here): $TC/node and $TC/images point at the built folders.
+link_dir() { [ -f "$TC/$1/.complete" ] || return 0; ln -sfn "$1" "$TC/.$2.new" && mv -Tf "$TC/.$2.new" "$TC/$2"; }
+link_dir "node-$K8S_LATEST-containerd-$CONTAINERD_VERSION" node
+link_dir "images-coredns-$COREDNS_VERSION" images
 
 # Node.js dynamic providers (pulumi.dynamic.Resource, e.g. hakube's DeployedVersions) run
 # in the plugin `pulumi-resource-pulumi-nodejs`, which the engine looks for next to the
@@ -369,6 +509,7 @@ export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION
 if [ -x "$TC/bin/pulumi" ] && [ -x "$TC/bin/pulumi-resource-command" ]; then
   for p in "command $COMMAND_VERSION" "tls $TLS_VERSION" "kubernetes $KUBERNETES_VERSION"; do
     set -- $p
+    [ -x "$TC/bin/pulumi-resource-$1" ] || continue
     if [ ! -x "$PULUMI_HOME/plugins/resource-$1-v$2/pulumi-resource-$1" ] || ! cmp -s "$TC/bin/pulumi-resource-$1" "$PULUMI_HOME/plugins/resource-$1-v$2/pulumi-resource-$1"; then
       CURRENT="plugin-install-$1" CURRENT_FAMILY="plugins"
       "$TC/bin/pulumi" plugin install resource "$1" "$2" --file "$TC/bin/pulumi-resource-$1" --reinstall >"$TC/logs/plugin-install-$1.log" 2>&1 \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Vets and tests hakube's own Pulumi plugins (toolchain/pulumi: the Node.js language
-# host, the command, tls and kubernetes providers and internal/provkit) with the Go
+# host, the command and tls providers and internal/provkit) with the Go
 # environment of toolchain/build.sh: the same module and build caches, -mod=readonly
 # (go.mod and go.sum are not changed; missing modules are downloaded from the Go
 # module proxy), the local Go toolchain, no workspace, no cgo.

@@ -39,6 +39,8 @@ export function apiServerFlags(advertiseAddress: string, s: ApiServerSettings): 
     ["kubelet-client-certificate", `${K8S_PKI}/apiserver-kubelet-client.crt`],
     ["kubelet-client-key", `${K8S_PKI}/apiserver-kubelet-client.key`],
     ["kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname"],
+    // kubelets serve with certificates the cluster CA signed (after hakube's approver checked them).
+    ["kubelet-certificate-authority", `${K8S_PKI}/ca.crt`],
     ["service-cluster-ip-range", s.serviceCidr],
     ["service-account-issuer", s.serviceAccountIssuer],
     ["service-account-key-file", `${K8S_PKI}/sa.pub`],

@@ -145,6 +145,8 @@ export class HaControlPlane extends pulumi.ComponentResource {
   public readonly observations: HostObservation[];
   /** One per host (unless `hostNetwork: false`): its TCP settings; every other step on the host waits for it. */
   public readonly hostNetworkSteps: pulumi.Resource[];
+  /** The cluster's DNS domain (`clusterDomain`). */
+  public readonly clusterDomain: string;
   /** The resolved plan: topology, hosts per role, versions, ranges, ports and timings. */
   public readonly plan: ControlPlanePlan;
   /** Completes when the API answers through the endpoint and both Leases are held. */
@@ -155,6 +157,7 @@ export class HaControlPlane extends pulumi.ComponentResource {
     // Every default, the topology, ports and timings, resolved and checked once.
     const plan = planControlPlane(this, args);
     this.plan = plan;
+    this.clusterDomain = args.clusterDomain ?? "cluster.local";
     // Registered before anything that acts on a host: its check refuses, at preview, an
     // upgrade that skips a minor release or goes back from the deployed versions.
     this.versions = new DeployedVersions(

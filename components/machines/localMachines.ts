@@ -27,6 +27,12 @@ export interface LocalMachineGroup {
   readonly namePrefix: string;
   /** 0 to 19. */
   readonly count: number;
+  /**
+   * Machines that run kubelet and containers (worker nodes): each boot prepares what
+   * kubelet needs of an nspawn container (see `nodePrepUnit`), and `nodeRuntime` gives the
+   * settings their WorkerPool needs. @default false
+   */
+  readonly nodes?: boolean;
 }
 
 export interface LocalMachinesArgs {
@@ -78,6 +84,19 @@ export class LocalMachines extends pulumi.ComponentResource {
   public readonly hostAddress: string;
   /** What the last refresh found of the machines (their repair generations). */
   public readonly state: LocalMachinesState;
+  /**
+   * What kubelet and containerd need to run inside these machines (for a WorkerPool's
+   * `runtime`): cgroup v1 with the cgroupfs driver, the kernel settings left alone, no
+   * negative oom_score_adj (the host's bounding set lacks CAP_SYS_RESOURCE) and no session
+   * keyrings (nspawn's seccomp filter refuses them).
+   */
+  public readonly nodeRuntime = {
+    cgroupDriver: "cgroupfs",
+    allowCgroupV1: true,
+    protectKernelDefaults: false,
+    restrictOomScoreAdj: true,
+    noNewKeyring: true,
+  } as const;
   /** The stack's SSH private key (OpenSSH format, secret). */
   public readonly sshPrivateKey: pulumi.Output<string>;
 
@@ -90,7 +109,7 @@ export class LocalMachines extends pulumi.ComponentResource {
       invalid(this, "count", args.count ?? null, "either count (with namePrefix) or groups, not both");
     }
     const groups: LocalMachineGroup[] = args.groups
-      ? args.groups.map((g, i) => ({ namePrefix: g.namePrefix, count: requireInteger(this, `groups[${i}].count`, g.count, 0, 19) }))
+      ? args.groups.map((g, i) => ({ namePrefix: g.namePrefix, count: requireInteger(this, `groups[${i}].count`, g.count, 0, 19), nodes: g.nodes }))
       : [{ namePrefix: args.namePrefix ?? "node", count: requireInteger(this, "count", args.count as number, 1, 50) }];
     if (groups.length === 0 || groups.length > 4) {
       invalid(this, "groups", `${groups.length} group(s)`, "1 to 4 groups");
@@ -172,6 +191,7 @@ export class LocalMachines extends pulumi.ComponentResource {
           prefixLength: subnet.prefix,
           gateway: hostAddress,
           bootTimeoutSeconds,
+          ...(g.nodes ? { node: true } : {}),
         };
       }),
     );

@@ -21,6 +21,9 @@ export const defaultImagePackages = [
   "procps",
   "curl",
   "ca-certificates",
+  // Worker nodes: kube-proxy's rules and the pod network's masquerading.
+  "iptables",
+  "conntrack",
   // The etcd backups encrypt with openssl cms (the machines have no route to a mirror).
   "openssl",
   "haproxy",
@@ -129,6 +132,50 @@ export interface MachineSpec {
   readonly prefixLength: number;
   readonly gateway: string;
   readonly bootTimeoutSeconds: number;
+  /** A machine that runs kubelet and containers (see `nodePrepUnit`). @default false */
+  readonly node?: boolean;
+}
+
+/**
+ * A unit inside a node machine that, at each boot before containerd and kubelet, makes
+ * what they need of an nspawn container on this host: the cgroup v1 controllers, which
+ * nspawn mounts read-only, writable (kubelet makes the pods' cgroups there); the three
+ * global sysctls kubelet checks (read-only in a container, and not ours to change on the
+ * host) covered by files holding the values kubelet wants; /dev/kmsg for its OOM watcher.
+ */
+export const NODE_PREP_UNIT = "hakube-node-prep.service";
+export function nodePrepScript(): string {
+  return `#!/bin/sh
+# Written by hakube (LocalMachines): what kubelet needs of a systemd-nspawn machine.
+set -eu
+for d in /sys/fs/cgroup/*/; do
+  case "$d" in */unified/|*/systemd/) continue ;; esac
+  mount -o remount,bind,rw "$d" 2>/dev/null || true
+done
+mkdir -p /run/hakube/sysctl
+cover() { printf '%s\n' "$2" > "/run/hakube/sysctl/$(echo "$1" | tr / _)"; mount --bind "/run/hakube/sysctl/$(echo "$1" | tr / _)" "/proc/sys/$1"; }
+cover vm/overcommit_memory 1
+cover kernel/panic 10
+cover kernel/panic_on_oops 1
+[ -e /dev/kmsg ] || ln -s /dev/console /dev/kmsg
+`;
+}
+export function nodePrepUnit(): string {
+  return `# Written by hakube (LocalMachines).
+[Unit]
+Description=Prepare this systemd-nspawn machine for kubelet (hakube)
+DefaultDependencies=no
+After=local-fs.target
+Before=containerd.service kubelet.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/hakube-node-prep
+
+[Install]
+WantedBy=multi-user.target
+`;
 }
 
 /** Stops the machine (clean poweroff, then force) and removes its namespace, link and files. */
@@ -139,6 +186,13 @@ if [ -f "$pidfile" ]; then
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    if kill -0 "$pid" 2>/dev/null; then
+      # Still shutting down after 30 s: killing the machine's init (nspawn's child) ends
+      # every process in its PID namespace, pods included, wherever they were reparented.
+      pkill -KILL -P "$pid" 2>/dev/null || true
+      for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
   fi
   rm -f "$pidfile"
 fi
@@ -163,8 +217,19 @@ install -d -m 0700 ${q(m.dir)}/root/.ssh
 printf '%s\\n' "$HAKUBE_PUBLIC_KEY" > ${q(m.dir)}/root/.ssh/authorized_keys
 chmod 0600 ${q(m.dir)}/root/.ssh/authorized_keys
 chroot ${q(m.dir)} ssh-keygen -A -q >/dev/null
-# A new token for every machine made: it changes when the machine is replaced.
+${m.node ? nodeProvisionScript(m) : ""}# A new token for every machine made: it changes when the machine is replaced.
 cat /proc/sys/kernel/random/uuid > ${q(m.dir)}.instance`;
+}
+
+function nodeProvisionScript(m: MachineSpec): string {
+  return `install -d ${q(m.dir)}/usr/local/sbin ${q(m.dir)}/etc/systemd/system/multi-user.target.wants
+cat > ${q(m.dir)}/usr/local/sbin/hakube-node-prep <<'HAKUBE_EOF'
+${nodePrepScript()}HAKUBE_EOF
+chmod 0755 ${q(m.dir)}/usr/local/sbin/hakube-node-prep
+cat > ${q(m.dir)}/etc/systemd/system/${NODE_PREP_UNIT} <<'HAKUBE_EOF'
+${nodePrepUnit()}HAKUBE_EOF
+ln -sf ../${NODE_PREP_UNIT} ${q(m.dir)}/etc/systemd/system/multi-user.target.wants/${NODE_PREP_UNIT}
+`;
 }
 
 /** Namespace, link and the nspawn process of a provisioned machine; waits until it answers SSH. */

@@ -186,6 +186,14 @@ export class ClusterPki extends pulumi.ComponentResource {
     });
   }
 
+  /**
+   * A client certificate from the cluster CA (e.g. for kube-proxy, or an approver of
+   * kubelet serving certificates), renewed like the others. `organization` is the group.
+   */
+  public clientCertificate(name: string, subject: { commonName: string; organization?: string }): KeyPair {
+    return this.leaf(name, this.clusterCa, subject, "client");
+  }
+
   /** A kubeconfig (secret) for one of this PKI's client certificates and an API URL. */
   public kubeconfig(client: KeyPair, userName: string, server: pulumi.Input<string>, clusterName = "hakube"): pulumi.Output<string> {
     return pulumi.secret(

@@ -1,0 +1,394 @@
+// Worker node rendering (pure): kubelet, containerd, the CNI network, kube-proxy, the pod
+// routes between nodes, and the kubelet-serving CSR approver that runs on the control
+// plane. Everything a WorkerPool writes on a host comes from here.
+import { renderUnit } from "../systemd";
+import { quote as q } from "../remote/shell";
+
+/** Paths on a worker. */
+export const NODE_PATHS = {
+  ca: "/etc/kubernetes/pki/ca.crt",
+  kubeletConfig: "/etc/kubernetes/kubelet.yaml",
+  bootstrapKubeconfig: "/etc/kubernetes/bootstrap-kubelet.conf",
+  kubeletKubeconfig: "/var/lib/kubelet/kubeconfig",
+  kubeletCertDir: "/var/lib/kubelet/pki",
+  kubeletResolvConf: "/etc/kubernetes/kubelet-resolv.conf",
+  kubeProxyConfig: "/etc/kubernetes/kube-proxy.yaml",
+  kubeProxyKubeconfig: "/etc/kubernetes/kube-proxy.conf",
+  containerdConfig: "/etc/containerd/config.toml",
+  cniConfig: "/etc/cni/net.d/10-hakube.conflist",
+  cniBin: "/opt/cni/bin",
+  images: "/var/lib/hakube/images",
+  podRoutes: "/etc/hakube/pod-routes",
+} as const;
+
+/** How the node's container runtime and kubelet meet the machine they run on. */
+export interface NodeRuntimeSettings {
+  /** "systemd" on ordinary hosts; "cgroupfs" where systemd cannot delegate (nspawn on cgroup v1). */
+  readonly cgroupDriver: "systemd" | "cgroupfs";
+  /** Let kubelet run on a cgroup v1 host (it refuses by default since 1.35). */
+  readonly allowCgroupV1: boolean;
+  /** kubelet leaves the kernel's settings alone instead of failing on a mismatch. */
+  readonly protectKernelDefaults: boolean;
+  /** Containers may not lower their oom_score_adj below containerd's (hosts without CAP_SYS_RESOURCE). */
+  readonly restrictOomScoreAdj: boolean;
+  /** runc makes no session keyring (hosts whose seccomp filter forbids the keyring calls). */
+  readonly noNewKeyring: boolean;
+}
+
+/** Ordinary hosts (VMs, EC2). */
+export const defaultNodeRuntime: NodeRuntimeSettings = {
+  cgroupDriver: "systemd",
+  allowCgroupV1: false,
+  protectKernelDefaults: true,
+  restrictOomScoreAdj: false,
+  noNewKeyring: false,
+};
+
+export interface KubeletSettings {
+  readonly nodeName: string;
+  readonly nodeAddress: string;
+  readonly clusterDns: string;
+  readonly clusterDomain: string;
+  readonly runtime: NodeRuntimeSettings;
+}
+
+export function kubeletConfig(s: KubeletSettings): string {
+  return [
+    "# Managed by hakube.",
+    "apiVersion: kubelet.config.k8s.io/v1beta1",
+    "kind: KubeletConfiguration",
+    "authentication:",
+    "  anonymous:",
+    "    enabled: false",
+    "  webhook:",
+    "    enabled: true",
+    "  x509:",
+    `    clientCAFile: ${NODE_PATHS.ca}`,
+    "authorization:",
+    "  mode: Webhook",
+    `cgroupDriver: ${s.runtime.cgroupDriver}`,
+    `failCgroupV1: ${!s.runtime.allowCgroupV1}`,
+    `protectKernelDefaults: ${s.runtime.protectKernelDefaults}`,
+    "clusterDNS:",
+    `- ${s.clusterDns}`,
+    `clusterDomain: ${s.clusterDomain}`,
+    "containerRuntimeEndpoint: unix:///run/containerd/containerd.sock",
+    // The client certificate from the bootstrap token, renewed by the kubelet itself; the
+    // serving certificate from a CSR that hakube's approver checks (name and addresses).
+    "rotateCertificates: true",
+    "serverTLSBootstrap: true",
+    "readOnlyPort: 0",
+    `resolvConf: ${NODE_PATHS.kubeletResolvConf}`,
+    "",
+  ].join("\n");
+}
+
+export function kubeletUnit(s: KubeletSettings): string {
+  return renderUnit({
+    description: "Kubernetes node agent (hakube)",
+    documentation: "https://kubernetes.io/docs/reference/command-line-tools-reference/kubelet/",
+    binary: "/usr/local/bin/kubelet",
+    flags: [
+      ["config", NODE_PATHS.kubeletConfig],
+      ["kubeconfig", NODE_PATHS.kubeletKubeconfig],
+      ["bootstrap-kubeconfig", NODE_PATHS.bootstrapKubeconfig],
+      ["cert-dir", NODE_PATHS.kubeletCertDir],
+      ["node-ip", s.nodeAddress],
+      ["hostname-override", s.nodeName],
+    ],
+    after: ["containerd.service"],
+  });
+}
+
+export interface ContainerdSettings {
+  readonly sandboxImage: string;
+  readonly runtime: NodeRuntimeSettings;
+}
+
+/** containerd 2 (config version 3): the CRI plugin with runc and the CNI network. */
+export function containerdConfig(s: ContainerdSettings): string {
+  return [
+    "# Managed by hakube.",
+    "version = 3",
+    "",
+    "[plugins.'io.containerd.cri.v1.images'.pinned_images]",
+    `  sandbox = ${JSON.stringify(s.sandboxImage)}`,
+    "",
+    "[plugins.'io.containerd.cri.v1.runtime']",
+    `  restrict_oom_score_adj = ${s.runtime.restrictOomScoreAdj}`,
+    "",
+    "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]",
+    "  BinaryName = '/usr/local/bin/runc'",
+    `  SystemdCgroup = ${s.runtime.cgroupDriver === "systemd"}`,
+    `  NoNewKeyring = ${s.runtime.noNewKeyring}`,
+    "",
+    "[plugins.'io.containerd.cri.v1.runtime'.cni]",
+    `  bin_dirs = ['${NODE_PATHS.cniBin}']`,
+    "  conf_dir = '/etc/cni/net.d'",
+    "",
+  ].join("\n");
+}
+
+export const containerdUnit = `# Managed by hakube.
+[Unit]
+Description=containerd container runtime (hakube)
+Documentation=https://containerd.io
+After=network.target local-fs.target hakube-node-prep.service
+
+[Service]
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=/usr/local/bin/containerd --config ${NODE_PATHS.containerdConfig}
+Type=notify
+Delegate=yes
+KillMode=process
+Restart=always
+RestartSec=2
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+OOMScoreAdjust=-999
+
+[Install]
+WantedBy=multi-user.target
+`;
+
+/** The node's pod network: a bridge with its pod range, hairpin for Services that loop back. */
+export function cniConfig(podCidr: string): string {
+  return `${JSON.stringify(
+    {
+      cniVersion: "1.0.0",
+      name: "hakube",
+      plugins: [
+        {
+          type: "bridge",
+          bridge: "cni0",
+          isGateway: true,
+          ipMasq: false,
+          hairpinMode: true,
+          ipam: { type: "host-local", ranges: [[{ subnet: podCidr }]], routes: [{ dst: "0.0.0.0/0" }] },
+        },
+        { type: "portmap", capabilities: { portMappings: true } },
+      ],
+    },
+    null,
+    2,
+  )}\n`;
+}
+
+export interface KubeProxySettings {
+  readonly nodeName: string;
+  readonly clusterCidr: string;
+  readonly mode: "iptables" | "nftables";
+}
+
+export function kubeProxyConfig(s: KubeProxySettings): string {
+  return [
+    "# Managed by hakube.",
+    "apiVersion: kubeproxy.config.k8s.io/v1alpha1",
+    "kind: KubeProxyConfiguration",
+    "clientConnection:",
+    `  kubeconfig: ${NODE_PATHS.kubeProxyKubeconfig}`,
+    `mode: ${s.mode}`,
+    `clusterCIDR: ${s.clusterCidr}`,
+    `hostnameOverride: ${s.nodeName}`,
+    "metricsBindAddress: 127.0.0.1:10249",
+    // 0: leave the host's conntrack table size alone (a global setting).
+    "conntrack:",
+    "  maxPerCore: 0",
+    "",
+  ].join("\n");
+}
+
+export const kubeProxyUnit = renderUnit({
+  description: "Kubernetes network proxy (hakube)",
+  documentation: "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-proxy/",
+  binary: "/usr/local/bin/kube-proxy",
+  flags: [["config", NODE_PATHS.kubeProxyConfig]],
+  after: ["kubelet.service"],
+});
+
+/** A kubeconfig that authenticates with a bootstrap token (the kubelet's first contact). */
+export function bootstrapKubeconfig(input: { server: string; caCertPem: string; token: string; clusterName: string }): string {
+  if (!/^https:\/\/[^\s]+$/.test(input.server)) {
+    throw new Error(`kubeconfig server must be an https URL, got ${JSON.stringify(input.server)}`);
+  }
+  return [
+    "apiVersion: v1",
+    "kind: Config",
+    "clusters:",
+    `- name: ${JSON.stringify(input.clusterName)}`,
+    "  cluster:",
+    `    server: ${JSON.stringify(input.server)}`,
+    `    certificate-authority-data: ${Buffer.from(input.caCertPem, "utf8").toString("base64")}`,
+    "users:",
+    "- name: kubelet-bootstrap",
+    "  user:",
+    `    token: ${JSON.stringify(input.token)}`,
+    "contexts:",
+    "- name: bootstrap",
+    "  context:",
+    `    cluster: ${JSON.stringify(input.clusterName)}`,
+    "    user: kubelet-bootstrap",
+    "current-context: bootstrap",
+    "",
+  ].join("\n");
+}
+
+export interface PodRoute {
+  readonly cidr: string;
+  readonly via: string;
+}
+
+/**
+ * The pod network between nodes, applied at boot and on every change: a route to every
+ * other node's pod range through that node, stale routes into the cluster's pod range
+ * removed, and pod traffic to anything outside the pod range masqueraded behind the
+ * node's address (the control-plane hosts have no routes to the pods).
+ */
+export function podRoutesScript(s: { podCidr: string; nodePodCidr: string; routes: readonly PodRoute[] }): string {
+  const wanted = s.routes.map((r) => `${r.cidr} ${r.via}`).join("\n");
+  return `#!/bin/bash
+# Managed by hakube: routes to the other nodes' pods, masquerading out of the pod range.
+set -euo pipefail
+# hakube_in_pod_range CIDR: is CIDR inside ${s.podCidr}?
+hakube_in_pod_range() {
+  ${podRangeCheck(s.podCidr)}
+}
+wanted=${q(wanted)}
+while read -r cidr via; do
+  [ -n "$cidr" ] || continue
+  ip route replace "$cidr" via "$via" proto static
+done <<< "$wanted"
+# Routes of nodes that left: every static route into the pod range not wanted any more.
+ip route show proto static | while read -r cidr _; do
+  case "$cidr" in */*) ;; *) continue ;; esac
+  grep -q "^$cidr " <<< "$wanted" && continue
+  if hakube_in_pod_range "$cidr"; then ip route del "$cidr" proto static || true; fi
+done
+rule=(-s ${s.nodePodCidr} ! -d ${s.podCidr} -m comment --comment hakube-pod-masquerade -j MASQUERADE)
+iptables -t nat -C POSTROUTING "\${rule[@]}" 2>/dev/null || iptables -t nat -A POSTROUTING "\${rule[@]}"
+`;
+}
+
+/** Shell body of a function whose $1 (a.b.c.d/n) is inside cidr, by integer arithmetic. */
+function podRangeCheck(cidr: string): string {
+  const [base, bits] = cidr.split("/");
+  const n = Number(bits);
+  const value = base.split(".").reduce((a, o) => a * 256 + Number(o), 0);
+  const mask = n === 0 ? 0 : (0xffffffff << (32 - n)) >>> 0;
+  return `local ip=\${1%/*} len=\${1#*/} a b c d
+  [ "$len" -ge ${n} ] || return 1
+  IFS=. read -r a b c d <<< "$ip"
+  [ $(( ((a << 24) | (b << 16) | (c << 8) | d) & ${mask} )) -eq ${(value & mask) >>> 0} ]`;
+}
+
+export const podRoutesUnit = `# Managed by hakube.
+[Unit]
+Description=Routes to the other nodes' pods (hakube)
+After=network-online.target
+Wants=network-online.target
+Before=kubelet.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/hakube-pod-routes
+
+[Install]
+WantedBy=multi-user.target
+`;
+
+/** A node the approver may sign a serving certificate for, and the addresses it may name. */
+export interface ServingNode {
+  readonly name: string;
+  readonly addresses: readonly string[];
+}
+
+export const APPROVER_PATHS = {
+  script: "/usr/local/sbin/hakube-kubelet-serving-approver",
+  nodes: "/etc/hakube/kubelet-serving-nodes",
+  kubeconfig: "/etc/kubernetes/kubelet-serving-approver.conf",
+} as const;
+
+/**
+ * The kubelet-serving CSR approver, run by a timer on every control-plane host: a pending
+ * CSR for the signer kubernetes.io/kubelet-serving is approved only when its requester is
+ * system:node:<name> of a worker hakube made, its subject is that node, and every DNS name
+ * and IP address it asks for is that node's name or one of its addresses. Anything else
+ * stays pending (and is logged). Approving twice is harmless, so every host may run it.
+ */
+export function approverScript(): string {
+  return `#!/bin/bash
+# Managed by hakube: approves kubelet serving certificates of known nodes only.
+set -uo pipefail
+kc=${APPROVER_PATHS.kubeconfig}
+allowed=${APPROVER_PATHS.nodes}
+k() { kubectl --kubeconfig "$kc" --request-timeout=5s "$@"; }
+# check NAME USER: approve CSR NAME when it is what node USER may ask for; say why not otherwise.
+check() {
+  local name=$1 user=$2 node addresses request subject sans san ip
+  node=\${user#system:node:}
+  if [ "$node" = "$user" ] || ! addresses=$(awk -v n="$node" '$1 == n { $1 = ""; print; found = 1 } END { exit !found }' "$allowed"); then
+    echo "hakube-approver: $name: requester $user is not a node hakube made; left pending"
+    return 0
+  fi
+  # Approved or denied already (conditions set): nothing to do.
+  [ -z "$(k get csr "$name" -o 'jsonpath={.status.conditions[*].type}')" ] || return 0
+  request=$(k get csr "$name" -o 'jsonpath={.spec.request}' | base64 -d) && [ -n "$request" ] \\
+    || { echo "hakube-approver: $name: cannot read its request; left pending"; return 0; }
+  subject=$(openssl req -noout -subject -nameopt compat <<< "$request") || subject=""
+  case "$subject" in
+    "subject=/O=system:nodes/CN=system:node:$node"|"subject=/CN=system:node:$node/O=system:nodes") ;;
+    *) echo "hakube-approver: $name: subject '$subject' is not node $node; left pending"; return 0 ;;
+  esac
+  sans=$(openssl req -noout -text <<< "$request" | grep -A1 'Subject Alternative Name' | tail -n 1 | tr ',' '\\n' | sed 's/^ *//')
+  [ -n "$sans" ] || { echo "hakube-approver: $name: names no address; left pending"; return 0; }
+  while read -r san; do
+    [ -n "$san" ] || continue
+    case "$san" in
+      "DNS:$node") continue ;;
+      "IP Address:"*)
+        ip=\${san#IP Address:}
+        case " $addresses " in *" $ip "*) continue ;; esac ;;
+    esac
+    echo "hakube-approver: $name: $san is not $node's name or address; left pending"
+    return 0
+  done <<< "$sans"
+  k certificate approve "$name" >/dev/null && echo "hakube-approver: approved $name for node $node"
+}
+pending=$(k get csr -o 'jsonpath={range .items[?(@.spec.signerName=="kubernetes.io/kubelet-serving")]}{.metadata.name} {.spec.username} {.status.certificate}{"\\n"}{end}') || exit 1
+while read -r name user issued; do
+  [ -n "$name" ] && [ -z "\${issued:-}" ] || continue
+  check "$name" "$user"
+done <<< "$pending"
+`;
+}
+
+/** The approver's allow list: one line per node, its name then its addresses. */
+export function approverNodes(nodes: readonly ServingNode[]): string {
+  return nodes.map((n) => [n.name, ...n.addresses].join(" ")).join("\n") + "\n";
+}
+
+export const approverService = `# Managed by hakube.
+[Unit]
+Description=Approve kubelet serving certificates of hakube's nodes (hakube)
+After=kube-apiserver.service
+
+[Service]
+Type=oneshot
+ExecStart=${APPROVER_PATHS.script}
+TimeoutStartSec=60
+`;
+
+export const approverTimer = `# Managed by hakube.
+[Unit]
+Description=Approve kubelet serving certificates of hakube's nodes every 10 s (hakube)
+
+[Timer]
+OnActiveSec=5s
+OnUnitActiveSec=10s
+AccuracySec=1s
+
+[Install]
+WantedBy=timers.target
+`;

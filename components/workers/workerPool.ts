@@ -1,0 +1,430 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import * as k8s from "@pulumi/kubernetes";
+import * as fs from "fs";
+import * as path from "path";
+import { Host } from "../types";
+import { Cidr, cidrContains, formatIpv4 } from "../net";
+import { invalid, requireCidr, requireHosts, requireInteger } from "../validation";
+import { BinarySource } from "../binaries/source";
+import { installBinaries, planBinaries } from "../binaries/install";
+import { hostStep } from "../remote/hostStep";
+import { command as shellCommand, quote, retry, shellFunction } from "../remote/shell";
+import type { HaControlPlane } from "../controlplane/haControlPlane";
+import { BootstrapToken } from "./bootstrapToken";
+import {
+  APPROVER_PATHS,
+  approverNodes,
+  approverScript,
+  approverService,
+  approverTimer,
+  bootstrapKubeconfig,
+  cniConfig,
+  containerdConfig,
+  containerdUnit,
+  defaultNodeRuntime,
+  kubeletConfig,
+  kubeletUnit,
+  kubeProxyConfig,
+  kubeProxyUnit,
+  NODE_PATHS,
+  NodeRuntimeSettings,
+  PodRoute,
+  podRoutesScript,
+  podRoutesUnit,
+} from "./render";
+
+/** The container runtime's files: containerd, its shim, ctr, runc and the CNI plugins. */
+export const RUNTIME_BINARIES = ["containerd", "containerd-shim-runc-v2", "ctr", "runc"] as const;
+export const CNI_PLUGINS = ["bridge", "host-local", "loopback", "portmap"] as const;
+
+/** The group bootstrap tokens of a WorkerPool authenticate as (RBAC binds it). */
+export const BOOTSTRAP_GROUP = "system:bootstrappers:hakube:workers";
+/** The approver's user name (its client certificate's common name). */
+export const APPROVER_USER = "hakube:kubelet-serving-approver";
+
+export interface NodeImages {
+  /** A folder on the machine that runs Pulumi holding image archives (`docker save` format). */
+  readonly directory: string;
+  /** The archives in it to import on every node (`ctr images import`). */
+  readonly archives: readonly string[];
+  /** The pod sandbox image, one of the archives' references (containerd's pinned sandbox). */
+  readonly sandbox: string;
+}
+
+export interface WorkerPoolArgs {
+  /** The worker hosts; each name must end in a number (its pod range), e.g. worker-3. */
+  readonly hosts: readonly Host[];
+  /** The control plane the workers join (its endpoint, PKI, ranges and Kubernetes provider). */
+  readonly controlPlane: HaControlPlane;
+  /** kubelet and kube-proxy (the Kubernetes server release has both). */
+  readonly kubernetesBinaries: BinarySource;
+  /**
+   * containerd, containerd-shim-runc-v2, ctr and runc, and the CNI plugins in a `cni`
+   * folder beside them. `packages`: the host's own (Debian/Ubuntu: containerd, runc,
+   * containernetworking-plugins; installed by apt-get).
+   */
+  readonly runtimeBinaries: { readonly kind: "localDirectory"; readonly directory: string } | { readonly kind: "packages" };
+  /** Images to import on every node (no registry), and the sandbox image. @default pull from registries; sandbox registry.k8s.io/pause:3.10 */
+  readonly images?: NodeImages;
+  /** How the machines differ from ordinary hosts (LocalMachines.nodeRuntime). @default defaultNodeRuntime */
+  readonly runtime?: Partial<NodeRuntimeSettings>;
+  /** @default "iptables" */
+  readonly kubeProxyMode?: "iptables" | "nftables";
+  /** Pod range of each node, a /24 inside the cluster's podCidr. @default 10.244.<n>.0/24 for the host named `<prefix>-<n>` */
+  readonly podCidrs?: Readonly<Record<string, string>>;
+  /** Lifetime of the bootstrap token new nodes join with (renewed by `pulumi up` at half of it). @default 24 */
+  readonly bootstrapTokenTtlHours?: number;
+  /** Seconds a node may take to become Ready. @default 180 */
+  readonly readyTimeoutSeconds?: number;
+}
+
+/** One worker, resolved. */
+export interface PlannedWorker {
+  readonly host: Host;
+  readonly podCidr: string;
+}
+
+/**
+ * Each worker's pod range: the host's own entry in `podCidrs`, else the n-th /24 of the
+ * cluster's pod range for the host named `<prefix>-<n>`, so adding or removing a worker
+ * moves no other worker's range. Pure; bad input throws naming the argument.
+ */
+export function planPodRanges(parent: pulumi.Resource | undefined, hosts: readonly Host[], podCidr: Cidr, explicit?: Readonly<Record<string, string>>): PlannedWorker[] {
+  if (podCidr.prefix > 16) {
+    invalid(parent, "podCidr", podCidr.text, "a pod range of /16 or larger, to give each worker a /24");
+  }
+  const seen = new Map<string, string>();
+  return hosts.map((host, i) => {
+    let range: Cidr;
+    if (explicit?.[host.name] !== undefined) {
+      range = requireCidr(parent, `podCidrs.${host.name}`, explicit[host.name]);
+      if (range.prefix !== 24 || !cidrContains(podCidr, range.network)) {
+        invalid(parent, `podCidrs.${host.name}`, range.text, `a /24 inside the cluster's podCidr ${podCidr.text}`);
+      }
+    } else {
+      const n = /-(\d+)$/.exec(host.name)?.[1];
+      const index = n === undefined ? NaN : Number(n);
+      const slots = 2 ** (24 - podCidr.prefix);
+      if (!Number.isInteger(index) || index < 1 || index >= slots) {
+        invalid(parent, `hosts[${i}].name`, host.name, `a name ending in a number from 1 to ${slots - 1} (its pod range), or an entry for it in podCidrs`);
+      }
+      range = { network: podCidr.network + index * 256, prefix: 24, text: `${formatIpv4(podCidr.network + index * 256)}/24` } as Cidr;
+    }
+    const other = seen.get(range.text);
+    if (other) {
+      invalid(parent, `hosts[${i}].name`, host.name, `a pod range of its own (${range.text} is ${other}'s too)`);
+    }
+    seen.set(range.text, host.name);
+    return { host, podCidr: range.text };
+  });
+}
+
+/**
+ * Worker nodes joined to an HaControlPlane through its stable endpoint with TLS
+ * bootstrapping: a bootstrap token (secret, with an expiry) gets each kubelet its client
+ * certificate, which the controller-manager signs and renews; serving certificates are
+ * approved by hakube's approver on the control-plane hosts after it checked the node's
+ * name and addresses, and the apiservers verify them. containerd and runc run the pods,
+ * each node's pods get a /24 with routes to it from every other node, and kube-proxy
+ * serves the Services. Needs the control plane's Kubernetes provider.
+ */
+export class WorkerPool extends pulumi.ComponentResource {
+  /** The workers with their pod ranges. */
+  public readonly workers: readonly PlannedWorker[];
+  public readonly bootstrapToken: BootstrapToken;
+  /** One per worker: completes when the node is Ready. */
+  public readonly ready: pulumi.Resource[];
+
+  constructor(name: string, args: WorkerPoolArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hakube:index:WorkerPool", name, {}, opts);
+    requireHosts(this, "hosts", args.hosts);
+    const cluster = args.controlPlane;
+    const provider = cluster.provider;
+    if (!provider) {
+      invalid(this, "controlPlane", "a control plane made with kubernetesProvider: false", "one with its Kubernetes provider (the node RBAC and the bootstrap token are made through it)");
+    }
+    const plan = cluster.plan;
+    const clash = args.hosts.find((w) => plan.hosts.some((h) => h.name === w.name));
+    if (clash) {
+      invalid(this, "hosts", clash.name, "workers that are not control-plane, etcd or balancer hosts");
+    }
+    this.workers = planPodRanges(this, args.hosts, plan.podCidr, args.podCidrs);
+    const runtime: NodeRuntimeSettings = { ...defaultNodeRuntime, ...args.runtime };
+    const proxyMode = args.kubeProxyMode ?? "iptables";
+    if (proxyMode !== "iptables" && proxyMode !== "nftables") {
+      invalid(this, "kubeProxyMode", proxyMode, '"iptables" or "nftables"');
+    }
+    const ttlHours = requireInteger(this, "bootstrapTokenTtlHours", args.bootstrapTokenTtlHours ?? 24, 1, 24 * 365);
+    const readySeconds = requireInteger(this, "readyTimeoutSeconds", args.readyTimeoutSeconds ?? 180, 10, 3600);
+    const images = args.images;
+    if (images) {
+      for (const archive of images.archives) {
+        const file = path.resolve(images.directory, archive);
+        if (!fs.existsSync(file)) {
+          invalid(this, "images.archives", archive, `image archives in ${images.directory} (${file} is missing; toolchain/build.sh images builds them)`);
+        }
+      }
+    }
+    const kubeBinaries = planBinaries(this, "kubernetesBinaries", "kubernetes", plan.versions.kubernetes, ["kubelet", "kube-proxy"], args.kubernetesBinaries);
+    const runtimeFiles =
+      args.runtimeBinaries.kind === "localDirectory"
+        ? [...RUNTIME_BINARIES.map((b) => b as string), ...CNI_PLUGINS.map((p) => `cni/${p}`)].map((f) => {
+            const file = path.resolve((args.runtimeBinaries as { directory: string }).directory, f);
+            if (!fs.existsSync(file)) {
+              invalid(this, "runtimeBinaries.directory", (args.runtimeBinaries as { directory: string }).directory, `a folder holding ${RUNTIME_BINARIES.join(", ")} and cni/{${CNI_PLUGINS.join(",")}} (${file} is missing)`);
+            }
+            return { name: f, file };
+          })
+        : [];
+    const opt = { parent: this } as const;
+    const k8sOpt = { parent: this, provider } as const;
+
+    // Who may do what (RBAC through the cluster's provider): bootstrap tokens of this pool
+    // may ask for node client certificates, which the controller-manager approves; nodes
+    // renew their own; the approver approves serving certificates only.
+    const bind = (bindingName: string, role: string, subject: { kind: "Group" | "User"; name: string }) =>
+      new k8s.rbac.v1.ClusterRoleBinding(
+        `${name}-${bindingName}`,
+        {
+          metadata: { name: `hakube:${bindingName}` },
+          roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role },
+          subjects: [{ apiGroup: "rbac.authorization.k8s.io", ...subject }],
+        },
+        k8sOpt,
+      );
+    const approverRole = new k8s.rbac.v1.ClusterRole(
+      `${name}-kubelet-serving-approver`,
+      {
+        metadata: { name: APPROVER_USER },
+        rules: [
+          { apiGroups: ["certificates.k8s.io"], resources: ["certificatesigningrequests"], verbs: ["get", "list", "watch"] },
+          { apiGroups: ["certificates.k8s.io"], resources: ["certificatesigningrequests/approval"], verbs: ["update"] },
+          { apiGroups: ["certificates.k8s.io"], resources: ["signers"], resourceNames: ["kubernetes.io/kubelet-serving"], verbs: ["approve"] },
+        ],
+      },
+      k8sOpt,
+    );
+    const rbac: pulumi.Resource[] = [
+      bind("kubelet-bootstrap", "system:node-bootstrapper", { kind: "Group", name: BOOTSTRAP_GROUP }),
+      bind("node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", { kind: "Group", name: BOOTSTRAP_GROUP }),
+      bind("node-autoapprove-certificate-rotation", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", { kind: "Group", name: "system:nodes" }),
+      approverRole,
+      bind("kubelet-serving-approver", APPROVER_USER, { kind: "User", name: APPROVER_USER }),
+    ];
+
+    this.bootstrapToken = new BootstrapToken(`${name}-bootstrap-token`, { ttlHours }, opt);
+    const token = this.bootstrapToken;
+    const tokenSecret = new k8s.core.v1.Secret(
+      `${name}-bootstrap-token`,
+      {
+        metadata: { name: pulumi.interpolate`bootstrap-token-${token.tokenId}`, namespace: "kube-system" },
+        type: "bootstrap.kubernetes.io/token",
+        stringData: {
+          "token-id": token.tokenId,
+          "token-secret": token.tokenSecret,
+          expiration: token.expiration,
+          description: `hakube WorkerPool ${name}`,
+          "usage-bootstrap-authentication": "true",
+          "auth-extra-groups": BOOTSTRAP_GROUP,
+        },
+      },
+      { ...k8sOpt, deleteBeforeReplace: false },
+    );
+
+    // The approver on every control-plane host: a timer, its allow list, its identity.
+    const approverClient = cluster.pki.clientCertificate(`${name}-kubelet-serving-approver`, { commonName: APPROVER_USER });
+    const approverKubeconfig = cluster.pki.kubeconfig(approverClient, APPROVER_USER, cluster.endpoint, "hakube");
+    const allowList = pulumi.all(this.workers.map((w) => pulumi.output(w.host.address).apply((a) => ({ name: w.host.name, addresses: [a] })))).apply(approverNodes);
+    for (const cp of plan.controlPlaneHosts) {
+      hostStep(
+        `${name}-approver-${cp.name}`,
+        {
+          host: cp,
+          files: [
+            { path: APPROVER_PATHS.script, mode: "0755", content: approverScript() },
+            { path: APPROVER_PATHS.nodes, mode: "0644", content: allowList },
+            { path: APPROVER_PATHS.kubeconfig, mode: "0600", content: approverKubeconfig },
+            { path: "/etc/systemd/system/hakube-kubelet-serving-approver.service", mode: "0644", content: approverService },
+            { path: "/etc/systemd/system/hakube-kubelet-serving-approver.timer", mode: "0644", content: approverTimer },
+          ],
+          create: "systemctl daemon-reload\nsystemctl enable --now hakube-kubelet-serving-approver.timer",
+          delete: "systemctl disable --now hakube-kubelet-serving-approver.timer\nrm -f /etc/systemd/system/hakube-kubelet-serving-approver.* " + APPROVER_PATHS.script + " " + APPROVER_PATHS.nodes + " " + APPROVER_PATHS.kubeconfig,
+        },
+        { parent: this, dependsOn: [...cluster.ready, ...rbac] },
+      );
+    }
+
+    const kubeProxyClient = cluster.pki.clientCertificate(`${name}-kube-proxy`, { commonName: "system:kube-proxy" });
+    const kubeProxyKubeconfig = cluster.pki.kubeconfig(kubeProxyClient, "system:kube-proxy", cluster.endpoint, "hakube");
+    const bootstrap = pulumi
+      .all([cluster.endpoint, cluster.caCertificate, token.token])
+      .apply(([server, ca, t]) => bootstrapKubeconfig({ server, caCertPem: ca, token: t, clusterName: "hakube" }));
+    const clusterDns = formatIpv4(plan.serviceCidr.network + 10);
+    const clusterDomain = cluster.clusterDomain;
+    const sandbox = images?.sandbox ?? "registry.k8s.io/pause:3.10";
+
+    this.ready = this.workers.map((w) => {
+      const host = w.host;
+      const hostOpt = { parent: this, dependsOn: [...cluster.ready, ...rbac, tokenSecret] };
+      // Uploads: the runtime's binaries and the image archives.
+      const uploads: pulumi.Resource[] = [];
+      const mkdir = new command.remote.Command(
+        `${name}-${host.name}-uploads`,
+        { connection: host.connection, create: "mkdir -p /var/lib/hakube/uploads/node/cni /var/lib/hakube/uploads/images", triggers: host.instance === undefined ? [] : [host.instance] },
+        hostOpt,
+      );
+      const copy = (label: string, file: string, remotePath: string) =>
+        uploads.push(
+          new command.remote.CopyToRemote(
+            `${name}-${host.name}-${label}`,
+            { connection: host.connection, source: new pulumi.asset.FileAsset(file), remotePath, triggers: [fileStamp(file), ...(host.instance === undefined ? [] : [host.instance])] },
+            { parent: this, dependsOn: [mkdir] },
+          ),
+        );
+      for (const f of runtimeFiles) copy(f.name.replace("/", "-"), f.file, `/var/lib/hakube/uploads/node/${f.name}`);
+      for (const archive of images?.archives ?? []) copy(`image-${archive.replace(/\.tar$/, "")}`, path.resolve(images!.directory, archive), `/var/lib/hakube/uploads/images/${archive}`);
+      const stamps = [...runtimeFiles.map((f) => `${f.name} ${fileStamp(f.file)}`), ...(images?.archives ?? []).map((a) => `image ${a} ${fileStamp(path.resolve(images!.directory, a))}`)];
+
+      const others: pulumi.Input<PodRoute>[] = this.workers.filter((o) => o !== w).map((o) => pulumi.output(o.host.address).apply((via) => ({ cidr: o.podCidr, via })));
+      const runtimeStep = hostStep(
+        `${name}-${host.name}-runtime`,
+        {
+          host,
+          files: [
+            { path: NODE_PATHS.containerdConfig, mode: "0644", content: containerdConfig({ sandboxImage: sandbox, runtime }) },
+            { path: "/etc/systemd/system/containerd.service", mode: "0644", content: containerdUnit },
+            { path: NODE_PATHS.cniConfig, mode: "0644", content: cniConfig(w.podCidr) },
+            { path: "/usr/local/sbin/hakube-pod-routes", mode: "0755", content: pulumi.all(others).apply((routes) => podRoutesScript({ podCidr: plan.podCidr.text, nodePodCidr: w.podCidr, routes })) },
+            { path: "/etc/systemd/system/hakube-pod-routes.service", mode: "0644", content: podRoutesUnit },
+          ],
+          identity: stamps,
+          create: runtimeScript(args.runtimeBinaries.kind, images?.archives ?? [], readySeconds),
+          delete: runtimeDeleteScript,
+        },
+        { ...hostOpt, dependsOn: [...hostOpt.dependsOn, ...uploads] },
+      );
+      const kubeInstall = installBinaries(`${name}-${host.name}-kubernetes`, host, "node", kubeBinaries, { ...hostOpt, dependsOn: [...hostOpt.dependsOn, runtimeStep] });
+      const settings = pulumi.output(host.address).apply((address) => ({ nodeName: host.name, nodeAddress: address, clusterDns, clusterDomain, runtime }));
+      const kubelet = hostStep(
+        `${name}-${host.name}-kubelet`,
+        {
+          host,
+          files: [
+            { path: NODE_PATHS.ca, mode: "0644", content: cluster.caCertificate },
+            { path: NODE_PATHS.kubeletConfig, mode: "0644", content: settings.apply(kubeletConfig) },
+            { path: NODE_PATHS.kubeletResolvConf, mode: "0644", content: "# kubelet: pods get the cluster DNS; nothing from this host.\n" },
+            { path: NODE_PATHS.bootstrapKubeconfig, mode: "0600", content: bootstrap },
+            { path: "/etc/systemd/system/kubelet.service", mode: "0644", content: settings.apply(kubeletUnit) },
+          ],
+          identity: [kubeBinaries.identity],
+          create: pulumi.all([cluster.endpoint]).apply(([endpoint]) => kubeletScript(host.name, endpoint, readySeconds)),
+          delete: kubeletDeleteScript,
+        },
+        { ...hostOpt, dependsOn: [...hostOpt.dependsOn, kubeInstall] },
+      );
+      hostStep(
+        `${name}-${host.name}-kube-proxy`,
+        {
+          host,
+          files: [
+            { path: NODE_PATHS.kubeProxyConfig, mode: "0644", content: kubeProxyConfig({ nodeName: host.name, clusterCidr: plan.podCidr.text, mode: proxyMode }) },
+            { path: NODE_PATHS.kubeProxyKubeconfig, mode: "0600", content: kubeProxyKubeconfig },
+            { path: "/etc/systemd/system/kube-proxy.service", mode: "0644", content: kubeProxyUnit },
+          ],
+          identity: [kubeBinaries.identity],
+          create: kubeProxyScript(readySeconds),
+          delete: "systemctl disable --now kube-proxy.service",
+        },
+        { ...hostOpt, dependsOn: [...hostOpt.dependsOn, kubelet] },
+      );
+      return kubelet;
+    });
+    this.registerOutputs({});
+  }
+}
+
+/** Size and modification time: identifies a local file without hashing it at every preview. */
+function fileStamp(file: string): string {
+  const stat = fs.statSync(file);
+  return `${stat.size}:${Math.floor(stat.mtimeMs)}`;
+}
+
+function installRuntimeScript(kind: "localDirectory" | "packages"): string {
+  if (kind === "packages") {
+    return `if ! command -v containerd >/dev/null || ! command -v runc >/dev/null || [ ! -x ${NODE_PATHS.cniBin}/bridge ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc containernetworking-plugins >/dev/null
+  mkdir -p ${NODE_PATHS.cniBin}
+  for p in ${CNI_PLUGINS.join(" ")}; do [ -x ${NODE_PATHS.cniBin}/$p ] || ln -sf /usr/lib/cni/$p ${NODE_PATHS.cniBin}/$p; done
+fi
+ln -sf "$(command -v runc)" /usr/local/bin/runc 2>/dev/null || true
+ln -sf "$(command -v containerd)" /usr/local/bin/containerd 2>/dev/null || true`;
+  }
+  const up = "/var/lib/hakube/uploads/node";
+  return [
+    `mkdir -p ${NODE_PATHS.cniBin}`,
+    ...RUNTIME_BINARIES.map((b) => `install -m 0755 ${up}/${b} /usr/local/bin/${b}.hakube-new && mv -f /usr/local/bin/${b}.hakube-new /usr/local/bin/${b}`),
+    ...CNI_PLUGINS.map((p) => `install -m 0755 ${up}/cni/${p} ${NODE_PATHS.cniBin}/${p}.hakube-new && mv -f ${NODE_PATHS.cniBin}/${p}.hakube-new ${NODE_PATHS.cniBin}/${p}`),
+  ].join("\n");
+}
+
+/** The runtime step: binaries, containerd (restarted only when its files changed), the pod routes, images. */
+export function runtimeScript(kind: "localDirectory" | "packages", archives: readonly string[], readySeconds: number): string {
+  const attempts = Math.ceil(readySeconds / 2);
+  return [
+    installRuntimeScript(kind),
+    "systemctl daemon-reload",
+    "systemctl enable hakube-pod-routes.service containerd.service >/dev/null 2>&1",
+    "systemctl restart hakube-pod-routes.service",
+    'if [ -n "$HAKUBE_CHANGED" ] || ! systemctl is-active --quiet containerd.service; then systemctl restart containerd.service; fi',
+    retry({ attempts, delaySeconds: 2 }, "containerd answers", ["ctr", "--timeout", "5s", "version"]) + " >/dev/null",
+    ...archives.map((a) =>
+      shellCommand(["ctr", "-n", "k8s.io", "images", "import", "--local", `/var/lib/hakube/uploads/images/${a}`]) + ` >/dev/null && echo ${quote(`hakube: imported ${a}`)}`,
+    ),
+  ].join("\n");
+}
+
+export const runtimeDeleteScript = `systemctl disable --now hakube-pod-routes.service containerd.service 2>/dev/null
+rm -f /etc/systemd/system/containerd.service /etc/systemd/system/hakube-pod-routes.service ${NODE_PATHS.cniConfig}`;
+
+/**
+ * The kubelet step: (re)started when its files changed, apart from the bootstrap
+ * kubeconfig (a renewed token matters only to a node that has not joined yet); then
+ * bounded waits until it has its client certificate and the node is Ready.
+ */
+export function kubeletScript(nodeName: string, endpoint: string, readySeconds: number): string {
+  const attempts = Math.ceil(readySeconds / 2);
+  const ready = shellFunction(
+    "hakube_node_ready",
+    `curl --silent --fail --max-time 3 --cacert ${NODE_PATHS.ca} --cert ${NODE_PATHS.kubeletCertDir}/kubelet-client-current.pem \\
+  ${quote(`${endpoint}/api/v1/nodes/${nodeName}`)} | tr -d ' \\n' | grep -q '"type":"Ready","status":"True"'`,
+  );
+  return [
+    `mkdir -p ${NODE_PATHS.kubeletCertDir} /var/lib/kubelet`,
+    "systemctl daemon-reload",
+    "systemctl enable kubelet.service >/dev/null 2>&1",
+    `restart=$(printf '%s' "$HAKUBE_CHANGED" | grep -v -x -F ${NODE_PATHS.bootstrapKubeconfig} || true)`,
+    'if [ -n "$restart" ] || ! systemctl is-active --quiet kubelet.service; then systemctl restart kubelet.service; fi',
+    retry({ attempts, delaySeconds: 2 }, "kubelet has its client certificate", ["test", "-s", `${NODE_PATHS.kubeletCertDir}/kubelet-client-current.pem`]),
+    ready,
+    retry({ attempts, delaySeconds: 2 }, `node ${nodeName} Ready`, ["hakube_node_ready"]),
+    `echo ${quote(`hakube: node ${nodeName} is Ready`)}`,
+  ].join("\n");
+}
+
+/** Stops kubelet, then every container, so the machine stops at once and nothing is left running. */
+export const kubeletDeleteScript = `systemctl disable --now kubelet.service 2>/dev/null
+if command -v ctr >/dev/null; then
+  for t in $(ctr -n k8s.io tasks ls -q 2>/dev/null); do ctr -n k8s.io tasks kill -s KILL "$t" 2>/dev/null; done
+fi
+rm -f /etc/systemd/system/kubelet.service ${NODE_PATHS.bootstrapKubeconfig}`;
+
+export function kubeProxyScript(readySeconds: number): string {
+  const attempts = Math.ceil(readySeconds / 2);
+  return [
+    "systemctl daemon-reload",
+    "systemctl enable kube-proxy.service >/dev/null 2>&1",
+    'if [ -n "$HAKUBE_CHANGED" ] || ! systemctl is-active --quiet kube-proxy.service; then systemctl restart kube-proxy.service; fi',
+    retry({ attempts, delaySeconds: 2 }, "kube-proxy /healthz", ["curl", "--silent", "--fail", "--max-time", "3", "-o", "/dev/null", "http://127.0.0.1:10256/healthz"]),
+  ].join("\n");
+}

@@ -1,0 +1,182 @@
+// Worker nodes: the pod ranges from the plan, the rendered kubelet, containerd, CNI and
+// kube-proxy settings, the pod routes script and the kubelet-serving approver, run for
+// real against stand-in commands (the approver against real CSRs made by openssl).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { parseCidr } from "../../components/net";
+import { Host } from "../../components/types";
+import { planPodRanges } from "../../components/workers/workerPool";
+import { tokenDue } from "../../components/workers/bootstrapToken";
+import {
+  approverNodes,
+  approverScript,
+  cniConfig,
+  containerdConfig,
+  defaultNodeRuntime,
+  kubeletConfig,
+  kubeProxyConfig,
+  podRoutesScript,
+} from "../../components/workers/render";
+import { stubsDisposedAfterTests } from "../helpers/stubs";
+import { tempDir } from "../helpers/tools";
+
+const stubs = stubsDisposedAfterTests();
+const host = (name: string, address = "10.0.0.1"): Host => ({ name, address, connection: { host: address } });
+const pods = parseCidr("10.244.0.0/16")!;
+
+function refusal(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof pulumi.ResourceError, String(e));
+    return (e as Error).message;
+  }
+  assert.fail("no error");
+}
+
+test("pod ranges: the n-th /24 for the host named <prefix>-n, so other workers keep theirs", () => {
+  const planned = planPodRanges(undefined, [host("worker-1"), host("worker-3"), host("gpu-12")], pods);
+  assert.deepEqual(
+    planned.map((w) => [w.host.name, w.podCidr]),
+    [
+      ["worker-1", "10.244.1.0/24"],
+      ["worker-3", "10.244.3.0/24"],
+      ["gpu-12", "10.244.12.0/24"],
+    ],
+  );
+  const explicit = planPodRanges(undefined, [host("edge"), host("worker-2")], pods, { edge: "10.244.200.0/24" });
+  assert.deepEqual(explicit.map((w) => w.podCidr), ["10.244.200.0/24", "10.244.2.0/24"]);
+});
+
+test("pod ranges: a name without a number, a shared range, or a range outside podCidr are refused naming the argument", () => {
+  assert.match(refusal(() => planPodRanges(undefined, [host("edge")], pods)), /invalid argument hosts\[0\]\.name: got "edge"; expected a name ending in a number from 1 to 255/);
+  assert.match(
+    refusal(() => planPodRanges(undefined, [host("a-2"), host("b-2")], pods)),
+    /invalid argument hosts\[1\]\.name: got "b-2"; expected a pod range of its own \(10\.244\.2\.0\/24 is a-2's too\)/,
+  );
+  assert.match(refusal(() => planPodRanges(undefined, [host("edge")], pods, { edge: "10.9.0.0/24" })), /invalid argument podCidrs\.edge: got "10\.9\.0\.0\/24"; expected a \/24 inside the cluster's podCidr 10\.244\.0\.0\/16/);
+  assert.match(refusal(() => planPodRanges(undefined, [host("w-1")], parseCidr("10.244.0.0/20")!)), /invalid argument podCidr: got "10\.244\.0\.0\/20"; expected a pod range of \/16 or larger/);
+});
+
+test("kubelet: TLS bootstrap with rotation, serving certificates by CSR, webhook auth, no read-only port", () => {
+  const config = kubeletConfig({ nodeName: "worker-1", nodeAddress: "10.0.0.71", clusterDns: "10.96.0.10", clusterDomain: "cluster.local", runtime: defaultNodeRuntime });
+  for (const line of ["rotateCertificates: true", "serverTLSBootstrap: true", "readOnlyPort: 0", "  mode: Webhook", "    enabled: false", "cgroupDriver: systemd", "failCgroupV1: true", "protectKernelDefaults: true", "- 10.96.0.10"]) {
+    assert.ok(config.split("\n").includes(line), `${line} in\n${config}`);
+  }
+  const nspawn = kubeletConfig({ nodeName: "w", nodeAddress: "10.0.0.71", clusterDns: "10.96.0.10", clusterDomain: "cluster.local", runtime: { ...defaultNodeRuntime, cgroupDriver: "cgroupfs", allowCgroupV1: true, protectKernelDefaults: false } });
+  assert.match(nspawn, /^cgroupDriver: cgroupfs$/m);
+  assert.match(nspawn, /^failCgroupV1: false$/m);
+});
+
+test("containerd: the pinned sandbox image, the cgroup driver and the runtime restrictions as given", () => {
+  const c = containerdConfig({ sandboxImage: "hakube.local/pause:1", runtime: { ...defaultNodeRuntime, cgroupDriver: "cgroupfs", restrictOomScoreAdj: true, noNewKeyring: true } });
+  assert.match(c, /^version = 3$/m);
+  assert.match(c, /^ {2}sandbox = "hakube\.local\/pause:1"$/m);
+  assert.match(c, /^ {2}SystemdCgroup = false$/m);
+  assert.match(c, /^ {2}restrict_oom_score_adj = true$/m);
+  assert.match(c, /^ {2}NoNewKeyring = true$/m);
+  assert.match(containerdConfig({ sandboxImage: "x", runtime: defaultNodeRuntime }), /^ {2}SystemdCgroup = true$/m);
+});
+
+test("CNI: a bridge with the node's pod range, hairpin on, no masquerading by the plugin; kube-proxy knows the cluster range", () => {
+  const c = JSON.parse(cniConfig("10.244.3.0/24"));
+  assert.equal(c.plugins[0].type, "bridge");
+  assert.equal(c.plugins[0].hairpinMode, true);
+  assert.equal(c.plugins[0].ipMasq, false);
+  assert.deepEqual(c.plugins[0].ipam.ranges, [[{ subnet: "10.244.3.0/24" }]]);
+  const p = kubeProxyConfig({ nodeName: "worker-3", clusterCidr: "10.244.0.0/16", mode: "iptables" });
+  assert.match(p, /^clusterCIDR: 10\.244\.0\.0\/16$/m);
+  assert.match(p, /^hostnameOverride: worker-3$/m);
+  assert.match(p, /^ {2}maxPerCore: 0$/m);
+});
+
+test("pod routes: every other node's range through it, stale ranges inside the pod range removed, others kept, masquerading once", () => {
+  const s = stubs({
+    // `ip route show proto static`: one wanted, one stale in the pod range, one outside it.
+    ip: [{ stdout: "10.244.2.0/24 via 10.0.0.72 dev eth0\n10.244.9.0/24 via 10.0.0.79 dev eth0\n192.168.5.0/24 via 10.0.0.1 dev eth0\n" }],
+    iptables: [{ exitCode: 1 }, { exitCode: 0 }],
+  });
+  const script = podRoutesScript({ podCidr: "10.244.0.0/16", nodePodCidr: "10.244.1.0/24", routes: [{ cidr: "10.244.2.0/24", via: "10.0.0.72" }, { cidr: "10.244.3.0/24", via: "10.0.0.73" }] });
+  const r = s.run(script.replace(/^#!.*\n/, ""));
+  assert.equal(r.status, 0, r.stderr);
+  const ip = s.argv("ip").map((a) => a.join(" "));
+  assert.deepEqual(ip, [
+    "route replace 10.244.2.0/24 via 10.0.0.72 proto static",
+    "route replace 10.244.3.0/24 via 10.0.0.73 proto static",
+    "route show proto static",
+    "route del 10.244.9.0/24 proto static",
+  ]);
+  const ipt = s.argv("iptables").map((a) => a.join(" "));
+  assert.deepEqual(ipt, [
+    "-t nat -C POSTROUTING -s 10.244.1.0/24 ! -d 10.244.0.0/16 -m comment --comment hakube-pod-masquerade -j MASQUERADE",
+    "-t nat -A POSTROUTING -s 10.244.1.0/24 ! -d 10.244.0.0/16 -m comment --comment hakube-pod-masquerade -j MASQUERADE",
+  ]);
+});
+
+/** A CSR as a kubelet makes it for its serving certificate, base64 as the API holds it. */
+function servingCsr(dir: string, label: string, subject: string, sans: string): string {
+  const key = path.join(dir, `${label}.key`);
+  const csr = path.join(dir, `${label}.csr`);
+  const r = spawnSync("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr, "-subj", subject, "-addext", `subjectAltName=${sans}`], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  return fs.readFileSync(csr).toString("base64");
+}
+
+test("the approver approves a known node's serving CSR for its own name and address only", () => {
+  const dir = tempDir("approver");
+  try {
+    const csrs: Record<string, { user: string; request: string }> = {
+      good: { user: "system:node:worker-1", request: servingCsr(dir, "good", "/O=system:nodes/CN=system:node:worker-1", "DNS:worker-1,IP:10.0.0.71") },
+      wrongip: { user: "system:node:worker-1", request: servingCsr(dir, "wrongip", "/O=system:nodes/CN=system:node:worker-1", "DNS:worker-1,IP:10.0.0.99") },
+      othername: { user: "system:node:worker-1", request: servingCsr(dir, "othername", "/O=system:nodes/CN=system:node:worker-1", "DNS:api.example.com,IP:10.0.0.71") },
+      stranger: { user: "system:node:intruder", request: servingCsr(dir, "stranger", "/O=system:nodes/CN=system:node:intruder", "DNS:intruder") },
+      subject: { user: "system:node:worker-2", request: servingCsr(dir, "subject", "/O=system:nodes/CN=system:node:worker-1", "DNS:worker-2,IP:10.0.0.72") },
+    };
+    for (const [name, c] of Object.entries(csrs)) fs.writeFileSync(path.join(dir, `${name}.b64`), c.request);
+    const list = Object.entries(csrs).map(([name, c]) => `${name} ${c.user} `).join("\n") + "\n";
+    fs.writeFileSync(path.join(dir, "list"), list);
+    fs.writeFileSync(path.join(dir, "nodes"), approverNodes([{ name: "worker-1", addresses: ["10.0.0.71"] }, { name: "worker-2", addresses: ["10.0.0.72"] }]));
+    // A stand-in kubectl answering the approver's three questions and recording approvals.
+    const bin = path.join(dir, "bin");
+    fs.mkdirSync(bin);
+    fs.writeFileSync(
+      path.join(bin, "kubectl"),
+      `#!/bin/bash
+args="$*"
+case "$args" in
+  *"get csr -o"*) cat ${dir}/list ;;
+  *"certificate approve"*) echo "\${@: -1}" >> ${dir}/approved ;;
+  *"status.conditions"*) ;;
+  *"spec.request"*) for a in "$@"; do [ -f "${dir}/$a.b64" ] && cat "${dir}/$a.b64"; done ;;
+  *) echo "unexpected kubectl $args" >&2; exit 2 ;;
+esac
+exit 0
+`,
+      { mode: 0o755 },
+    );
+    const script = approverScript()
+      .replace("/etc/kubernetes/kubelet-serving-approver.conf", path.join(dir, "kubeconfig"))
+      .replace("/etc/hakube/kubelet-serving-nodes", path.join(dir, "nodes"));
+    const r = spawnSync("bash", ["-c", script], { encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(fs.readFileSync(path.join(dir, "approved"), "utf8").trim().split("\n"), ["good"], r.stdout);
+    assert.match(r.stdout, /wrongip: IP Address:10\.0\.0\.99 is not worker-1's name or address; left pending/);
+    assert.match(r.stdout, /othername: DNS:api\.example\.com is not worker-1's name or address; left pending/);
+    assert.match(r.stdout, /stranger: requester system:node:intruder is not a node hakube made; left pending/);
+    assert.match(r.stdout, /subject: subject .* is not node worker-2; left pending/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("bootstrap tokens are renewed once less than half of their lifetime is left", () => {
+  const now = Date.parse("2026-12-02T12:00:00Z");
+  assert.equal(tokenDue("2026-12-03T11:00:00Z", 24, now), false, "23 h of 24 left");
+  assert.equal(tokenDue("2026-12-02T23:00:00Z", 24, now), true, "11 h of 24 left");
+  assert.equal(tokenDue("2026-12-01T00:00:00Z", 24, now), true, "expired");
+  assert.equal(tokenDue("garbage", 24, now), true);
+});
