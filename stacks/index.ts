@@ -114,10 +114,10 @@ function local() {
     sshPrivateKey: machines.sshPrivateKey,
     bridge: machines.bridge,
     subnet,
-    // The control plane's machines; the backups' object store apart (status and fault
-    // scenarios look at `hosts`, teardown at both).
+    // The control plane's machines; the backups' object store and the workers apart
+    // (status and fault scenarios look at `hosts`, teardown at all of them).
     hosts: machines.hosts
-      .filter((h) => !h.name.startsWith("s3-"))
+      .filter((h) => !h.name.startsWith("s3-") && !h.name.startsWith("worker-"))
       .map((h) => ({
         name: h.name,
         address: h.address,

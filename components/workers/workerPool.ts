@@ -65,7 +65,7 @@ export interface WorkerPoolArgs {
    * containernetworking-plugins; installed by apt-get).
    */
   readonly runtimeBinaries: { readonly kind: "localDirectory"; readonly directory: string } | { readonly kind: "packages" };
-  /** Images to import on every node (no registry), and the sandbox image. @default pull from registries; sandbox registry.k8s.io/pause:3.10 */
+  /** Images to import on every node (no registry), and the sandbox image. @default pull from registries; sandbox registry.k8s.io/pause:3.10.2 */
   readonly images?: NodeImages;
   /** How the machines differ from ordinary hosts (LocalMachines.nodeRuntime). @default defaultNodeRuntime */
   readonly runtime?: Partial<NodeRuntimeSettings>;
@@ -262,7 +262,7 @@ export class WorkerPool extends pulumi.ComponentResource {
       .apply(([server, ca, t]) => bootstrapKubeconfig({ server, caCertPem: ca, token: t, clusterName: "hakube" }));
     const clusterDns = formatIpv4(plan.serviceCidr.network + 10);
     const clusterDomain = cluster.clusterDomain;
-    const sandbox = images?.sandbox ?? "registry.k8s.io/pause:3.10";
+    const sandbox = images?.sandbox ?? "registry.k8s.io/pause:3.10.2";
 
     this.ready = this.workers.map((w) => {
       const host = w.host;

@@ -1,0 +1,95 @@
+// WorkerPool and ClusterDns against Pulumi mocks: the graph per worker, secrets and file
+// modes, what the kubelet waits for, and the refusals at preview.
+import assert from "node:assert/strict";
+import { before, test } from "node:test";
+import * as pulumi from "@pulumi/pulumi";
+import { byName, decodeBundle, ETCD_DIGEST, hosts, nameOf, program, recorded, valueOf } from "../helpers/mocks";
+import { ClusterDns, HaControlPlane, WorkerPool } from "../../components";
+
+let pool: WorkerPool;
+let cluster: HaControlPlane;
+before(async () => {
+  [cluster, pool] = await program(() => {
+    const c = new HaControlPlane("w3", {
+      controlPlaneHosts: hosts(3),
+      loadBalancer: { keepalived: { virtualIp: "10.0.0.100" } },
+      binaries: { etcd: { kind: "release", digest: ETCD_DIGEST } },
+    });
+    const p = new WorkerPool("wp", {
+      hosts: hosts(2, "worker", 70),
+      controlPlane: c,
+      kubernetesBinaries: { kind: "release" },
+      runtimeBinaries: { kind: "packages" },
+    });
+    new ClusterDns("dns", { controlPlane: c, after: p.ready });
+    return [c, p] as const;
+  });
+});
+
+const step = (name: string) => byName(name);
+async function bundleOf(name: string) {
+  return decodeBundle(await valueOf<string>(step(name).props.stdin));
+}
+
+test("workers: runtime, kubelet and kube-proxy steps per worker, the approver on every control-plane host", () => {
+  for (const w of ["worker-1", "worker-2"]) {
+    for (const s of ["runtime", "kubelet", "kube-proxy"]) assert.ok(step(`wp-${w}-${s}`), `${w} ${s}`);
+  }
+  assert.deepEqual(
+    recorded.filter((r) => /^wp-approver-/.test(r.name)).map((r) => r.name),
+    ["wp-approver-cp-1", "wp-approver-cp-2", "wp-approver-cp-3"],
+  );
+  assert.deepEqual(pool.workers.map((w) => w.podCidr), ["10.244.1.0/24", "10.244.2.0/24"]);
+});
+
+test("workers: the bootstrap kubeconfig and kube-proxy's kubeconfig are 0600 on the node and hold no certificate key in plain script", async () => {
+  const kubelet = await bundleOf("wp-worker-1-kubelet");
+  assert.equal(kubelet.get("/etc/kubernetes/bootstrap-kubelet.conf")?.mode, "0600");
+  assert.match(kubelet.get("/etc/kubernetes/bootstrap-kubelet.conf")!.content, /token: "/);
+  const proxy = await bundleOf("wp-worker-1-kube-proxy");
+  assert.equal(proxy.get("/etc/kubernetes/kube-proxy.conf")?.mode, "0600");
+  const approver = await bundleOf("wp-approver-cp-1");
+  assert.equal(approver.get("/etc/kubernetes/kubelet-serving-approver.conf")?.mode, "0600");
+  assert.equal(approver.get("/etc/hakube/kubelet-serving-nodes")?.content, "worker-1 10.0.0.71\nworker-2 10.0.0.72\n");
+  const script = await valueOf<string>(step("wp-worker-1-kubelet").props.create);
+  assert.doesNotMatch(script, /token: |PRIVATE KEY/, "secrets travel on stdin, not in the script");
+});
+
+test("workers: the token Secret is a bootstrap token of the pool's group; the token's secret part is a Pulumi secret", async () => {
+  const secret = recorded.find((r) => r.type === "kubernetes:core/v1:Secret" && r.name === "wp-bootstrap-token")!;
+  assert.equal(await valueOf(secret.props.type), "bootstrap.kubernetes.io/token");
+  const data = await valueOf<Record<string, string>>(secret.props.stringData);
+  assert.equal(data["auth-extra-groups"], "system:bootstrappers:hakube:workers");
+  assert.equal(data["usage-bootstrap-authentication"], "true");
+  const token = recorded.find((r) => r.type === "pulumi-nodejs:dynamic:Resource" && r.name === "wp-bootstrap-token")!;
+  assert.ok(token.additionalSecretOutputs.includes("tokenSecret"));
+});
+
+test("workers: a kubelet starts only after the control plane is ready, the node RBAC and the token exist, and its runtime is set up", async () => {
+  const deps = new Set(step("wp-worker-1-kubelet").dependsOn.map(nameOf));
+  for (const d of ["wp-bootstrap-token", "wp-kubelet-bootstrap", "wp-node-autoapprove-bootstrap", "w3-controllers-ready", "wp-worker-1-kubernetes"]) {
+    assert.ok(deps.has(d), `${d} in ${[...deps].join(", ")}`);
+  }
+  const coredns = recorded.find((r) => r.type === "kubernetes:apps/v1:Deployment")!;
+  const after = new Set(coredns.dependsOn.map(nameOf));
+  assert.ok(after.has("wp-worker-1-kubelet") && after.has("wp-worker-2-kubelet"), "CoreDNS waits for the nodes");
+  const service = await valueOf<{ clusterIP: string }>(recorded.find((r) => r.type === "kubernetes:core/v1:Service" && r.name === "dns-kube-dns")!.props.spec);
+  assert.equal(service.clusterIP, "10.96.0.10");
+});
+
+test("workers: refused at preview without the cluster's provider, for a control-plane host, and for a name without a number", () => {
+  const rejects = (fn: () => unknown, message: RegExp) =>
+    assert.throws(fn, (e: unknown) => {
+      assert.ok(e instanceof pulumi.ResourceError, `a ResourceError, got ${e}`);
+      assert.match((e as Error).message, message);
+      return true;
+    });
+  const noProvider = new HaControlPlane("np", { controlPlaneHosts: hosts(3), loadBalancer: { keepalived: { virtualIp: "10.0.0.100" } }, binaries: { etcd: { kind: "release", digest: ETCD_DIGEST } }, kubernetesProvider: false });
+  const args = { kubernetesBinaries: { kind: "release" }, runtimeBinaries: { kind: "packages" } } as const;
+  rejects(() => new WorkerPool("np-w", { ...args, hosts: hosts(1, "worker", 70), controlPlane: noProvider }), /invalid argument controlPlane: got "a control plane made with kubernetesProvider: false"/);
+  rejects(() => new WorkerPool("cp-w", { ...args, hosts: hosts(1), controlPlane: cluster }), /invalid argument hosts: got "cp-1"; expected workers that are not control-plane, etcd or balancer hosts/);
+  rejects(
+    () => new WorkerPool("nn-w", { ...args, hosts: [{ name: "edge", address: "10.0.0.90", connection: { host: "10.0.0.90" } }], controlPlane: cluster }),
+    /invalid argument hosts\[0\]\.name: got "edge"; expected a name ending in a number/,
+  );
+});
