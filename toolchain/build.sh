@@ -394,7 +394,7 @@ b_node() {
 # pack_image ARCHIVE REF ROOTFS ENTRYPOINT-JSON: a docker-archive image (what `docker save`
 # writes and `ctr images import` reads) of one layer holding ROOTFS, reproducibly.
 pack_image() {
-  local archive="$1" ref="$2" rootfs="$3" entrypoint="$4" work layer diff config
+  local archive="$1" ref="$2" rootfs="$3" entrypoint="$4" work diff config
   work=$(mktemp -d "$archive.XXXXXX")
   tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$rootfs" -cf "$work/layer.tar" .
   diff=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
