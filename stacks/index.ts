@@ -183,6 +183,8 @@ function aws() {
     availabilityZones: config.getObject<string[]>("availabilityZones"),
     instanceType: config.get("instanceType"),
     etcdInstanceType: config.get("etcdInstanceType"),
+    workerCount: config.getNumber("workerCount") ?? 0,
+    workerInstanceType: config.get("workerInstanceType"),
     image: config.getObject<AwsImageFilter | { amiId: string }>("image"),
     adminCidr,
     ssh: sshAccess(config.getObject<SshConfig>("ssh")),
@@ -215,6 +217,18 @@ function aws() {
     },
     kubernetesProvider: config.getBoolean("kubernetesProvider") ?? true,
   });
+  // Workers pull images from registries and take containerd, runc and the CNI plugins from
+  // the image's packages; kubelet and kube-proxy come from the control plane's release.
+  const workers =
+    machines.workerHosts.length > 0
+      ? new WorkerPool(`${env}-workers`, {
+          hosts: machines.workerHosts,
+          controlPlane: cluster,
+          kubernetesBinaries: { kind: "release", digest: config.get("kubernetesDigest") },
+          runtimeBinaries: { kind: "packages" },
+        })
+      : undefined;
+  if (workers) new ClusterDns(`${env}-dns`, { controlPlane: cluster, after: workers.ready });
   return {
     endpoint: cluster.endpoint,
     balancerDnsName: api.endpoint,
@@ -228,6 +242,7 @@ function aws() {
     restoredFrom: cluster.etcd.restoredFrom,
     lastBackup: backupBucket?.lastBackup,
     hosts: machines.hosts.map((h) => ({ name: h.name, address: h.address })),
+    workers: machines.workerHosts.map((h) => ({ name: h.name, address: h.address })),
   };
 }
 

@@ -2,10 +2,11 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import * as tls from "@pulumi/tls";
 import { Host, HostConnection } from "../types";
-import { invalid, requireCidr } from "../validation";
+import { invalid, requireCidr, requireInteger } from "../validation";
 import { Cidr } from "../net";
 import { AwsImageFilter, amiFilters, cloudInit, debian12Amd64, MAX_ZONES, spreadAcrossZones } from "./awsRender";
-import { createVpc } from "./vpc";
+import { createVpc, PodRoute } from "./vpc";
+import { planPodRanges } from "../workers/workerPool";
 
 /** The port of every kube-apiserver (the balancer's target port). */
 export const API_SERVER_PORT = 6443;
@@ -19,6 +20,8 @@ export interface AwsNewVpc {
 export interface AwsExistingVpc {
   readonly vpcId: pulumi.Input<string>;
   readonly subnetIds: readonly pulumi.Input<string>[];
+  /** Route tables of those subnets, which get a route per worker pod range. @default none (no workers, or routes made elsewhere) */
+  readonly routeTableIds?: readonly pulumi.Input<string>[];
 }
 
 /** An SSH jump host (`proxy` of the command connection). */
@@ -55,6 +58,12 @@ export interface AwsMachinesArgs {
   readonly instanceType?: string;
   /** Instance type of the etcd hosts. @default "m7i.large" */
   readonly etcdInstanceType?: string;
+  /** Worker hosts (`worker-1` ...), spread round-robin across the zones like the others. @default 0 */
+  readonly workerCount?: number;
+  /** @default "m7i.large" */
+  readonly workerInstanceType?: string;
+  /** The cluster's pod range (HaControlPlane's `podCidr`): each worker's /24 of it is routed to it. @default "10.244.0.0/16" */
+  readonly podCidr?: string;
   /**
    * The image: a filter (most recent match, looked up when an instance is created) or a
    * fixed AMI id. A newer image never replaces running hosts (see `ignoreChanges`).
@@ -119,6 +128,10 @@ export class AwsMachines extends pulumi.ComponentResource {
   public readonly hostsSecurityGroup: aws.ec2.SecurityGroup;
   public readonly controlPlaneSecurityGroup: aws.ec2.SecurityGroup;
   public readonly etcdSecurityGroup: aws.ec2.SecurityGroup;
+  /** kubelet from the control plane, everything between workers and from the pod range. */
+  public readonly workerSecurityGroup: aws.ec2.SecurityGroup;
+  /** Worker hosts (for a WorkerPool), each with its pod range routed to it in the VPC. */
+  public readonly workerHosts: Host[];
   /** The stack's SSH private key (OpenSSH format, secret). */
   public readonly sshPrivateKey: pulumi.Output<string>;
 
@@ -155,6 +168,12 @@ export class AwsMachines extends pulumi.ComponentResource {
     this.tags = tags;
     this.adminCidr = adminCidr.text;
     this.externalEtcd = etcdCount > 0;
+    const workerCount = requireInteger(this, "workerCount", args.workerCount ?? 0, 0, 100);
+    const podCidr = requireCidr(this, "podCidr", args.podCidr ?? "10.244.0.0/16");
+    // The workers' pod ranges, as WorkerPool plans them from the same names.
+    const workerNames = Array.from({ length: workerCount }, (_, i) => `worker-${i + 1}`);
+    const podRanges = planPodRanges(this, workerNames.map((n) => ({ name: n, address: "", connection: { host: "" } })), podCidr).map((w) => w.podCidr);
+    const [podRoutes, resolvePodRoutes] = pulumi.deferredOutput<PodRoute[]>();
 
     // Network: created, or existing subnets by id.
     if (!args.vpc || (!("cidrBlock" in args.vpc) && !("vpcId" in args.vpc))) {
@@ -166,7 +185,7 @@ export class AwsMachines extends pulumi.ComponentResource {
         invalid(this, "vpc.cidrBlock", cidr.text, "a /16 to /24 network (AWS allows no larger VPC; a smaller one leaves no room for subnets)");
       }
       const zones = this.zones(args.availabilityZones);
-      const vpc = createVpc(name, this, { cidr, zones, privateSubnets: !publicAddresses, tags });
+      const vpc = createVpc(name, this, { cidr, zones, privateSubnets: !publicAddresses, tags, podRoutes: workerCount > 0 ? podRoutes : undefined });
       this.vpcId = vpc.vpcId;
       this.vpcCidr = pulumi.output(cidr.text);
       this.publicSubnetIds = vpc.publicSubnetIds;
@@ -199,6 +218,7 @@ export class AwsMachines extends pulumi.ComponentResource {
     this.hostsSecurityGroup = group("hosts", "hakube hosts: SSH from administrators");
     this.controlPlaneSecurityGroup = group("control-plane", "hakube control plane: kube-apiserver");
     this.etcdSecurityGroup = group("etcd", "hakube etcd members");
+    this.workerSecurityGroup = group("workers", "hakube worker nodes");
     const sshSource = bastion?.securityGroupId
       ? { referencedSecurityGroupId: bastion.securityGroupId }
       : { cidrIpv4: (bastionCidr ?? adminCidr).text };
@@ -236,6 +256,12 @@ export class AwsMachines extends pulumi.ComponentResource {
       toPort: 2380,
       referencedSecurityGroupId: this.etcdSecurityGroup.id,
     });
+    if (workerCount > 0) {
+      const workers = { securityGroupId: this.workerSecurityGroup.id };
+      rule("kubelet", { ...workers, description: "kubelet from the apiservers (logs, exec, port-forward)", ipProtocol: "tcp", fromPort: 10250, toPort: 10250, referencedSecurityGroupId: this.controlPlaneSecurityGroup.id });
+      rule("workers", { ...workers, description: "everything between workers (Services, node ports)", ipProtocol: "-1", referencedSecurityGroupId: this.workerSecurityGroup.id });
+      rule("pods", { ...workers, description: "pods on other workers (routed pod ranges)", ipProtocol: "-1", cidrIpv4: podCidr.text });
+    }
     if (this.externalEtcd) {
       rule("etcd-clients", {
         securityGroupId: this.etcdSecurityGroup.id,
@@ -273,7 +299,7 @@ export class AwsMachines extends pulumi.ComponentResource {
     };
 
     // Stacked control-plane hosts are etcd members too: their role tag lists both.
-    const machines = (role: "control-plane" | "control-plane,etcd" | "etcd", prefix: string, count: number, instanceType: string, groups: aws.ec2.SecurityGroup[]) => {
+    const machines = (role: "control-plane" | "control-plane,etcd" | "etcd" | "worker", prefix: string, count: number, instanceType: string, groups: aws.ec2.SecurityGroup[]) => {
       let previous: aws.ec2.Instance | undefined;
       return spreadAcrossZones(count, this.hostSubnetIds.length).map((zone, i) => {
         const hostName = `${prefix}-${i + 1}`;
@@ -288,6 +314,8 @@ export class AwsMachines extends pulumi.ComponentResource {
             vpcSecurityGroupIds: groups.map((g) => g.id),
             keyName: keyPair.keyName,
             associatePublicIpAddress: publicAddresses,
+            // Workers forward their pods' traffic (addresses that are not the instance's).
+            sourceDestCheck: role === "worker" ? false : undefined,
             metadataOptions: { httpEndpoint: "enabled", httpTokens: "required", httpPutResponseHopLimit: 1 },
             iamInstanceProfile: role.includes("etcd") ? args.etcdInstanceProfile : undefined,
             rootBlockDevice: { encrypted: true, volumeType: "gp3", volumeSize: rootVolumeSizeGb, deleteOnTermination: true },
@@ -326,7 +354,18 @@ export class AwsMachines extends pulumi.ComponentResource {
     this.controlPlaneHosts = controlPlane.map((m) => m.host);
     this.etcdHosts = this.externalEtcd ? etcd.map((m) => m.host) : this.controlPlaneHosts;
     this.hosts = this.externalEtcd ? [...this.controlPlaneHosts, ...this.etcdHosts] : this.controlPlaneHosts;
-    this.instances = [...controlPlane, ...etcd].map((m) => m.instance);
+    const workers = machines("worker", "worker", workerCount, args.workerInstanceType ?? "m7i.large", [this.hostsSecurityGroup, this.workerSecurityGroup]);
+    this.workerHosts = workers.map((m) => m.host);
+    const routes = pulumi.all(workers.map((m, i) => m.instance.primaryNetworkInterfaceId.apply((eni) => ({ cidrBlock: podRanges[i], networkInterfaceId: eni }))));
+    resolvePodRoutes(routes);
+    if (!("cidrBlock" in args.vpc) && workerCount > 0) {
+      (args.vpc.routeTableIds ?? []).forEach((table, t) =>
+        workers.forEach((m, i) => {
+          new aws.ec2.Route(`${name}-pods-${i + 1}-rt${t + 1}`, { routeTableId: table, destinationCidrBlock: podRanges[i], networkInterfaceId: m.instance.primaryNetworkInterfaceId }, { parent: this });
+        }),
+      );
+    }
+    this.instances = [...controlPlane, ...etcd, ...workers].map((m) => m.instance);
     this.registerOutputs({
       vpcId: this.vpcId,
       addresses: this.hosts.map((h) => h.address),

@@ -14,8 +14,16 @@ export interface CreatedVpc {
   readonly publicSubnetIds: pulumi.Output<string>[];
 }
 
+/** A route to a worker's pod range through its network interface. */
+export interface PodRoute {
+  readonly cidrBlock: string;
+  readonly networkInterfaceId: string;
+}
+
 export interface CreateVpcArgs {
   readonly cidr: Cidr;
+  /** Routes to the workers' pod ranges, in every route table (the workers come later: a deferred output). */
+  readonly podRoutes?: pulumi.Input<PodRoute[]>;
   readonly zones: readonly pulumi.Input<string>[];
   /** Private subnets with a NAT gateway (hosts without public addresses). */
   readonly privateSubnets: boolean;
@@ -42,7 +50,7 @@ export function createVpc(name: string, parent: pulumi.Resource, args: CreateVpc
   const igw = new aws.ec2.InternetGateway(`${name}-igw`, { vpcId: vpc.id, tags: tagged("igw") }, opts);
   const publicRoutes = new aws.ec2.RouteTable(
     `${name}-public-routes`,
-    { vpcId: vpc.id, routes: [{ cidrBlock: "0.0.0.0/0", gatewayId: igw.id }], tags: tagged("public") },
+    { vpcId: vpc.id, routes: withPodRoutes({ cidrBlock: "0.0.0.0/0", gatewayId: igw.id }, args.podRoutes), tags: tagged("public") },
     opts,
   );
   // One subnet per zone, each routed through `routes`. Instances ask for a public address
@@ -68,7 +76,7 @@ export function createVpc(name: string, parent: pulumi.Resource, args: CreateVpc
     );
     const privateRoutes = new aws.ec2.RouteTable(
       `${name}-private-routes`,
-      { vpcId: vpc.id, routes: [{ cidrBlock: "0.0.0.0/0", natGatewayId: nat.id }], tags: tagged("private") },
+      { vpcId: vpc.id, routes: withPodRoutes({ cidrBlock: "0.0.0.0/0", natGatewayId: nat.id }, args.podRoutes), tags: tagged("private") },
       opts,
     );
     privateSubnets = subnets("private", layout.private, privateRoutes);
@@ -78,4 +86,13 @@ export function createVpc(name: string, parent: pulumi.Resource, args: CreateVpc
     privateSubnetIds: privateSubnets.map((s) => s.id),
     publicSubnetIds: publicSubnets.map((s) => s.id),
   };
+}
+
+/** A route table's inline routes: its way out, then one per worker pod range. */
+function withPodRoutes(
+  out: aws.types.input.ec2.RouteTableRoute,
+  podRoutes: pulumi.Input<PodRoute[]> | undefined,
+): pulumi.Input<aws.types.input.ec2.RouteTableRoute[]> {
+  if (podRoutes === undefined) return [out];
+  return pulumi.output(podRoutes).apply((routes) => [out, ...routes.map((r) => ({ cidrBlock: r.cidrBlock, networkInterfaceId: r.networkInterfaceId }))]);
 }

@@ -30,9 +30,11 @@ async function runStack(config: Record<string, string>): Promise<{ outputs: Reco
 const secrets = { "hakube:etcdDigest": ETCD_DIGEST, "hakube:bastionPrivateKey": "BASTION-KEY" };
 const named = (resources: Recorded[], type: string) => resources.filter((r) => r.type === type).map((r) => r.name);
 
-test("aws-dev: 3 control-plane hosts with stacked etcd, public addresses, internet-facing NLB", async () => {
+test("aws-dev: 3 control-plane hosts with stacked etcd, 3 workers, public addresses, internet-facing NLB", async () => {
   const { outputs, resources } = await runStack(stackConfig("Pulumi.aws-dev.yaml", secrets));
-  assert.deepEqual(named(resources, "aws:ec2/instance:Instance"), ["test-cp-1", "test-cp-2", "test-cp-3"]);
+  assert.deepEqual(named(resources, "aws:ec2/instance:Instance"), ["test-cp-1", "test-cp-2", "test-cp-3", "test-worker-1", "test-worker-2", "test-worker-3"]);
+  assert.ok(resources.some((r) => r.type === "hakube:index:WorkerPool"), "a WorkerPool for the workers");
+  assert.equal(resources.filter((r) => r.type === "kubernetes:apps/v1:Deployment" && r.name === "test-dns-coredns").length, 1, "CoreDNS");
   const etcd = resources.filter((r) => r.type === "command:remote:Command" && /^test-etcd-[a-z]+-\d$/.test(r.name)).map((r) => r.name);
   assert.deepEqual(etcd, ["test-etcd-cp-1", "test-etcd-cp-2", "test-etcd-cp-3"], "stacked etcd on the control-plane hosts");
   const lb = resources.find((r) => r.type === "aws:lb/loadBalancer:LoadBalancer")!;
@@ -56,6 +58,9 @@ test("aws-prod: 3 control-plane hosts and 5 etcd hosts of their own, bastion, in
     "test-etcd-3",
     "test-etcd-4",
     "test-etcd-5",
+    "test-worker-1",
+    "test-worker-2",
+    "test-worker-3",
   ]);
   const etcd = resources.filter((r) => r.type === "command:remote:Command" && /^test-etcd-[a-z]+-\d$/.test(r.name)).map((r) => r.name);
   assert.deepEqual(etcd, ["test-etcd-etcd-1", "test-etcd-etcd-2", "test-etcd-etcd-3", "test-etcd-etcd-4", "test-etcd-etcd-5"]);

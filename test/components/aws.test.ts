@@ -18,8 +18,9 @@ interface Env {
 let dev: Env;
 let prod: Env;
 let existing: AwsMachines;
+let wk: AwsMachines;
 before(async () => {
-  [dev, prod, existing] = await program(() => {
+  [dev, prod, existing, wk] = await program(() => {
     const env = (name: string, args: AwsMachinesArgs, internetFacing: boolean): Env => {
       const machines = new AwsMachines(name, args);
       const api = new AwsNetworkLoadBalancer(`${name}lb`, { machines, internetFacing });
@@ -45,6 +46,8 @@ before(async () => {
         false,
       ),
       new AwsMachines("existing", { vpc: { vpcId: "vpc-0abc", subnetIds: ["subnet-a", "subnet-b", "subnet-c"] }, adminCidr: "10.8.0.0/16" }),
+      new AwsMachines("wk", { workerCount: 4, vpc: { cidrBlock: "10.50.0.0/16" }, adminCidr: "10.8.0.0/16" }),
+      new AwsMachines("wkx", { workerCount: 2, vpc: { vpcId: "vpc-0def", subnetIds: ["subnet-d", "subnet-e", "subnet-f"], routeTableIds: ["rtb-1", "rtb-2"] }, adminCidr: "10.8.0.0/16" }),
     ] as const;
   });
 });
@@ -199,7 +202,7 @@ test("no ingress from 0.0.0.0/0 anywhere, and never on 22 or 2379-2380", async (
 
 test("every instance: IMDSv2 only, encrypted root volume, root login by key through cloud-init", async () => {
   const all = recorded.filter((r) => r.type === "aws:ec2/instance:Instance");
-  assert.equal(all.length, 3 + 8 + 3);
+  assert.equal(all.length, 3 + 8 + 3 + 7 + 5);
   for (const r of all) {
     const metadata = await valueOf<any>(r.props.metadataOptions);
     assert.equal(metadata.httpTokens, "required", `${r.name} requires IMDSv2`);
@@ -366,4 +369,25 @@ test("bad input to AwsNetworkLoadBalancer is rejected at preview", () => {
     () => new AwsNetworkLoadBalancer(`badlb${n++}`, { machines: prod.machines, clientCidrs: ["10.0.0.1/8"] }),
     /invalid argument clientCidrs\[0\]: got "10\.0\.0\.1\/8"/,
   );
+});
+
+test("workers: spread across the zones, forwarding their pods' traffic, each pod range routed to its worker in every route table", async () => {
+  assert.deepEqual(wk.workerHosts.map((h) => h.name), ["worker-1", "worker-2", "worker-3", "worker-4"]);
+  const zones = await Promise.all(["wk-worker-1", "wk-worker-2", "wk-worker-3", "wk-worker-4"].map(async (n) => zoneOfSubnet(await valueOf<string>(find(n).props.subnetId))));
+  assert.deepEqual(zones, ["eu-central-1a", "eu-central-1b", "eu-central-1c", "eu-central-1a"]);
+  for (const n of ["wk-worker-1", "wk-worker-4"]) assert.equal(await valueOf(find(n).props.sourceDestCheck), false, n);
+  assert.equal(await valueOf(find("wk-cp-1").props.sourceDestCheck), undefined, "control-plane hosts keep the check");
+  // The created VPC's private route table: out through the NAT gateway, then one route per pod range.
+  const routes = await valueOf<{ cidrBlock: string; networkInterfaceId?: string; natGatewayId?: string }[]>(find("wk-private-routes").props.routes);
+  assert.deepEqual(routes.map((r) => r.cidrBlock), ["0.0.0.0/0", "10.244.1.0/24", "10.244.2.0/24", "10.244.3.0/24", "10.244.4.0/24"]);
+  assert.ok(routes.slice(1).every((r) => r.networkInterfaceId), "through each worker's network interface");
+  // An existing VPC: a Route per pod range in each given route table.
+  const given = recorded.filter((r) => r.type === "aws:ec2/route:Route" && r.name.startsWith("wkx-")).map((r) => r.name).sort();
+  assert.deepEqual(given, ["wkx-pods-1-rt1", "wkx-pods-1-rt2", "wkx-pods-2-rt1", "wkx-pods-2-rt2"]);
+  assert.equal(await valueOf(find("wkx-pods-2-rt1").props.destinationCidrBlock), "10.244.2.0/24");
+  // Security group: kubelet from the control plane only; workers and pod ranges among themselves.
+  const rules = recorded.filter((r) => r.type === "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule" && ["wk-kubelet", "wk-workers", "wk-pods"].includes(r.name));
+  assert.equal(rules.length, 3);
+  assert.equal(await valueOf(find("wk-kubelet").props.fromPort), 10250);
+  assert.equal(await valueOf(find("wk-pods").props.cidrIpv4), "10.244.0.0/16");
 });

@@ -66,6 +66,7 @@ pulumi.runtime.setMocks(
           state.privateIp = `10.${instanceCount}.0.10`;
           state.publicIp = args.inputs.associatePublicIpAddress ? `203.0.113.${instanceCount}` : "";
           state.arn = `arn:aws:ec2:eu-central-1:123456789012:instance/${args.name}`;
+          state.primaryNetworkInterfaceId = `eni-${args.name}`;
           break;
         case "aws:ec2/keyPair:KeyPair":
           state.keyName = args.inputs.keyName ?? `${args.name}-key`;
