@@ -33,7 +33,7 @@ function local() {
   // Backups go to an S3-compatible server on a machine of its own (hakube:backups false: none).
   const backups = config.getBoolean("backups") ?? true;
   // Worker nodes (kubelet, containerd, kube-proxy) on machines of their own; 0: none.
-  const workerCount = config.getNumber("workerCount") ?? 2;
+  const workerCount = config.getNumber("workerCount") ?? 0;
   const machines = new LocalMachines("local", {
     // Groups in a fixed order, so each keeps its addresses: cp .11-, etcd .31-, s3 .51, worker .71-.
     groups: [

@@ -21,7 +21,7 @@
 # Usage: toolchain/build.sh [--force] [--update-pins] [family ...]
 #   family         pulumi, plugins, kubernetes (all versions), kubernetes-vX.Y.Z
 #                  (one listed version), etcd, actionlint, versitygw, k8sprovider, node
-#                  or images; default: all
+#                  or images; default: all but node and images
 #   --force        rebuild the named (or all) families even if cached
 #   --update-pins  rewrite toolchain/pulumi/go.mod to package.json's @pulumi/pulumi
 #                  version (needs the Go module proxy), then build
@@ -70,7 +70,9 @@ for a in "$@"; do
     *) echo "build.sh: unknown argument '$a' (families: pulumi plugins kubernetes kubernetes-<version> etcd actionlint versitygw k8sprovider node images)" >&2; exit 2 ;;
   esac
 done
-[ ${#FAMILIES[@]} -gt 0 ] || FAMILIES=(pulumi plugins kubernetes etcd actionlint versitygw k8sprovider node images)
+# The worker nodes' families (node, images) are built when named: the local stack and the
+# tests do not run workers yet.
+[ ${#FAMILIES[@]} -gt 0 ] || FAMILIES=(pulumi plugins k8sprovider kubernetes etcd actionlint versitygw)
 
 T0=$(date +%s)
 say() { printf '[toolchain %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
