@@ -294,16 +294,23 @@ b_plugins() {
   go build -v -trimpath -ldflags "-s -w -X main.version=$TLS_VERSION" -o "$1/pulumi-resource-tls" ./cmd/pulumi-resource-tls
 }
 
-# b_kubernetes OUT VERSION
-b_kubernetes() {
-  local out="$1" version="$2" minor date ld k
-  cd "$HERE/k8s/$version"
+# k8s_ldflags VERSION: linker flags that stamp a Kubernetes program with its version (run
+# in the version's module folder: the build date is the module's).
+k8s_ldflags() {
+  local version="$1" minor date ld="-s -w" k
   minor=$(echo "$version" | cut -d. -f2)
   date=$(go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)
-  ld="-s -w"
   for k in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
     ld="$ld -X $k.gitVersion=$version -X $k.gitMajor=1 -X $k.gitMinor=$minor -X $k.gitTreeState=clean -X $k.buildDate=$date"
   done
+  echo "$ld"
+}
+
+# b_kubernetes OUT VERSION
+b_kubernetes() {
+  local out="$1" version="$2" ld
+  cd "$HERE/k8s/$version"
+  ld=$(k8s_ldflags "$version")
   # One go build: the shared packages compile once, then the four programs link. The
   # build cache ($GOBASE/build) is shared, so packages that two versions have in common
   # (most third-party ones) compile only once.
@@ -364,14 +371,9 @@ b_k8sprovider() {
 
 # b_node OUT: what a worker node runs besides its configuration.
 b_node() {
-  local out="$1" version="$K8S_LATEST" minor date ld k
+  local out="$1" version="$K8S_LATEST" ld
   cd "$HERE/k8s/$version"
-  minor=$(echo "$version" | cut -d. -f2)
-  date=$(go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)
-  ld="-s -w"
-  for k in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
-    ld="$ld -X $k.gitVersion=$version -X $k.gitMajor=1 -X $k.gitMinor=$minor -X $k.gitTreeState=clean -X $k.buildDate=$date"
-  done
+  ld=$(k8s_ldflags "$version")
   go build -v -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$out/" k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
   "$out/kubelet" --version
   echo "$version" >"$out/kubernetes-version"

@@ -172,7 +172,7 @@ export class AwsMachines extends pulumi.ComponentResource {
     const podCidr = requireCidr(this, "podCidr", args.podCidr ?? "10.244.0.0/16");
     // The workers' pod ranges, as WorkerPool plans them from the same names.
     const workerNames = Array.from({ length: workerCount }, (_, i) => `worker-${i + 1}`);
-    const podRanges = planPodRanges(this, workerNames.map((n) => ({ name: n, address: "", connection: { host: "" } })), podCidr).map((w) => w.podCidr);
+    const podRanges = planPodRanges(this, workerNames.map((name) => ({ name })), podCidr).map((w) => w.podCidr);
     const [podRoutes, resolvePodRoutes] = pulumi.deferredOutput<PodRoute[]>();
 
     // Network: created, or existing subnets by id.

@@ -60,14 +60,16 @@ export function planBinaries(
     if (bad) {
       invalid(parent, `${argument}.directory`, source.directory, `a directory holding ${binaries.join(", ")} (${bad.path} ${bad.problem})`);
     }
-    // Size and modification time identify a build without hashing 100+ MB per preview.
-    const stamp = files.map((f) => {
-      const stat = fs.statSync(f.path);
-      return `${f.binary}:${stat.size}:${Math.floor(stat.mtimeMs)}`;
-    });
+    const stamp = files.map((f) => `${f.binary}:${fileStamp(f.path)}`);
     return { kind, version, binaries, source, identity: `${version} ${stamp.join(",")}` };
   }
   return invalid(parent, `${argument}.kind`, (source as { kind: unknown }).kind, '"release" or "localDirectory"');
+}
+
+/** Size and modification time: identify a build without hashing 100+ MB per preview. */
+export function fileStamp(file: string): string {
+  const stat = fs.statSync(file);
+  return `${stat.size}:${Math.floor(stat.mtimeMs)}`;
 }
 
 /**

@@ -1,14 +1,13 @@
 // Kubeconfig rendering (pure). Certificates are embedded as base64 data, so the result
-// holds a private key and must be handled as a secret.
+// holds a private key (or a token) and must be handled as a secret.
 
-export interface KubeconfigInput {
+/** The cluster, and the user's credentials: a client certificate, or a bearer token (a bootstrap token). */
+export type KubeconfigInput = {
   readonly clusterName: string;
   readonly server: string;
   readonly caCertPem: string;
   readonly userName: string;
-  readonly clientCertPem: string;
-  readonly clientKeyPem: string;
-}
+} & ({ readonly clientCertPem: string; readonly clientKeyPem: string } | { readonly token: string });
 
 const b64 = (text: string) => Buffer.from(text, "utf8").toString("base64");
 
@@ -28,8 +27,9 @@ export function renderKubeconfig(input: KubeconfigInput): string {
     "users:",
     `- name: ${JSON.stringify(input.userName)}`,
     "  user:",
-    `    client-certificate-data: ${b64(input.clientCertPem)}`,
-    `    client-key-data: ${b64(input.clientKeyPem)}`,
+    ...("token" in input
+      ? [`    token: ${JSON.stringify(input.token)}`]
+      : [`    client-certificate-data: ${b64(input.clientCertPem)}`, `    client-key-data: ${b64(input.clientKeyPem)}`]),
     "contexts:",
     `- name: ${JSON.stringify(context)}`,
     "  context:",

@@ -3,6 +3,7 @@
 // plane. Everything a WorkerPool writes on a host comes from here.
 import { renderUnit } from "../systemd";
 import { quote as q } from "../remote/shell";
+import { renderKubeconfig } from "../pki/kubeconfig";
 
 /** Paths on a worker. */
 export const NODE_PATHS = {
@@ -209,29 +210,7 @@ export const kubeProxyUnit = renderUnit({
 
 /** A kubeconfig that authenticates with a bootstrap token (the kubelet's first contact). */
 export function bootstrapKubeconfig(input: { server: string; caCertPem: string; token: string; clusterName: string }): string {
-  if (!/^https:\/\/[^\s]+$/.test(input.server)) {
-    throw new Error(`kubeconfig server must be an https URL, got ${JSON.stringify(input.server)}`);
-  }
-  return [
-    "apiVersion: v1",
-    "kind: Config",
-    "clusters:",
-    `- name: ${JSON.stringify(input.clusterName)}`,
-    "  cluster:",
-    `    server: ${JSON.stringify(input.server)}`,
-    `    certificate-authority-data: ${Buffer.from(input.caCertPem, "utf8").toString("base64")}`,
-    "users:",
-    "- name: kubelet-bootstrap",
-    "  user:",
-    `    token: ${JSON.stringify(input.token)}`,
-    "contexts:",
-    "- name: bootstrap",
-    "  context:",
-    `    cluster: ${JSON.stringify(input.clusterName)}`,
-    "    user: kubelet-bootstrap",
-    "current-context: bootstrap",
-    "",
-  ].join("\n");
+  return renderKubeconfig({ ...input, userName: "kubelet-bootstrap" });
 }
 
 export interface PodRoute {

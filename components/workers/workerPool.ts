@@ -6,8 +6,8 @@ import * as path from "path";
 import { Host } from "../types";
 import { Cidr, cidrContains, formatIpv4 } from "../net";
 import { invalid, requireCidr, requireHosts, requireInteger } from "../validation";
-import { BinarySource } from "../binaries/source";
-import { installBinaries, planBinaries } from "../binaries/install";
+import { BinarySource, localBinaryPaths } from "../binaries/source";
+import { fileStamp, installBinaries, planBinaries } from "../binaries/install";
 import { hostStep } from "../remote/hostStep";
 import { command as shellCommand, quote, retry, shellFunction } from "../remote/shell";
 import type { HaControlPlane } from "../controlplane/haControlPlane";
@@ -80,8 +80,8 @@ export interface WorkerPoolArgs {
 }
 
 /** One worker, resolved. */
-export interface PlannedWorker {
-  readonly host: Host;
+export interface PlannedWorker<H extends { readonly name: string } = Host> {
+  readonly host: H;
   readonly podCidr: string;
 }
 
@@ -90,7 +90,12 @@ export interface PlannedWorker {
  * cluster's pod range for the host named `<prefix>-<n>`, so adding or removing a worker
  * moves no other worker's range. Pure; bad input throws naming the argument.
  */
-export function planPodRanges(parent: pulumi.Resource | undefined, hosts: readonly Host[], podCidr: Cidr, explicit?: Readonly<Record<string, string>>): PlannedWorker[] {
+export function planPodRanges<H extends { readonly name: string }>(
+  parent: pulumi.Resource | undefined,
+  hosts: readonly H[],
+  podCidr: Cidr,
+  explicit?: Readonly<Record<string, string>>,
+): PlannedWorker<H>[] {
   if (podCidr.prefix > 16) {
     invalid(parent, "podCidr", podCidr.text, "a pod range of /16 or larger, to give each worker a /24");
   }
@@ -167,16 +172,16 @@ export class WorkerPool extends pulumi.ComponentResource {
       }
     }
     const kubeBinaries = planBinaries(this, "kubernetesBinaries", "kubernetes", plan.versions.kubernetes, ["kubelet", "kube-proxy"], args.kubernetesBinaries);
-    const runtimeFiles =
-      args.runtimeBinaries.kind === "localDirectory"
-        ? [...RUNTIME_BINARIES.map((b) => b as string), ...CNI_PLUGINS.map((p) => `cni/${p}`)].map((f) => {
-            const file = path.resolve((args.runtimeBinaries as { directory: string }).directory, f);
-            if (!fs.existsSync(file)) {
-              invalid(this, "runtimeBinaries.directory", (args.runtimeBinaries as { directory: string }).directory, `a folder holding ${RUNTIME_BINARIES.join(", ")} and cni/{${CNI_PLUGINS.join(",")}} (${file} is missing)`);
-            }
-            return { name: f, file };
-          })
-        : [];
+    const runtimeFiles: { name: string; file: string }[] = [];
+    if (args.runtimeBinaries.kind === "localDirectory") {
+      const directory = args.runtimeBinaries.directory;
+      const files = localBinaryPaths(directory, [...RUNTIME_BINARIES, ...CNI_PLUGINS.map((p) => `cni/${p}`)]);
+      const bad = files.find((f) => f.problem);
+      if (bad) {
+        invalid(this, "runtimeBinaries.directory", directory, `a folder holding ${RUNTIME_BINARIES.join(", ")} and cni/{${CNI_PLUGINS.join(",")}} (${bad.path} ${bad.problem})`);
+      }
+      runtimeFiles.push(...files.map((f) => ({ name: f.binary, file: f.path })));
+    }
     const opt = { parent: this } as const;
     const k8sOpt = { parent: this, provider } as const;
 
@@ -342,12 +347,6 @@ export class WorkerPool extends pulumi.ComponentResource {
     });
     this.registerOutputs({});
   }
-}
-
-/** Size and modification time: identifies a local file without hashing it at every preview. */
-function fileStamp(file: string): string {
-  const stat = fs.statSync(file);
-  return `${stat.size}:${Math.floor(stat.mtimeMs)}`;
 }
 
 function installRuntimeScript(kind: "localDirectory" | "packages"): string {
