@@ -623,14 +623,42 @@ export async function rollingUp(c: Cluster, label: string, upArgs: string[]): Pr
  * A machine lost for good, as a dead disk: its nspawn process killed, its network namespace
  * and its files deleted. The stack's state still names it.
  */
+/** Whether a process is gone (or only a zombie waiting to be reaped). */
+function processGone(pid: string): boolean {
+  try {
+    return /^\d+ \(.*\) [ZX]/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Stops a machine at once, as pulling its power: SIGKILL to its nspawn process and to every
+ * process in its network namespace (the machine's init and services, which can outlive
+ * nspawn), then waits (bounded) until they are gone, and removes its namespace and link.
+ * Its files are kept. Throws when a process survives 30 s.
+ */
+export async function killMachine(victim: LocalHost): Promise<void> {
+  const pidFile = `${victim.dir}.pid`;
+  const nspawn = fs.existsSync(pidFile) ? fs.readFileSync(pidFile, "utf8").trim() : "";
+  if (nspawn !== "" && !/^\d+$/.test(nspawn)) throw new Error(`no pid in ${pidFile}`);
+  const inside = (await runAsync("ip", ["netns", "pids", victim.netns], { timeoutMs: 10_000 })).stdout.split(/\s+/).filter((p) => /^\d+$/.test(p));
+  const pids = [...(nspawn ? [nspawn] : []), ...inside];
+  if (pids.length > 0) await runAsync("kill", ["-KILL", ...pids], { timeoutMs: 10_000 });
+  const deadline = Date.now() + 30_000;
+  while (!pids.every(processGone)) {
+    if (Date.now() > deadline) throw new Error(`machine ${victim.name}: processes ${pids.filter((p) => !processGone(p)).join(" ")} still alive 30 s after SIGKILL`);
+    await sleep(250);
+  }
+  await runAsync("ip", ["netns", "del", victim.netns], { timeoutMs: 10_000 });
+  await runAsync("ip", ["link", "del", victim.veth], { timeoutMs: 10_000 });
+}
+
+/** A machine lost with its disk: stopped at once (`killMachine`), then its files deleted. */
 export async function destroyMachine(victim: LocalHost): Promise<void> {
   if (!victim.dir) throw new Error("the stack's outputs name no machine folder (hosts[].dir)");
-  const pid = fs.readFileSync(`${victim.dir}.pid`, "utf8").trim();
-  if (!/^\d+$/.test(pid)) throw new Error(`no pid in ${victim.dir}.pid`);
-  await runAsync("kill", ["-KILL", pid], { timeoutMs: 10_000 });
-  await sleep(1000);
-  await runAsync("ip", ["netns", "del", victim.netns], { timeoutMs: 10_000 });
-  fs.rmSync(victim.dir, { recursive: true, force: true });
+  await killMachine(victim);
+  fs.rmSync(victim.dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
 }
 
 /**
