@@ -316,9 +316,14 @@ export class HaControlPlane extends pulumi.ComponentResource {
       );
     }
     if (args.kubernetesProvider ?? true) {
+      // skipUpdateUnreachable: the repair and restore command (`pulumi up --refresh`) reads
+      // every object before the program runs, which is when the API may be down (the reason
+      // for the repair). Unreachable, the provider keeps the objects' recorded state instead
+      // of failing the run; the provider itself is registered only after the ready gates, so
+      // the objects are applied against a control plane that answers.
       this.provider = new k8s.Provider(
         `${name}-k8s`,
-        { kubeconfig: this.adminKubeconfig, enableServerSideApply: true },
+        { kubeconfig: this.adminKubeconfig, enableServerSideApply: true, skipUpdateUnreachable: true },
         { parent: this, dependsOn: this.ready },
       );
     }

@@ -93,7 +93,7 @@ test("parenting: every resource descends from its HaControlPlane and is named af
   }
 });
 
-test("ordering: etcd ready before apiservers, apiservers ready before controllers and the balancer gate", () => {
+test("ordering: etcd ready before apiservers, apiservers ready before controllers and the balancer gate", async () => {
   for (const r of steps("c3", "apiserver")) {
     assert.ok(r.dependsOn.map(nameOf).includes("c3-etcd-ready"), `${r.name} waits for etcd`);
   }
@@ -121,6 +121,8 @@ test("ordering: etcd ready before apiservers, apiservers ready before controller
   }
   const provider = of("c3", "pulumi:providers:kubernetes")[0];
   assert.deepEqual(provider.dependsOn.map(nameOf).sort(), ["c3-controllers-ready", "c3-lb-ready"]);
+  // A refresh while the API is down keeps the objects' recorded state (the repair command).
+  assert.equal(await valueOf(provider.props.skipUpdateUnreachable), "true");
 });
 
 test("secrets: every private key, kubeconfig and file bundle is secret; none is on a command line", async () => {
