@@ -128,7 +128,7 @@ export async function setLink(host: LocalHost, up: boolean): Promise<void> {
   if (r.status !== 0) throw new Error(`ip link set ${host.veth} failed: ${r.stderr}`);
 }
 
-/** Everything back to normal: 3 apiservers in the Service, etcd all healthy, both leases held. */
+/** Everything back to normal: every apiserver in the Service and ready, etcd all healthy, both leases held. */
 export async function waitHealthy(c: Cluster, timeoutMs = 120_000): Promise<number> {
   const all = controlPlaneHosts(c.outputs).map((h) => h.address).sort().join(",");
   const { ms } = await waitFor("the control plane to be fully healthy", timeoutMs, 1000, async () => {
@@ -136,6 +136,9 @@ export async function waitHealthy(c: Cluster, timeoutMs = 120_000): Promise<numb
     if (eps?.join(",") !== all) return undefined;
     const health = await etcdHealth(c, etcdHosts(c.outputs)[0]);
     if (!health || !Object.values(health).every(Boolean)) return undefined;
+    // Every apiserver ready itself: after a quorum loss the Service can list an apiserver
+    // (its lease outlived the outage) before its own etcd connection is back.
+    for (const h of controlPlaneHosts(c.outputs)) if (!(await apiserverReady(c, h.address))) return undefined;
     for (const name of ["kube-controller-manager", "kube-scheduler"]) {
       const l = await lease(c, name);
       if (!l || !hostOfHolder(c, l.holder)) return undefined;
