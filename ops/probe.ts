@@ -259,19 +259,7 @@ export class Probe {
 
   private report(): ProbeReport {
     const records = [...this.records].sort((a, b) => a.at - b.at);
-    const windows: { start: number; end: number }[] = [];
-    let open: number | undefined;
-    for (const r of records) {
-      if (!r.ok && open === undefined) open = r.at;
-      if (r.ok && open !== undefined) {
-        windows.push({ start: open, end: r.at + r.ms });
-        open = undefined;
-      }
-    }
-    if (open !== undefined) {
-      const last = records[records.length - 1];
-      windows.push({ start: open, end: last.at + last.ms });
-    }
+    const windows = failureWindowsOf(records);
     return {
       name: this.o.name,
       kind: this.o.kind,
@@ -285,6 +273,27 @@ export class Probe {
       records,
     };
   }
+}
+
+/**
+ * Failure windows of records sorted by time: from the first failed request to the end of
+ * the next successful one (or of the last record, when the failures run to the end).
+ */
+export function failureWindowsOf(records: readonly { at: number; ms: number; ok: boolean }[]): { start: number; end: number }[] {
+  const windows: { start: number; end: number }[] = [];
+  let open: number | undefined;
+  for (const r of records) {
+    if (!r.ok && open === undefined) open = r.at;
+    if (r.ok && open !== undefined) {
+      windows.push({ start: open, end: r.at + r.ms });
+      open = undefined;
+    }
+  }
+  if (open !== undefined) {
+    const last = records[records.length - 1];
+    windows.push({ start: open, end: last.at + last.ms });
+  }
+  return windows;
 }
 
 /** Names of the acknowledged writes that are not in the API (read back through the endpoint). */

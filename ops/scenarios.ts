@@ -9,6 +9,7 @@ import { assertSafeDestination } from "./guard";
 import { EtcdEndpointStatus, EtcdHealth, hostOfEndpoint, LOAD_ETCDCTL_ENV, isEtcdLeader, readyAddresses } from "./parse";
 import { ClientCredentials, credentialsFromKubeconfig, httpsRequest, lostWrites, Probe, ProbeReport } from "./probe";
 import { Evidence, evidenceAround } from "./evidence";
+import { InClusterProbe, InClusterReport } from "./inCluster";
 
 export const PROBE_NAMESPACE = "hakube-probe";
 
@@ -35,6 +36,11 @@ export interface ScenarioResult {
   facts: Record<string, unknown>;
   /** Probe records, for per-phase checks. */
   records: { probe: string; at: number; ok: boolean; op: string; ms: number; error?: string }[];
+  /**
+   * The in-cluster probe's reports (a pod on a worker reading through the `kubernetes`
+   * Service), on a stack with workers; its failures are not in the figures above.
+   */
+  inCluster?: InClusterReport[];
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -195,6 +201,10 @@ export async function withProbes(
         maxRequests: Math.ceil((opts.maxDurationMs ?? 300_000) / 100) + 10,
       }),
   );
+  // On a stack with workers, a pod reads the API through the kubernetes Service as well.
+  const maxSeconds = Math.ceil((opts.maxDurationMs ?? 300_000) / 1000) + 60;
+  const inCluster = (c.outputs.workers?.length ?? 0) > 0 ? new InClusterProbe(c.cred, c.outputs, run === 1 ? `${name}-in-cluster` : `${name}-in-cluster-${run}`, PROBE_NAMESPACE, maxSeconds) : undefined;
+  await inCluster?.start();
   probes.forEach((p) => p.start());
   let error: unknown;
   try {
@@ -203,6 +213,7 @@ export async function withProbes(
     error = e;
   }
   const reports = await Promise.all(probes.map((p) => p.stop()));
+  const inClusterReports = await inCluster?.stop();
   const seen = await evidence?.stop();
   if (error) throw error;
   const windows = reports.flatMap((r) => r.failureWindows).sort((a, b) => b.end - b.start - (a.end - a.start));
@@ -226,6 +237,7 @@ export async function withProbes(
     probes: reports.map(({ records: _records, ...rest }) => rest),
     facts,
     records: reports.flatMap((r) => r.records.map((x) => ({ probe: r.kind, at: x.at, ok: x.ok, op: x.op, ms: x.ms, error: x.error }))),
+    inCluster: inClusterReports,
   };
 }
 

@@ -10,7 +10,7 @@ set -euo pipefail
 become_root "$0" "$@"
 k8s=$(stack_kubernetes_version "$HAKUBE_STACK")
 [ -n "$k8s" ] || die "stacks/Pulumi.$HAKUBE_STACK.yaml sets no hakube:kubernetesVersion"
-bash "$HAKUBE_ROOT/scripts/setup.sh" pulumi plugins k8sprovider etcd versitygw "kubernetes-$k8s"
+bash "$HAKUBE_ROOT/scripts/setup.sh" pulumi plugins k8sprovider etcd versitygw "kubernetes-$k8s" "node-$k8s" images
 pulumi_env
 ensure_stack
 say "pulumi up --refresh --stack $HAKUBE_STACK"

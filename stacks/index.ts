@@ -33,7 +33,7 @@ function local() {
   // Backups go to an S3-compatible server on a machine of its own (hakube:backups false: none).
   const backups = config.getBoolean("backups") ?? true;
   // Worker nodes (kubelet, containerd, kube-proxy) on machines of their own; 0: none.
-  const workerCount = config.getNumber("workerCount") ?? 0;
+  const workerCount = config.getNumber("workerCount") ?? 2;
   const machines = new LocalMachines("local", {
     // Groups in a fixed order, so each keeps its addresses: cp .11-, etcd .31-, s3 .51, worker .71-.
     groups: [
@@ -89,15 +89,16 @@ function local() {
       restore: config.get("restoreFrom") ? { from: config.require("restoreFrom"), confirm: config.get("restoreConfirm") } : undefined,
     },
   });
-  // Workers from the toolchain's node folder (kubelet and kube-proxy of its newest
-  // Kubernetes version, containerd, runc, CNI plugins) and images imported on each node.
+  // Workers from the toolchain's node folder of the stack's Kubernetes version (kubelet and
+  // kube-proxy, containerd, runc, CNI plugins: changing kubernetesVersion upgrades them
+  // after the control plane) and images imported on each node.
   const workers =
     workerCount > 0
       ? new WorkerPool("local-workers", {
           hosts: machines.groups.worker,
           controlPlane: cluster,
-          kubernetesBinaries: { kind: "localDirectory", directory: `${toolchain}/node` },
-          runtimeBinaries: { kind: "localDirectory", directory: `${toolchain}/node` },
+          kubernetesBinaries: { kind: "localDirectory", directory: `${toolchain}/node-${kubernetesVersion}` },
+          runtimeBinaries: { kind: "localDirectory", directory: `${toolchain}/node-${kubernetesVersion}` },
           images: { directory: `${toolchain}/images`, archives: ["pause.tar", "coredns.tar", "probe.tar"], sandbox: "hakube.local/pause:1" },
           runtime: machines.nodeRuntime,
         })

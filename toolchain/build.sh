@@ -21,7 +21,7 @@
 # Usage: toolchain/build.sh [--force] [--update-pins] [family ...]
 #   family         pulumi, plugins, kubernetes (all versions), kubernetes-vX.Y.Z
 #                  (one listed version), etcd, actionlint, versitygw, k8sprovider, node
-#                  or images; default: all but node and images
+#                  (all versions), node-vX.Y.Z (one listed version) or images; default: all
 #   --force        rebuild the named (or all) families even if cached
 #   --update-pins  rewrite toolchain/pulumi/go.mod to package.json's @pulumi/pulumi
 #                  version (needs the Go module proxy), then build
@@ -63,16 +63,14 @@ for a in "$@"; do
     --update-pins) UPDATE_PINS=1 ;;
     -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     pulumi|plugins|kubernetes|etcd|actionlint|versitygw|k8sprovider|node|images) FAMILIES+=("$a") ;;
-    kubernetes-v*)
-      [[ " ${K8S_VERSIONS[*]} " == *" ${a#kubernetes-} "* ]] \
-        || { echo "build.sh: ${a#kubernetes-} is not in K8S_VERSIONS (${K8S_VERSIONS[*]}) in toolchain/build.sh" >&2; exit 2; }
+    kubernetes-v*|node-v*)
+      [[ " ${K8S_VERSIONS[*]} " == *" ${a#*-} "* ]] \
+        || { echo "build.sh: ${a#*-} is not in K8S_VERSIONS (${K8S_VERSIONS[*]}) in toolchain/build.sh" >&2; exit 2; }
       FAMILIES+=("$a") ;;
-    *) echo "build.sh: unknown argument '$a' (families: pulumi plugins kubernetes kubernetes-<version> etcd actionlint versitygw k8sprovider node images)" >&2; exit 2 ;;
+    *) echo "build.sh: unknown argument '$a' (families: pulumi plugins kubernetes kubernetes-<version> etcd actionlint versitygw k8sprovider node node-<version> images)" >&2; exit 2 ;;
   esac
 done
-# The worker nodes' families (node, images) are built when named: the local stack and the
-# tests do not run workers yet.
-[ ${#FAMILIES[@]} -gt 0 ] || FAMILIES=(pulumi plugins k8sprovider kubernetes etcd actionlint versitygw)
+[ ${#FAMILIES[@]} -gt 0 ] || FAMILIES=(pulumi plugins kubernetes etcd actionlint versitygw k8sprovider node images)
 
 T0=$(date +%s)
 say() { printf '[toolchain %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
@@ -276,7 +274,7 @@ b_actionlint_packages() { BUILD_DIR="$HERE/actionlint"; echo github.com/rhysd/ac
 b_versitygw_packages() { BUILD_DIR="$HERE/versitygw"; echo github.com/versity/versitygw/cmd/versitygw; }
 b_k8sprovider_packages() { BUILD_DIR="$HERE/k8sprovider"; echo github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/provider; }
 b_node_packages() {
-  BUILD_DIR="$HERE/k8s/$K8S_LATEST"
+  BUILD_DIR="$HERE/k8s/$1"
   echo k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
 }
 b_images_packages() { BUILD_DIR="$HERE/coredns"; echo github.com/coredns/coredns; }
@@ -369,9 +367,10 @@ b_k8sprovider() {
   cd "$out" && rm -rf "$src"
 }
 
-# b_node OUT: what a worker node runs besides its configuration.
+# b_node OUT VERSION: what a worker node of that Kubernetes version runs besides its
+# configuration (kubelet and kube-proxy of the version, the same container runtime for all).
 b_node() {
-  local out="$1" version="$K8S_LATEST" ld
+  local out="$1" version="$2" ld
   cd "$HERE/k8s/$version"
   ld=$(k8s_ldflags "$version")
   go build -v -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$out/" k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
@@ -438,6 +437,12 @@ b_images() {
 build_kubernetes() {
   build_family "kubernetes-$1" "kubernetes-$1" "kubernetes-$1" "$(inputs_hash "$1" "$HERE/k8s/$1")" b_kubernetes "$1"
 }
+# The folder of a version's node family (node-<version> links to it).
+node_dir() { echo "node-$1-containerd-$CONTAINERD_VERSION"; }
+build_node() {
+  build_family "node-$1" "node-$1" "$(node_dir "$1")" \
+    "$(inputs_hash "$1" "$HERE/k8s/$1" "$HERE/containerd" "$HERE/runc" "$HERE/cni")" b_node "$1"
+}
 
 say "versions: pulumi v$PULUMI_VERSION; plugins command $COMMAND_VERSION, tls $TLS_VERSION (hakube builds), kubernetes $K8SPROVIDER_UPSTREAM (upstream, as $KUBERNETES_VERSION); Kubernetes ${K8S_VERSIONS[*]} (bin/ and node: $K8S_LATEST); etcd $ETCD_VERSION; actionlint $ACTIONLINT_VERSION; versitygw $VERSITYGW_VERSION; containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, CNI plugins $CNI_VERSION, CoreDNS $COREDNS_VERSION"
 say "cache: $TC (go modules and build cache: $GOBASE)"
@@ -451,8 +456,8 @@ for f in "${FAMILIES[@]}"; do
     actionlint) build_family actionlint actionlint "actionlint-$ACTIONLINT_VERSION" "$(inputs_hash "$K8S_LATEST" "$HERE/actionlint")" b_actionlint ;;
     versitygw) build_family versitygw versitygw "versitygw-$VERSITYGW_VERSION" "$(inputs_hash "$K8S_LATEST" "$HERE/versitygw")" b_versitygw ;;
     k8sprovider) build_family k8sprovider k8sprovider "$K8SPROVIDER_DIR" "$(inputs_hash "$K8S_LATEST" "$HERE/k8sprovider")" b_k8sprovider ;;
-    node) build_family node node "node-$K8S_LATEST-containerd-$CONTAINERD_VERSION" \
-      "$(inputs_hash "$K8S_LATEST" "$HERE/k8s/$K8S_LATEST" "$HERE/containerd" "$HERE/runc" "$HERE/cni")" b_node ;;
+    node) for v in "${K8S_VERSIONS[@]}"; do build_node "$v"; done ;;
+    node-v*) build_node "${f#node-}" ;;
     images) build_family images images "images-coredns-$COREDNS_VERSION" "$(inputs_hash "$K8S_LATEST" "$HERE/images" "$HERE/coredns")" b_images ;;
   esac
 done
@@ -479,9 +484,11 @@ link_all "etcd-$ETCD_VERSION" etcd etcdctl etcdutl
 link_all "actionlint-$ACTIONLINT_VERSION" actionlint
 link_all "versitygw-$VERSITYGW_VERSION" versitygw
 # The worker nodes' files are not linked into bin/ (they are copied to the machines, not
-# run here): $TC/node and $TC/images point at the built folders.
+# run here): $TC/node-<version> (a stack's kubernetesVersion picks its workers' folder),
+# $TC/node (the newest version) and $TC/images point at the built folders.
 link_dir() { [ -f "$TC/$1/.complete" ] || return 0; ln -sfn "$1" "$TC/.$2.new" && mv -Tf "$TC/.$2.new" "$TC/$2"; }
-link_dir "node-$K8S_LATEST-containerd-$CONTAINERD_VERSION" node
+for v in "${K8S_VERSIONS[@]}"; do link_dir "$(node_dir "$v")" "node-$v"; done
+link_dir "$(node_dir "$K8S_LATEST")" node
 link_dir "images-coredns-$COREDNS_VERSION" images
 
 # Node.js dynamic providers (pulumi.dynamic.Resource, e.g. hakube's DeployedVersions) run

@@ -9,6 +9,7 @@ import { invalid, requireCidr, requireHosts, requireInteger } from "../validatio
 import { BinarySource, localBinaryPaths } from "../binaries/source";
 import { fileStamp, installBinaries, planBinaries } from "../binaries/install";
 import { hostStep } from "../remote/hostStep";
+import { parseVersion } from "../version";
 import { command as shellCommand, quote, retry, shellFunction } from "../remote/shell";
 import type { HaControlPlane } from "../controlplane/haControlPlane";
 import { BootstrapToken } from "./bootstrapToken";
@@ -172,6 +173,12 @@ export class WorkerPool extends pulumi.ComponentResource {
       }
     }
     const kubeBinaries = planBinaries(this, "kubernetesBinaries", "kubernetes", plan.versions.kubernetes, ["kubelet", "kube-proxy"], args.kubernetesBinaries);
+    if (args.kubernetesBinaries.kind === "localDirectory") {
+      const problem = kubeletSkewProblem(stampedVersion(args.kubernetesBinaries.directory), plan.versions.kubernetes);
+      if (problem) {
+        invalid(this, "kubernetesBinaries.directory", args.kubernetesBinaries.directory, problem);
+      }
+    }
     const runtimeFiles: { name: string; file: string }[] = [];
     if (args.runtimeBinaries.kind === "localDirectory") {
       const directory = args.runtimeBinaries.directory;
@@ -349,6 +356,31 @@ export class WorkerPool extends pulumi.ComponentResource {
   }
 }
 
+/** The version a toolchain folder says it was built for (its `kubernetes-version` file), if any. */
+function stampedVersion(directory: string): string | undefined {
+  const file = path.join(directory, "kubernetes-version");
+  return fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim() : undefined;
+}
+
+/**
+ * Why kubelet and kube-proxy of version `node` may not run against apiservers of version
+ * `controlPlane`, or undefined: Kubernetes' version-skew policy lets them be up to three
+ * minor releases older than the apiservers, never newer (so a control plane is upgraded
+ * before its workers). An unknown version allows anything.
+ */
+export function kubeletSkewProblem(node: string | undefined, controlPlane: string): string | undefined {
+  const n = node === undefined ? undefined : parseVersion(node);
+  const c = parseVersion(controlPlane);
+  if (!n || !c) return undefined;
+  if (n.major > c.major || (n.major === c.major && n.minor > c.minor)) {
+    return `kubelet and kube-proxy of the control plane's minor release ${c.text} or up to three older (this folder holds ${n.text}, newer than the apiservers; upgrade the control plane first, or use the node family of ${c.text}: toolchain/build.sh node-${c.text})`;
+  }
+  if (n.major !== c.major || c.minor - n.minor > 3) {
+    return `kubelet and kube-proxy at most three minor releases older than the control plane's ${c.text} (this folder holds ${n.text})`;
+  }
+  return undefined;
+}
+
 function installRuntimeScript(kind: "localDirectory" | "packages"): string {
   if (kind === "packages") {
     return `if ! command -v containerd >/dev/null || ! command -v runc >/dev/null || [ ! -x ${NODE_PATHS.cniBin}/bridge ]; then
@@ -387,7 +419,20 @@ export const runtimeDeleteScript = `systemctl disable --now hakube-pod-routes.se
 rm -f /etc/systemd/system/containerd.service /etc/systemd/system/hakube-pod-routes.service ${NODE_PATHS.cniConfig}`;
 
 /**
- * The kubelet step: (re)started when its files changed, apart from the bootstrap
+ * Whether a unit's main process runs a binary that has since been replaced (installs move
+ * a new file over the old one, so the running one shows as deleted): a new version of
+ * kubelet or kube-proxy (the step's identity changed, none of its files) restarts it.
+ */
+const runningReplacedFunction = shellFunction(
+  "hakube_running_replaced",
+  `pid=$(systemctl show -p MainPID --value "$1" 2>/dev/null || echo 0)
+[ "\${pid:-0}" -gt 0 ] || return 1
+case "$(readlink "/proc/$pid/exe" 2>/dev/null)" in *" (deleted)") return 0 ;; esac
+return 1`,
+);
+
+/**
+ * The kubelet step: (re)started when its files changed or its binary was replaced, apart from the bootstrap
  * kubeconfig (a renewed token matters only to a node that has not joined yet); then
  * bounded waits until it has its client certificate and the node is Ready.
  */
@@ -403,7 +448,8 @@ export function kubeletScript(nodeName: string, endpoint: string, readySeconds: 
     "systemctl daemon-reload",
     "systemctl enable kubelet.service >/dev/null 2>&1",
     `restart=$(printf '%s' "$HAKUBE_CHANGED" | grep -v -x -F ${NODE_PATHS.bootstrapKubeconfig} || true)`,
-    'if [ -n "$restart" ] || ! systemctl is-active --quiet kubelet.service; then systemctl restart kubelet.service; fi',
+    runningReplacedFunction,
+    'if [ -n "$restart" ] || ! systemctl is-active --quiet kubelet.service || hakube_running_replaced kubelet.service; then systemctl restart kubelet.service; fi',
     retry({ attempts, delaySeconds: 2 }, "kubelet has its client certificate", ["test", "-s", `${NODE_PATHS.kubeletCertDir}/kubelet-client-current.pem`]),
     ready,
     retry({ attempts, delaySeconds: 2 }, `node ${nodeName} Ready`, ["hakube_node_ready"]),
@@ -423,7 +469,8 @@ export function kubeProxyScript(readySeconds: number): string {
   return [
     "systemctl daemon-reload",
     "systemctl enable kube-proxy.service >/dev/null 2>&1",
-    'if [ -n "$HAKUBE_CHANGED" ] || ! systemctl is-active --quiet kube-proxy.service; then systemctl restart kube-proxy.service; fi',
+    runningReplacedFunction,
+    'if [ -n "$HAKUBE_CHANGED" ] || ! systemctl is-active --quiet kube-proxy.service || hakube_running_replaced kube-proxy.service; then systemctl restart kube-proxy.service; fi',
     retry({ attempts, delaySeconds: 2 }, "kube-proxy /healthz", ["curl", "--silent", "--fail", "--max-time", "3", "-o", "/dev/null", "http://127.0.0.1:10256/healthz"]),
   ].join("\n");
 }

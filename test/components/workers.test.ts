@@ -2,9 +2,13 @@
 // modes, what the kubelet waits for, and the refusals at preview.
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { byName, decodeBundle, ETCD_DIGEST, hosts, nameOf, program, recorded, valueOf } from "../helpers/mocks";
 import { ClusterDns, HaControlPlane, WorkerPool } from "../../components";
+import { kubeletSkewProblem } from "../../components/workers/workerPool";
 
 let pool: WorkerPool;
 let cluster: HaControlPlane;
@@ -92,4 +96,38 @@ test("workers: refused at preview without the cluster's provider, for a control-
     () => new WorkerPool("nn-w", { ...args, hosts: [{ name: "edge", address: "10.0.0.90", connection: { host: "10.0.0.90" } }], controlPlane: cluster }),
     /invalid argument hosts\[0\]\.name: got "edge"; expected a name ending in a number/,
   );
+});
+
+test("workers: kubelet never newer than the apiservers, at most three minors older (version-skew policy), checked from the node folder's stamp at preview", () => {
+  assert.equal(kubeletSkewProblem("v1.37.2", "v1.37.2"), undefined);
+  assert.equal(kubeletSkewProblem("v1.36.5", "v1.37.2"), undefined, "a minor older: the control plane is upgraded first");
+  assert.equal(kubeletSkewProblem("v1.34.0", "v1.37.2"), undefined, "three minors older");
+  assert.equal(kubeletSkewProblem("v1.37.3", "v1.37.2"), undefined, "a newer patch of the same minor");
+  assert.equal(kubeletSkewProblem(undefined, "v1.37.2"), undefined, "no stamp: nothing to check");
+  assert.match(kubeletSkewProblem("v1.37.2", "v1.36.5")!, /this folder holds v1\.37\.2, newer than the apiservers; upgrade the control plane first, or use the node family of v1\.36\.5: toolchain\/build\.sh node-v1\.36\.5/);
+  assert.match(kubeletSkewProblem("v1.33.9", "v1.37.2")!, /at most three minor releases older than the control plane's v1\.37\.2 \(this folder holds v1\.33\.9\)/);
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hakube-node-"));
+  try {
+    for (const b of ["kubelet", "kube-proxy"]) fs.writeFileSync(path.join(dir, b), "#!/bin/sh\n", { mode: 0o755 });
+    fs.writeFileSync(path.join(dir, "kubernetes-version"), "v1.38.0\n");
+    assert.throws(
+      () => new WorkerPool("skew-w", { hosts: hosts(1, "worker", 70), controlPlane: cluster, kubernetesBinaries: { kind: "localDirectory", directory: dir }, runtimeBinaries: { kind: "packages" } }),
+      (e: unknown) => {
+        assert.ok(e instanceof pulumi.ResourceError, `a ResourceError, got ${e}`);
+        assert.match((e as Error).message, new RegExp(`invalid argument kubernetesBinaries\\.directory: got "${dir.replace(/[.]/g, "\\.")}"; expected kubelet and kube-proxy of the control plane's minor release v1\\.37\\.\\d+ or up to three older \\(this folder holds v1\\.38\\.0`));
+        return true;
+      },
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("workers: a new kubelet or kube-proxy binary restarts the service even when none of its files changed", async () => {
+  for (const [s, unit] of [["kubelet", "kubelet.service"], ["kube-proxy", "kube-proxy.service"]]) {
+    const script = await valueOf<string>(step(`wp-worker-1-${s}`).props.create);
+    assert.match(script, /hakube_running_replaced\(\) \{/);
+    assert.match(script, new RegExp(`\\|\\| hakube_running_replaced ${unit.replace(".", "\\.")}; then systemctl restart ${unit.replace(".", "\\.")}`));
+  }
 });

@@ -49,11 +49,11 @@ const BOUND = availabilityBound({
   electionTimeoutMs: 1200, // the larger of the two settings the suite runs (etcd's default 1000, ETCD_TUNING)
   probeTimeoutMs: 2000,
 });
-// The control plane alone, as this suite measured it before there were workers: no worker
-// nodes (its control plane starts a minor release below the toolchain's node binaries, and
-// kubelet may not be newer than the apiservers), and so no Kubernetes provider either.
-const config = (pairs: Record<string, string>) =>
-  Object.entries({ workerCount: "0", kubernetesProvider: "false", ...pairs }).flatMap(([k, v]) => ["--config", `hakube:${k}=${v}`]);
+// The local stack as it is, workers included: their kubelets run the stack's Kubernetes
+// version (the toolchain's node-<version> folder), so they start on FROM_VERSION and are
+// upgraded after the control plane in 6b. A pod on the first worker probes the API through
+// the kubernetes Service in every scenario (ops/inCluster.ts).
+const config = (pairs: Record<string, string>) => Object.entries(pairs).flatMap(([k, v]) => ["--config", `hakube:${k}=${v}`]);
 
 let c: Cluster;
 const results: Record<string, ScenarioResult> = {};
@@ -63,8 +63,50 @@ const REPEAT = Math.max(1, Math.min(50, Number(process.env.HAKUBE_HA_REPEAT ?? 1
 const figures: Record<string, unknown> = {};
 
 function summary(r: ScenarioResult): string {
+  const inCluster = (r.inCluster ?? []).map((x) => `${x.kind} ${x.requests} requests, ${x.failedRequests} failed, longest failure ${x.longestFailureMs} ms`).join("; ");
   return `${r.name}: ${r.requests} requests, ${r.failedRequests} failed, longest failure ${r.longestFailureMs} ms, ` +
-    `${r.acknowledgedWrites} writes acknowledged, ${r.acknowledgedWritesLost} lost; ${JSON.stringify(r.facts, (k, v) => (k === "upOutput" ? undefined : v))}`;
+    `${r.acknowledgedWrites} writes acknowledged, ${r.acknowledgedWritesLost} lost; in-cluster: ${inCluster || "none"}; ` +
+    JSON.stringify(r.facts, (k, v) => (k === "upOutput" ? undefined : v));
+}
+
+/**
+ * The in-cluster probe ran through the scenario (both of its clients, each a few requests
+ * a second) and reads through the kubernetes Service again at its end, once the fault is
+ * undone and the control plane is healthy.
+ */
+function assertInClusterServed(r: ScenarioResult): void {
+  assert.equal(r.inCluster?.length, 2, `${r.name}: the in-cluster probe's two clients reported`);
+  const seconds = (r.records[r.records.length - 1].at - r.records[0].at) / 1000;
+  for (const x of r.inCluster!) {
+    assert.ok(x.requests > seconds, `${r.name} in-cluster ${x.kind}: ${x.requests} requests in ${seconds.toFixed(0)} s`);
+    const last = x.records[x.records.length - 1];
+    assert.equal(last.ok, true, `${r.name} in-cluster ${x.kind}: its last request succeeded (${JSON.stringify(last)})`);
+  }
+}
+
+/** Every worker node is Ready (bounded: 3 min), on the given kubelet version if named. */
+async function assertNodesReady(version?: string): Promise<void> {
+  const names = (c.outputs.workers ?? []).map((w) => w.name).sort();
+  assert.ok(names.length > 0, "the stack has workers");
+  let last = "";
+  for (let i = 0; i < 90; i++) {
+    const r = c.cred.kubectl(["get", "nodes", "-o", "json"]);
+    if (r.status === 0) {
+      const nodes = JSON.parse(r.stdout).items as any[];
+      const state = nodes.map((n) => ({
+        name: n.metadata.name,
+        ready: n.status.conditions.find((x: any) => x.type === "Ready")?.status,
+        version: n.status.nodeInfo.kubeletVersion,
+      }));
+      last = JSON.stringify(state);
+      const ok = state.filter((n) => n.ready === "True" && (!version || n.version === version)).map((n) => n.name).sort();
+      if (JSON.stringify(ok) === JSON.stringify(names)) return;
+    } else {
+      last = r.stderr.trim();
+    }
+    await new Promise((res) => setTimeout(res, 2000));
+  }
+  assert.fail(`worker nodes ${names.join(", ")} not all Ready${version ? ` on ${version}` : ""} within 3 min: ${last}`);
 }
 
 /**
@@ -79,6 +121,7 @@ async function repeatLoss(scenario: () => Promise<ScenarioResult>, check: (r: Sc
     const r = record(await scenario());
     mine.push(r);
     check(r, r.facts);
+    assertInClusterServed(r);
     assert.equal(r.acknowledgedWritesLost, 0);
   }
   const over = mine.filter((r) => r.longestFailureMs > BOUND.ms);
@@ -111,6 +154,7 @@ before(async () => {
   figures.noChangePreviewSeconds = preview.seconds;
   c = cluster(stackOutputs());
   await waitHealthy(c);
+  await assertNodesReady(FROM_VERSION);
 });
 
 after(() => {
@@ -131,6 +175,15 @@ after(() => {
             acknowledgedWrites: r.acknowledgedWrites,
             requests: r.requests,
             slowRequests: r.slowRequests,
+            // The pod on a worker, through the kubernetes Service (per client).
+            inCluster: (r.inCluster ?? []).map((x) => ({
+              kind: x.kind,
+              requests: x.requests,
+              failedRequests: x.failedRequests,
+              longestFailureMs: x.longestFailureMs,
+              windows: x.failureWindows.length,
+              runs: (runs[name] ?? []).map((y) => y.inCluster?.find((z) => z.kind === x.kind)).map((z) => z && { failedRequests: z.failedRequests, longestFailureMs: z.longestFailureMs }),
+            })),
             facts: Object.fromEntries(Object.entries(r.facts).filter(([k]) => k !== "upOutput")),
             // Every run (the tail): failures, window, and the evidence of each long window.
             runs: (runs[name] ?? []).map((x) => ({
@@ -251,9 +304,10 @@ test("6a. a rolling apiserver flag (and etcd setting) change through pulumi up: 
   assert.ok(f.maxApiserversNotReadyAtOnce <= 1, `never more than one apiserver down (${f.maxApiserversNotReadyAtOnce})`);
   assert.ok(f.etcdMinHealthyMembers >= 2, "etcd quorum kept");
   assert.equal(r.acknowledgedWritesLost, 0);
+  assertInClusterServed(r);
 });
 
-test("6b. a rolling minor upgrade v1.36 -> v1.37 through pulumi up: apiservers first, then controller-manager and scheduler, one host at a time", async () => {
+test("6b. a rolling minor upgrade v1.36 -> v1.37 through pulumi up: apiservers first, then controller-manager and scheduler, one host at a time, then the workers' kubelets", async () => {
   const before = await runningComponents(c);
   assert.ok(before.every((x) => x.version === FROM_VERSION), `every component on ${FROM_VERSION} first: ${JSON.stringify(before)}`);
   const r = record(await rollingUp(c, "upgrade", config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING })));
@@ -272,6 +326,9 @@ test("6b. a rolling minor upgrade v1.36 -> v1.37 through pulumi up: apiservers f
   assert.ok(f.maxApiserversNotReadyAtOnce <= 1, `never more than one apiserver down (${f.maxApiserversNotReadyAtOnce})`);
   assert.ok(f.etcdMinHealthyMembers >= 2, "etcd quorum kept");
   assert.equal(r.acknowledgedWritesLost, 0);
+  // The workers' kubelets follow the control plane (never newer than an apiserver).
+  await assertNodesReady(TO_VERSION);
+  assertInClusterServed(r);
 });
 
 test("6c. upgrades the version-skew policy forbids are refused at preview, and nothing changes", async () => {
@@ -302,16 +359,18 @@ test("6c. upgrades the version-skew policy forbids are refused at preview, and n
   assert.ok(now.every((x) => x.version === TO_VERSION));
 });
 
-test("7. replacing the VIP holder's machine with pulumi up --replace: a new machine under the same name, its etcd member rejoined, nothing lost", async () => {
+test("7. replacing the VIP holder's machine with pulumi up --replace: a new machine under the same name, its etcd member rejoined, nothing lost, the workers stay Ready", async () => {
   const r = record(await replaceMachine(c, config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING })));
   const f = r.facts as any;
   assertRejoined(f, 3);
   assert.equal(r.acknowledgedWritesLost, 0);
   const after = await runningComponents(c);
   assert.equal(after.filter((x) => x.host === f.victim && x.version === TO_VERSION).length, 3, "apiserver, controller-manager and scheduler run on the new machine");
+  await assertNodesReady(TO_VERSION);
+  assertInClusterServed(r);
 });
 
-test("8. a machine lost for good (process killed, files deleted): preview --refresh shows it, pulumi up --refresh makes it anew and its member rejoins, nothing lost", async () => {
+test("8. a machine lost for good (process killed, files deleted): preview --refresh shows it, pulumi up --refresh makes it anew and its member rejoins, nothing lost, the workers stay Ready", async () => {
   const r = record(await loseMachineForGood(c, config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING })));
   const f = r.facts as any;
   assert.equal(f.previewOk, true);
@@ -321,6 +380,8 @@ test("8. a machine lost for good (process killed, files deleted): preview --refr
   assert.ok(f.previewChanges.every((n: string) => !/-cp-\d+$/.test(n) || n.endsWith(`-${f.victim}`) || /-binaries/.test(n)), `only the lost host's steps change: ${f.previewChanges.join(", ")}`);
   assertRejoined(f, 3);
   assert.equal(r.acknowledgedWritesLost, 0);
+  await assertNodesReady(TO_VERSION);
+  assertInClusterServed(r);
 });
 
 test("9. services stopped by hand: preview --refresh lists exactly their steps, pulumi up --refresh starts them, and a healthy refresh preview has no changes", async () => {

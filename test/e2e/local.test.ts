@@ -192,6 +192,107 @@ function kubectlJson(args: string[]): any {
   return JSON.parse(r.stdout);
 }
 
+// ---- Worker nodes, pods and the add-ons made through the real Kubernetes provider ----
+
+const PODS_NS = "hakube-e2e-pods";
+const PROBE_IMAGE = "hakube.local/probe:1";
+
+/** A pod of the probe image pinned to a node, answering HTTP on 8080 with its name. */
+function probePod(name: string, node: string): string {
+  return JSON.stringify({
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name, namespace: PODS_NS, labels: { app: name } },
+    spec: {
+      nodeName: node,
+      serviceAccountName: "probe",
+      securityContext: { runAsUser: 65534, runAsGroup: 65534, runAsNonRoot: true },
+      containers: [{ name: "probe", image: PROBE_IMAGE, imagePullPolicy: "Never", args: ["serve"], ports: [{ containerPort: 8080 }] }],
+    },
+  });
+}
+
+function kubectlOk(args: string[], input?: string): string {
+  const r = cred.kubectl(args, input, 60_000);
+  assert.equal(r.status, 0, `kubectl ${args.join(" ")}: ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+test("workers: every node joined through TLS bootstrapping and is Ready at its own address", () => {
+  assert.equal(outputs.workers?.length, 2, "the local stack has two workers");
+  const nodes = kubectlJson(["get", "nodes"]).items;
+  assert.deepEqual(nodes.map((n: any) => n.metadata.name).sort(), outputs.workers!.map((w) => w.name).sort());
+  for (const n of nodes) {
+    const ready = n.status.conditions.find((c: any) => c.type === "Ready");
+    assert.equal(ready?.status, "True", `${n.metadata.name}: ${JSON.stringify(ready)}`);
+    const worker = outputs.workers!.find((w) => w.name === n.metadata.name)!;
+    assert.ok(n.status.addresses.some((a: any) => a.type === "InternalIP" && a.address === worker.address), JSON.stringify(n.status.addresses));
+  }
+  // Client certificates from the bootstrap token (approved by the controller-manager),
+  // serving certificates approved by hakube's approver: both from the cluster CA, for
+  // this node's name (and, serving, its address).
+  for (const w of outputs.workers!) {
+    const r = cred.ssh(
+      w.address,
+      `cd /var/lib/kubelet/pki
+for f in kubelet-client-current.pem kubelet-server-current.pem; do
+  openssl x509 -in "$f" -noout -subject -issuer -ext subjectAltName -nameopt compat 2>/dev/null | tr '\\n' ' '; echo
+done`,
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const [client, serving] = r.stdout.trim().split("\n");
+    assert.match(client, new RegExp(`subject=/O=system:nodes/CN=system:node:${w.name} issuer=/CN=kubernetes`), `${w.name}'s client certificate: ${client}`);
+    assert.match(serving, new RegExp(`subject=/O=system:nodes/CN=system:node:${w.name} issuer=/CN=kubernetes .*IP Address:${w.address.replace(/\./g, "\\.")}`), `${w.name}'s serving certificate: ${serving}`);
+  }
+});
+
+test("workers: a pod on each node resolves kubernetes.default.svc, lists namespaces with its token, reaches the other pod and its Service", async () => {
+  const [w1, w2] = outputs.workers!;
+  kubectlOk(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name: PODS_NS } }));
+  kubectlOk(["-n", PODS_NS, "create", "serviceaccount", "probe"]);
+  // RBAC granted for the test: the probe's service account may list namespaces.
+  kubectlOk(["create", "clusterrole", "hakube-e2e-list-namespaces", "--verb=list", "--resource=namespaces"]);
+  kubectlOk(["create", "clusterrolebinding", "hakube-e2e-list-namespaces", "--clusterrole=hakube-e2e-list-namespaces", `--serviceaccount=${PODS_NS}:probe`]);
+  kubectlOk(["apply", "-f", "-"], probePod("probe-a", w1.name));
+  kubectlOk(["apply", "-f", "-"], probePod("probe-b", w2.name));
+  kubectlOk(["-n", PODS_NS, "expose", "pod", "probe-b", "--port=8080", "--name=probe-b"]);
+  kubectlOk(["-n", PODS_NS, "wait", "--for=condition=Ready", "pod/probe-a", "pod/probe-b", "--timeout=120s"]);
+  const pod = (name: string) => kubectlJson(["-n", PODS_NS, "get", "pod", name]);
+  const a = pod("probe-a");
+  const b = pod("probe-b");
+  assert.equal(a.spec.nodeName, w1.name);
+  assert.equal(b.spec.nodeName, w2.name);
+  assert.ok(a.status.podIP.startsWith(w1.podCidr.split(".").slice(0, 3).join(".") + "."), `probe-a's IP ${a.status.podIP} in ${w1.podCidr}`);
+  assert.ok(b.status.podIP.startsWith(w2.podCidr.split(".").slice(0, 3).join(".") + "."), `probe-b's IP ${b.status.podIP} in ${w2.podCidr}`);
+  const exec = (name: string, args: string[]) => kubectlOk(["-n", PODS_NS, "exec", name, "--", "/probe", ...args]);
+  for (const name of ["probe-a", "probe-b"]) {
+    assert.equal(exec(name, ["resolve", "kubernetes.default.svc"]).trim(), "10.96.0.1", `${name} resolves the API's Service`);
+    const list = JSON.parse(exec(name, ["api", "/api/v1/namespaces"]));
+    assert.ok(list.items.some((n: any) => n.metadata.name === PODS_NS), `${name} lists namespaces with its token`);
+  }
+  // Across nodes: pod to pod (each way), pod to a Service, by name through the cluster DNS.
+  assert.equal(exec("probe-a", ["get", `http://${b.status.podIP}:8080/`]).trim(), "probe-b");
+  assert.equal(exec("probe-b", ["get", `http://${a.status.podIP}:8080/`]).trim(), "probe-a");
+  assert.equal(exec("probe-a", ["get", `http://probe-b.${PODS_NS}.svc.cluster.local:8080/`]).trim(), "probe-b");
+  // The apiserver reached each kubelet over TLS it verified (exec above; logs here).
+  assert.equal(kubectlOk(["-n", PODS_NS, "logs", "probe-a"]).includes("panic"), false);
+});
+
+test("add-ons through the real Kubernetes provider: node RBAC, the bootstrap token with its expiry, CoreDNS ready on two nodes", () => {
+  for (const b of ["hakube:kubelet-bootstrap", "hakube:node-autoapprove-bootstrap", "hakube:node-autoapprove-certificate-rotation", "hakube:kubelet-serving-approver"]) {
+    kubectlOk(["get", "clusterrolebinding", b]);
+  }
+  const tokens = kubectlJson(["-n", "kube-system", "get", "secrets", "--field-selector", "type=bootstrap.kubernetes.io/token"]).items;
+  assert.equal(tokens.length, 1, "one bootstrap token");
+  const expiry = Date.parse(Buffer.from(tokens[0].data.expiration, "base64").toString());
+  assert.ok(expiry > Date.now() && expiry < Date.now() + 25 * 3600 * 1000, `expires within a day: ${new Date(expiry).toISOString()}`);
+  const dns = kubectlJson(["-n", "kube-system", "get", "deployment", "coredns"]);
+  assert.equal(dns.status.readyReplicas, 2);
+  const nodes = new Set(kubectlJson(["-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns"]).items.map((p: any) => p.spec.nodeName));
+  assert.equal(nodes.size, 2, "one CoreDNS on each worker");
+  assert.equal(kubectlOk(["-n", "kube-system", "get", "service", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"]), outputs.clusterDns);
+});
+
 const storageDir = () => `/var/lib/hakube/object-store/${outputs.backupStorage!.bucket}/${outputs.backupStorage!.prefix}`;
 
 test("backups: the first one right after deployment, one more on demand, in storage as ciphertext and in the status summary", async () => {
