@@ -101,6 +101,8 @@ function local() {
           runtimeBinaries: { kind: "localDirectory", directory: `${toolchain}/node-${kubernetesVersion}` },
           images: { directory: `${toolchain}/images`, archives: ["pause.tar", "coredns.tar", "probe.tar"], sandbox: "hakube.local/pause:1" },
           runtime: machines.nodeRuntime,
+          // "balancer" (default): pods reach the kubernetes Service through the VIP; "service": through kube-proxy's pick.
+          podApiAccess: config.get("podApiAccess") as "balancer" | "service" | undefined,
         })
       : undefined;
   const dns = workers

@@ -277,6 +277,78 @@ ExecStart=/usr/local/sbin/hakube-pod-routes
 WantedBy=multi-user.target
 `;
 
+/** Where the pods' connections to the kubernetes Service go (WorkerPoolArgs.podApiAccess). */
+export const API_BALANCED_PATHS = {
+  script: "/usr/local/sbin/hakube-api-balanced",
+  service: "/etc/systemd/system/hakube-api-balanced.service",
+  timer: "/etc/systemd/system/hakube-api-balanced.timer",
+} as const;
+
+/**
+ * The node's rule that sends connections for the kubernetes Service (serviceIp:443) to the
+ * control plane's balanced endpoint (the VIP's HAProxy, which checks every apiserver's
+ * /readyz twice a second) instead of kube-proxy's pick among the Service's endpoints, which
+ * keeps a crashed apiserver until its endpoint lease expires (15 s, then up to 10 s until a
+ * live apiserver reconciles). Its own nat chain, jumped to first in PREROUTING (pods) and
+ * OUTPUT (host-network pods): kube-proxy prepends its own jump when it starts, so the
+ * script runs again on a timer and puts this one first again. `to` undefined: removes it.
+ */
+export function apiBalancedScript(s: { serviceIp: string; to?: { address: string; port: number } }): string {
+  const chain = "HAKUBE-API";
+  const remove = `for hook in PREROUTING OUTPUT; do
+  while iptables -w 5 -t nat -D "$hook" -j ${chain} 2>/dev/null; do :; done
+done
+iptables -w 5 -t nat -F ${chain} 2>/dev/null || true
+iptables -w 5 -t nat -X ${chain} 2>/dev/null || true`;
+  if (!s.to) {
+    return `#!/bin/bash
+# Managed by hakube: pods reach the kubernetes Service through kube-proxy alone.
+set -uo pipefail
+${remove}
+`;
+  }
+  return `#!/bin/bash
+# Managed by hakube: pods' connections to the kubernetes Service (${s.serviceIp}:443) go to
+# the balanced endpoint ${s.to.address}:${s.to.port}.
+set -euo pipefail
+rule=(-d ${s.serviceIp}/32 -p tcp --dport 443 -m comment --comment hakube-api-balanced -j DNAT --to-destination ${s.to.address}:${s.to.port})
+iptables -w 5 -t nat -N ${chain} 2>/dev/null || true
+if ! iptables -w 5 -t nat -C ${chain} "\${rule[@]}" 2>/dev/null || [ "$(iptables -w 5 -t nat -S ${chain} | wc -l)" != 2 ]; then
+  iptables -w 5 -t nat -F ${chain}
+  iptables -w 5 -t nat -A ${chain} "\${rule[@]}"
+fi
+for hook in PREROUTING OUTPUT; do
+  # The first rule of the hook (line 1 is its policy).
+  [ "$(iptables -w 5 -t nat -S "$hook" | sed -n 2p)" = "-A $hook -j ${chain}" ] && continue
+  while iptables -w 5 -t nat -D "$hook" -j ${chain} 2>/dev/null; do :; done
+  iptables -w 5 -t nat -I "$hook" 1 -j ${chain}
+done
+`;
+}
+
+export const apiBalancedService = `# Managed by hakube.
+[Unit]
+Description=Pods reach the kubernetes Service through the balanced endpoint (hakube)
+After=network-online.target kube-proxy.service
+
+[Service]
+Type=oneshot
+ExecStart=${API_BALANCED_PATHS.script}
+`;
+
+export const apiBalancedTimer = `# Managed by hakube.
+[Unit]
+Description=Keeps the balanced-endpoint rule first after kube-proxy's (hakube)
+
+[Timer]
+OnBootSec=5s
+OnUnitActiveSec=10s
+AccuracySec=1s
+
+[Install]
+WantedBy=timers.target
+`;
+
 /** A node the approver may sign a serving certificate for, and the addresses it may name. */
 export interface ServingNode {
   readonly name: string;

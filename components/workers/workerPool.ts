@@ -14,6 +14,10 @@ import { command as shellCommand, quote, retry, shellFunction } from "../remote/
 import type { HaControlPlane } from "../controlplane/haControlPlane";
 import { BootstrapToken } from "./bootstrapToken";
 import {
+  API_BALANCED_PATHS,
+  apiBalancedScript,
+  apiBalancedService,
+  apiBalancedTimer,
   APPROVER_PATHS,
   approverNodes,
   approverScript,
@@ -78,6 +82,16 @@ export interface WorkerPoolArgs {
   readonly bootstrapTokenTtlHours?: number;
   /** Seconds a node may take to become Ready. @default 180 */
   readonly readyTimeoutSeconds?: number;
+  /**
+   * Where pods' connections to the `kubernetes` Service go. `"balancer"`: each node sends
+   * them to the control plane's balanced endpoint (the keepalived VIP's HAProxy, which
+   * stops using a failed apiserver within a second), so a crashed apiserver that the
+   * Service still lists (until its endpoint lease expires, 15-25 s) gets none of them; the
+   * Service and its EndpointSlice are unchanged. `"service"`: kube-proxy's pick among the
+   * Service's endpoints. `"balancer"` needs a keepalived VIP and kube-proxy in iptables mode.
+   * @default "balancer" with a keepalived VIP and iptables mode, else "service"
+   */
+  readonly podApiAccess?: "balancer" | "service";
 }
 
 /** One worker, resolved. */
@@ -160,6 +174,14 @@ export class WorkerPool extends pulumi.ComponentResource {
     const proxyMode = args.kubeProxyMode ?? "iptables";
     if (proxyMode !== "iptables" && proxyMode !== "nftables") {
       invalid(this, "kubeProxyMode", proxyMode, '"iptables" or "nftables"');
+    }
+    const vip = plan.balancer.kind === "keepalived" ? plan.balancer.options.virtualIp : undefined;
+    const podApiAccess = args.podApiAccess ?? (vip !== undefined && proxyMode === "iptables" ? "balancer" : "service");
+    if (podApiAccess !== "balancer" && podApiAccess !== "service") {
+      invalid(this, "podApiAccess", podApiAccess, '"balancer" or "service"');
+    }
+    if (podApiAccess === "balancer" && (vip === undefined || proxyMode !== "iptables")) {
+      invalid(this, "podApiAccess", podApiAccess, `"service" with ${vip === undefined ? "an external balancer (its address may be a name a node cannot rewrite to)" : 'kubeProxyMode "nftables"'}, or a keepalived VIP with kubeProxyMode "iptables"`);
     }
     const ttlHours = requireInteger(this, "bootstrapTokenTtlHours", args.bootstrapTokenTtlHours ?? 24, 1, 24 * 365);
     const readySeconds = requireInteger(this, "readyTimeoutSeconds", args.readyTimeoutSeconds ?? 180, 10, 3600);
@@ -276,6 +298,15 @@ export class WorkerPool extends pulumi.ComponentResource {
     const clusterDomain = cluster.clusterDomain;
     const sandbox = images?.sandbox ?? "registry.k8s.io/pause:3.10.2";
 
+    const serviceIp = formatIpv4(plan.serviceCidr.network + 1);
+    const apiBalanced =
+      podApiAccess === "balancer"
+        ? pulumi.output(cluster.endpoint).apply((e) => {
+            const url = new URL(e);
+            return apiBalancedScript({ serviceIp, to: { address: url.hostname, port: Number(url.port || 443) } });
+          })
+        : pulumi.output(apiBalancedScript({ serviceIp }));
+
     this.ready = this.workers.map((w) => {
       const host = w.host;
       const hostOpt = { parent: this, dependsOn: [...cluster.ready, ...rbac, tokenSecret] };
@@ -343,10 +374,13 @@ export class WorkerPool extends pulumi.ComponentResource {
             { path: NODE_PATHS.kubeProxyConfig, mode: "0644", content: kubeProxyConfig({ nodeName: host.name, clusterCidr: plan.podCidr.text, mode: proxyMode }) },
             { path: NODE_PATHS.kubeProxyKubeconfig, mode: "0600", content: kubeProxyKubeconfig },
             { path: "/etc/systemd/system/kube-proxy.service", mode: "0644", content: kubeProxyUnit },
+            { path: API_BALANCED_PATHS.script, mode: "0755", content: apiBalanced },
+            { path: API_BALANCED_PATHS.service, mode: "0644", content: apiBalancedService },
+            { path: API_BALANCED_PATHS.timer, mode: "0644", content: apiBalancedTimer },
           ],
           identity: [kubeBinaries.identity],
-          create: kubeProxyScript(readySeconds),
-          delete: "systemctl disable --now kube-proxy.service",
+          create: kubeProxyScript(readySeconds, podApiAccess),
+          delete: ["systemctl disable --now kube-proxy.service", "systemctl disable --now hakube-api-balanced.timer 2>/dev/null", apiBalancedScript({ serviceIp }).replace(/^#!.*\n/, "")].join("\n"),
         },
         { ...hostOpt, dependsOn: [...hostOpt.dependsOn, kubelet] },
       );
@@ -464,13 +498,20 @@ if command -v ctr >/dev/null; then
 fi
 rm -f /etc/systemd/system/kubelet.service ${NODE_PATHS.bootstrapKubeconfig}`;
 
-export function kubeProxyScript(readySeconds: number): string {
+export function kubeProxyScript(readySeconds: number, podApiAccess: "balancer" | "service" = "service"): string {
   const attempts = Math.ceil(readySeconds / 2);
+  // After kube-proxy has its rules: the balanced-endpoint rule first (and kept first by its
+  // timer), or removed with its timer.
+  const access =
+    podApiAccess === "balancer"
+      ? ["systemctl daemon-reload", "systemctl enable --now hakube-api-balanced.timer >/dev/null 2>&1", API_BALANCED_PATHS.script]
+      : ["systemctl disable --now hakube-api-balanced.timer >/dev/null 2>&1 || true", API_BALANCED_PATHS.script];
   return [
     "systemctl daemon-reload",
     "systemctl enable kube-proxy.service >/dev/null 2>&1",
     runningReplacedFunction,
     'if [ -n "$HAKUBE_CHANGED" ] || ! systemctl is-active --quiet kube-proxy.service || hakube_running_replaced kube-proxy.service; then systemctl restart kube-proxy.service; fi',
     retry({ attempts, delaySeconds: 2 }, "kube-proxy /healthz", ["curl", "--silent", "--fail", "--max-time", "3", "-o", "/dev/null", "http://127.0.0.1:10256/healthz"]),
+    ...access,
   ].join("\n");
 }

@@ -131,3 +131,19 @@ test("workers: a new kubelet or kube-proxy binary restarts the service even when
     assert.match(script, new RegExp(`\\|\\| hakube_running_replaced ${unit.replace(".", "\\.")}; then systemctl restart ${unit.replace(".", "\\.")}`));
   }
 });
+
+test("workers: with a keepalived VIP, pods' connections to the kubernetes Service go to the balanced endpoint (a rule kept first by a timer); refused where a node cannot do that", async () => {
+  const proxy = await bundleOf("wp-worker-1-kube-proxy");
+  const script = proxy.get("/usr/local/sbin/hakube-api-balanced");
+  assert.equal(script?.mode, "0755");
+  assert.match(script!.content, /-d 10\.96\.0\.1\/32 -p tcp --dport 443 .* -j DNAT --to-destination 10\.0\.0\.100:8443/);
+  assert.match(proxy.get("/etc/systemd/system/hakube-api-balanced.timer")!.content, /OnUnitActiveSec=10s\nAccuracySec=1s/);
+  const create = await valueOf<string>(step("wp-worker-1-kube-proxy").props.create);
+  assert.match(create, /kube-proxy \/healthz[\s\S]*systemctl enable --now hakube-api-balanced\.timer[\s\S]*\/usr\/local\/sbin\/hakube-api-balanced/);
+  const args = { hosts: hosts(1, "worker", 70), controlPlane: cluster, kubernetesBinaries: { kind: "release" }, runtimeBinaries: { kind: "packages" } } as const;
+  assert.throws(
+    () => new WorkerPool("nft-w", { ...args, kubeProxyMode: "nftables", podApiAccess: "balancer" }),
+    /invalid argument podApiAccess: got "balancer"; expected "service" with kubeProxyMode "nftables", or a keepalived VIP with kubeProxyMode "iptables"/,
+  );
+  assert.throws(() => new WorkerPool("bad-w", { ...args, podApiAccess: "vip" as never }), /invalid argument podApiAccess: got "vip"; expected "balancer" or "service"/);
+});

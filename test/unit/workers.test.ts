@@ -12,6 +12,7 @@ import { Host } from "../../components/types";
 import { planPodRanges } from "../../components/workers/workerPool";
 import { tokenDue } from "../../components/workers/bootstrapToken";
 import {
+  apiBalancedScript,
   approverNodes,
   approverScript,
   cniConfig,
@@ -179,4 +180,75 @@ test("bootstrap tokens are renewed once less than half of their lifetime is left
   assert.equal(tokenDue("2026-12-02T23:00:00Z", 24, now), true, "11 h of 24 left");
   assert.equal(tokenDue("2026-12-01T00:00:00Z", 24, now), true, "expired");
   assert.equal(tokenDue("garbage", 24, now), true);
+});
+
+/**
+ * A stand-in for iptables' nat table that keeps its chains in files (-N -X -F -A -I -D -C
+ * -S), so the balanced-endpoint script runs for real against kube-proxy-like state.
+ */
+function fakeIptables(dir: string): { bin: string; chain: (name: string) => string[] } {
+  const state = path.join(dir, "nat");
+  const bin = path.join(dir, "bin");
+  fs.mkdirSync(state, { recursive: true });
+  fs.mkdirSync(bin, { recursive: true });
+  for (const c of ["PREROUTING", "OUTPUT"]) fs.writeFileSync(path.join(state, c), "");
+  fs.writeFileSync(
+    path.join(bin, "iptables"),
+    `#!/bin/bash
+state=${state}
+args=()
+while [ $# -gt 0 ]; do case "$1" in -w) shift 2 ;; -t) shift 2 ;; *) args+=("$1"); shift ;; esac; done
+op=\${args[0]} chain=\${args[1]} f="$state/\${args[1]}"
+rest="\${args[*]:2}"
+case "$op" in
+  -N) [ -e "$f" ] && exit 1; : > "$f" ;;
+  -X) [ -e "$f" ] || exit 1; rm "$f" ;;
+  -F) [ -e "$f" ] || exit 1; : > "$f" ;;
+  -A) [ -e "$f" ] || exit 1; echo "$rest" >> "$f" ;;
+  -I) [ -e "$f" ] || exit 1; rest="\${args[*]:3}"; { echo "$rest"; cat "$f"; } > "$f.new"; mv "$f.new" "$f" ;;
+  -C) [ -e "$f" ] && grep -qxF -- "$rest" "$f" ;;
+  -D) [ -e "$f" ] && grep -qxF -- "$rest" "$f" || exit 1
+      awk -v r="$rest" '!done && $0 == r { done = 1; next } { print }' "$f" > "$f.new"; mv "$f.new" "$f" ;;
+  -S) [ -e "$f" ] || exit 1
+      case "$chain" in PREROUTING|OUTPUT) echo "-P $chain ACCEPT" ;; *) echo "-N $chain" ;; esac
+      sed "s/^/-A $chain /" "$f" ;;
+  *) echo "fake iptables: $op" >&2; exit 2 ;;
+esac
+`,
+    { mode: 0o755 },
+  );
+  return { bin, chain: (name) => (fs.existsSync(path.join(state, name)) ? fs.readFileSync(path.join(state, name), "utf8").split("\n").filter(Boolean) : []) };
+}
+
+test("pods to the balanced endpoint: the DNAT rule in its own chain, jumped to first even after kube-proxy prepended its jump, idempotent, and removed on request", () => {
+  const dir = tempDir("api-balanced");
+  const ipt = fakeIptables(dir);
+  const run = (script: string) => {
+    const r = spawnSync("bash", ["-c", script.replace(/^#!.*\n/, "")], { encoding: "utf8", env: { ...process.env, PATH: `${ipt.bin}:${process.env.PATH}` } });
+    assert.equal(r.status, 0, r.stderr);
+  };
+  const on = apiBalancedScript({ serviceIp: "10.96.0.1", to: { address: "10.213.7.100", port: 8443 } });
+  // kube-proxy got there first (at boot its jump is prepended).
+  fs.appendFileSync(path.join(dir, "nat", "PREROUTING"), "-j KUBE-SERVICES\n");
+  fs.appendFileSync(path.join(dir, "nat", "OUTPUT"), "-j KUBE-SERVICES\n");
+  run(on);
+  const dnat = "-d 10.96.0.1/32 -p tcp --dport 443 -m comment --comment hakube-api-balanced -j DNAT --to-destination 10.213.7.100:8443";
+  assert.deepEqual(ipt.chain("HAKUBE-API"), [dnat]);
+  assert.deepEqual(ipt.chain("PREROUTING"), ["-j HAKUBE-API", "-j KUBE-SERVICES"]);
+  assert.deepEqual(ipt.chain("OUTPUT"), ["-j HAKUBE-API", "-j KUBE-SERVICES"]);
+  run(on);
+  assert.deepEqual(ipt.chain("PREROUTING"), ["-j HAKUBE-API", "-j KUBE-SERVICES"], "a second run changes nothing");
+  // kube-proxy restarted and prepended its jump again: the timer's run puts ours first.
+  fs.writeFileSync(path.join(dir, "nat", "PREROUTING"), "-j KUBE-SERVICES\n-j HAKUBE-API\n");
+  run(on);
+  assert.deepEqual(ipt.chain("PREROUTING"), ["-j HAKUBE-API", "-j KUBE-SERVICES"]);
+  // A new VIP replaces the rule.
+  run(apiBalancedScript({ serviceIp: "10.96.0.1", to: { address: "10.213.7.101", port: 8443 } }));
+  assert.deepEqual(ipt.chain("HAKUBE-API"), [dnat.replace("10.213.7.100", "10.213.7.101")]);
+  // podApiAccess "service": the jumps and the chain go, kube-proxy's rules stay.
+  run(apiBalancedScript({ serviceIp: "10.96.0.1" }));
+  assert.deepEqual(ipt.chain("PREROUTING"), ["-j KUBE-SERVICES"]);
+  assert.deepEqual(ipt.chain("OUTPUT"), ["-j KUBE-SERVICES"]);
+  assert.equal(fs.existsSync(path.join(dir, "nat", "HAKUBE-API")), false);
+  run(apiBalancedScript({ serviceIp: "10.96.0.1" }));
 });
