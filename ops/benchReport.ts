@@ -7,7 +7,9 @@ if (!fs.existsSync(file)) {
   process.exit(1);
 }
 const r = JSON.parse(fs.readFileSync(file, "utf8"));
-const rows: string[][] = [["scenario", "requests", "failed", "longest failure (ms)", "acked writes", "lost", "pulumi up (s)", "until healthy (s)"]];
+const rows: string[][] = [["scenario", "requests", "failed", "longest failure (ms)", "acked writes", "lost", "pulumi up (s)", "until healthy (s)", "in-cluster failed", "in-cluster longest (ms)"]];
+// The in-cluster probe's two clients, "per-request/http2".
+const both = (s: any, key: string) => (s.inCluster?.length ? s.inCluster.map((x: any) => String(x[key])).join("/") : "-");
 const seconds = (v: unknown, scale = 1) => (typeof v === "number" && v >= 0 ? (v / scale).toFixed(1) : "-");
 for (const [name, s] of Object.entries<any>(r.scenarios)) {
   rows.push([
@@ -15,11 +17,13 @@ for (const [name, s] of Object.entries<any>(r.scenarios)) {
     // Heal, replace and resize cases: how long their pulumi up ran, and until every check was healthy.
     seconds(s.facts?.upSeconds),
     seconds(s.facts?.healthyAfterMs, 1000),
+    both(s, "failedRequests"),
+    both(s, "longestFailureMs"),
   ]);
 }
 const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
 const line = (row: string[]) => row.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
-console.log(`HA benchmark (${r.machine.date}, ${r.machine.cpus} CPUs ${r.machine.cpuModel}, ${r.machine.memoryGiB} GiB, kernel ${r.machine.kernel})`);
+console.log(`HA benchmark (${r.machine.date}, ${r.machine.cpus} CPUs ${r.machine.cpuModel}, ${r.machine.memoryGiB} GiB, kernel ${r.machine.kernel}; pods reach the API through: ${r.podApiAccess ?? "?"})`);
 console.log(line(rows[0]));
 console.log(widths.map((w) => "-".repeat(w)).join("  "));
 rows.slice(1).forEach((row) => console.log(line(row)));

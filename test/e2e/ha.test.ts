@@ -53,7 +53,11 @@ const BOUND = availabilityBound({
 // version (the toolchain's node-<version> folder), so they start on FROM_VERSION and are
 // upgraded after the control plane in 6b. A pod on the first worker probes the API through
 // the kubernetes Service in every scenario (ops/inCluster.ts).
-const config = (pairs: Record<string, string>) => Object.entries(pairs).flatMap(([k, v]) => ["--config", `hakube:${k}=${v}`]);
+// HAKUBE_HA_POD_API_ACCESS=service|balancer (npm run bench:ha -- --pod-api-access X) picks
+// where the pods' kubernetes Service connections go (WorkerPool.podApiAccess; default balancer).
+const POD_API_ACCESS = process.env.HAKUBE_HA_POD_API_ACCESS;
+const config = (pairs: Record<string, string>) =>
+  Object.entries({ ...(POD_API_ACCESS ? { podApiAccess: POD_API_ACCESS } : {}), ...pairs }).flatMap(([k, v]) => ["--config", `hakube:${k}=${v}`]);
 
 let c: Cluster;
 const results: Record<string, ScenarioResult> = {};
@@ -212,6 +216,7 @@ after(() => {
       vipFailoverMs: results["lose-vip-holder"]?.facts.vipFailoverMs,
       availabilityBound: BOUND,
       repeat: REPEAT,
+      podApiAccess: POD_API_ACCESS ?? "balancer",
       ...figures,
     };
     fs.mkdirSync(path.dirname(out), { recursive: true });
