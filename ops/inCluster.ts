@@ -141,7 +141,7 @@ export class InClusterProbe {
   }
 
   private files(): Record<InClusterReport["kind"], string> {
-    const r = this.cred.ssh(this.node.address, `cd ${quote(`${HOST_DIR}/${this.name}`)} 2>/dev/null || exit 0\nfor k in per-request http2; do echo "== $k"; cat "$k.jsonl" 2>/dev/null; done`);
+    const r = this.cred.ssh(this.node.address, `cd ${quote(`${HOST_DIR}/${this.name}`)} 2>/dev/null || exit 0\nfor k in per-request http2; do echo "== $k"; cat "$k.jsonl" 2>/dev/null || true; done`);
     if (r.status !== 0) throw new Error(`in-cluster probe ${this.name}: cannot read its records on ${this.node.name}: ${r.stderr.trim()}`);
     const out: Record<string, string> = { "per-request": "", http2: "" };
     let current: string | undefined;
