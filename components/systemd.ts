@@ -64,6 +64,13 @@ export interface UnitSpec {
   readonly environmentFiles?: readonly string[];
   /** Words after the flags (a subcommand and its operands), escaped like flag values. */
   readonly args?: readonly string[];
+  /** The account the service runs as (and its group). @default root */
+  readonly user?: string;
+  /**
+   * Commands run before the service starts, with full privileges whatever `user` is
+   * (systemd's `+` prefix): each an argument list, escaped like flag values.
+   */
+  readonly privilegedPreStart?: readonly (readonly string[])[];
 }
 
 export function renderUnit(spec: UnitSpec): string {
@@ -79,7 +86,9 @@ export function renderUnit(spec: UnitSpec): string {
     "",
     "[Service]",
     `Type=${spec.type ?? "simple"}`,
+    ...(spec.user !== undefined ? [`User=${escapeWord(spec.user)}`, `Group=${escapeWord(spec.user)}`] : []),
     ...(spec.environmentFiles ?? []).map((f) => `EnvironmentFile=${f}`),
+    ...(spec.privilegedPreStart ?? []).map((argv) => `ExecStartPre=+${argv.map(escapeWord).join(" ")}`),
     [`ExecStart=${spec.binary}`, ...args, ...(spec.args ?? []).map(escapeWord)].join(" \\\n  "),
     "Restart=always",
     `RestartSec=${spec.restartSec ?? 2}`,

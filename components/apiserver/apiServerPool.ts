@@ -10,6 +10,8 @@ import { invalid, requireCidr, requireHosts, requireInteger, requireVersion } fr
 import { isDnsName } from "../net";
 import { DEFAULT_KUBERNETES_VERSION, MINIMUM_KUBERNETES_VERSION, parseVersion } from "../version";
 import {
+  ADMISSION_CONFIG,
+  admissionConfig,
   apiServerCreateScript,
   apiServerDeleteScript,
   apiServerGateScript,
@@ -55,7 +57,7 @@ export interface ApiServerPoolArgs {
    * @default balancerDetectionSeconds + 5
    */
   readonly shutdownDelayDurationSeconds?: number;
-  /** @default { maxAgeDays: 7, maxBackups: 5, maxSizeMb: 100 } */
+  /** @default { maxAgeDays: 30, maxBackups: 10, maxSizeMb: 100 } (the CIS Kubernetes Benchmark's minimums) */
   readonly audit?: { readonly maxAgeDays?: number; readonly maxBackups?: number; readonly maxSizeMb?: number };
   /** Extra or overriding kube-apiserver flags (name without "--"). @default {} */
   readonly extraFlags?: Readonly<Record<string, string>>;
@@ -117,8 +119,8 @@ export class ApiServerPool extends pulumi.ComponentResource {
       );
     }
     const audit = {
-      maxAgeDays: requireInteger(this, "audit.maxAgeDays", args.audit?.maxAgeDays ?? 7, 1, 3650),
-      maxBackups: requireInteger(this, "audit.maxBackups", args.audit?.maxBackups ?? 5, 1, 1000),
+      maxAgeDays: requireInteger(this, "audit.maxAgeDays", args.audit?.maxAgeDays ?? 30, 1, 3650),
+      maxBackups: requireInteger(this, "audit.maxBackups", args.audit?.maxBackups ?? 10, 1, 1000),
       maxSizeMb: requireInteger(this, "audit.maxSizeMb", args.audit?.maxSizeMb ?? 100, 1, 100000),
     };
     for (const flag of Object.keys(args.extraFlags ?? {})) {
@@ -168,20 +170,21 @@ export class ApiServerPool extends pulumi.ComponentResource {
       }
     }
     const sharedFiles: StepFile[] = [
-      { path: `${K8S_PKI}/ca.crt`, mode: "0644", content: pki.clusterCa.certPem },
-      { path: `${K8S_PKI}/etcd-ca.crt`, mode: "0644", content: pki.etcdCa.certPem },
-      { path: `${K8S_PKI}/apiserver-etcd-client.crt`, mode: "0644", content: pki.apiServerEtcdClient.certPem },
+      { path: `${K8S_PKI}/ca.crt`, mode: "0600", secret: false, content: pki.clusterCa.certPem },
+      { path: `${K8S_PKI}/etcd-ca.crt`, mode: "0600", secret: false, content: pki.etcdCa.certPem },
+      { path: `${K8S_PKI}/apiserver-etcd-client.crt`, mode: "0600", secret: false, content: pki.apiServerEtcdClient.certPem },
       { path: `${K8S_PKI}/apiserver-etcd-client.key`, mode: "0600", content: pki.apiServerEtcdClient.keyPem },
-      { path: `${K8S_PKI}/apiserver-kubelet-client.crt`, mode: "0644", content: pki.apiServerKubeletClient.certPem },
+      { path: `${K8S_PKI}/apiserver-kubelet-client.crt`, mode: "0600", secret: false, content: pki.apiServerKubeletClient.certPem },
       { path: `${K8S_PKI}/apiserver-kubelet-client.key`, mode: "0600", content: pki.apiServerKubeletClient.keyPem },
-      { path: `${K8S_PKI}/front-proxy-ca.crt`, mode: "0644", content: pki.frontProxyCa.certPem },
-      { path: `${K8S_PKI}/front-proxy-client.crt`, mode: "0644", content: pki.frontProxyClient.certPem },
+      { path: `${K8S_PKI}/front-proxy-ca.crt`, mode: "0600", secret: false, content: pki.frontProxyCa.certPem },
+      { path: `${K8S_PKI}/front-proxy-client.crt`, mode: "0600", secret: false, content: pki.frontProxyClient.certPem },
       { path: `${K8S_PKI}/front-proxy-client.key`, mode: "0600", content: pki.frontProxyClient.keyPem },
-      { path: `${K8S_PKI}/sa.pub`, mode: "0644", content: pki.serviceAccount.publicKeyPem },
+      { path: `${K8S_PKI}/sa.pub`, mode: "0600", secret: false, content: pki.serviceAccount.publicKeyPem },
       { path: `${K8S_PKI}/sa.key`, mode: "0600", content: pki.serviceAccount.privateKeyPem },
       { path: ENCRYPTION_CONFIG, mode: "0600", content: pulumi.secret(encryptionKey.stdout.apply((k) => encryptionConfig(k.trim()))) },
-      { path: AUDIT_POLICY, mode: "0644", content: auditPolicy() },
-      { path: AUTHENTICATION_CONFIG, mode: "0644", content: authenticationConfig() },
+      { path: AUDIT_POLICY, mode: "0600", secret: false, content: auditPolicy() },
+      { path: AUTHENTICATION_CONFIG, mode: "0600", secret: false, content: authenticationConfig() },
+      { path: ADMISSION_CONFIG, mode: "0600", secret: false, content: admissionConfig() },
     ];
 
     // Chained like etcd: an update restarts one apiserver at a time and waits for it.
@@ -194,11 +197,12 @@ export class ApiServerPool extends pulumi.ComponentResource {
           host,
           files: [
             ...sharedFiles,
-            { path: `${K8S_PKI}/apiserver.crt`, mode: "0644", content: pki.apiServerServing[host.name].certPem },
+            { path: `${K8S_PKI}/apiserver.crt`, mode: "0600", secret: false, content: pki.apiServerServing[host.name].certPem },
             { path: `${K8S_PKI}/apiserver.key`, mode: "0600", content: pki.apiServerServing[host.name].keyPem },
             {
               path: "/etc/systemd/system/kube-apiserver.service",
-              mode: "0644",
+              mode: "0600",
+              secret: false,
               content: pulumi
                 .all([host.address, settings])
                 .apply(([address, { clusterEndpoints, ...s }]) =>

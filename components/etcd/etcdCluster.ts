@@ -195,7 +195,8 @@ export class EtcdCluster extends pulumi.ComponentResource {
             { path: `${ETCD_PKI}/peer.key`, mode: "0600", content: args.pki.etcdPeer[host.name].keyPem },
             {
               path: "/etc/systemd/system/etcd.service",
-              mode: "0644",
+              mode: "0600",
+              secret: false,
               content: members.apply((ms) => etcdUnit(ms[i], ms, settings)),
             },
             { path: MEMBER_ENV, mode: "0644", content: members.apply((ms) => memberEnv(ms[i], settings)) },

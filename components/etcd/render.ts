@@ -3,6 +3,14 @@ import { command, quote, shellFunction } from "../remote/shell";
 import { INITIAL_CLUSTER_ENV, memberFunctions } from "./member";
 import { Flag, renderUnit } from "../systemd";
 import { readyzCheck } from "../apiserver/render";
+import { ETCD_TLS_MIN_VERSION, TLS_CIPHER_SUITES } from "../tls";
+
+/**
+ * The account etcd runs as (not root), owner of its data directory and its own keys. The
+ * unit hands them over before each start, so data a root process wrote (a restore, a
+ * join, an upgrade from a cluster whose etcd ran as root) is etcd's when it starts.
+ */
+export const ETCD_USER = "etcd";
 
 export const ETCD_PKI = "/etc/etcd/pki";
 export const ETCDCTL_ENV = "/etc/etcd/etcdctl.env";
@@ -47,6 +55,8 @@ export function etcdFlags(self: EtcdMember, members: readonly EtcdMember[], s: E
     ["peer-key-file", `${ETCD_PKI}/peer.key`],
     ["heartbeat-interval", s.heartbeatIntervalMs],
     ["election-timeout", s.electionTimeoutMs],
+    ["tls-min-version", ETCD_TLS_MIN_VERSION],
+    ["cipher-suites", TLS_CIPHER_SUITES.join(",")],
     ["listen-metrics-urls", `http://127.0.0.1:${s.clientPort + 2}`],
     ["strict-reconfig-check", true],
   ];
@@ -62,6 +72,13 @@ export function etcdUnit(self: EtcdMember, members: readonly EtcdMember[], s: Et
     // members at bootstrap, the running cluster's when a member joins (see member.ts).
     environmentFiles: [INITIAL_CLUSTER_ENV],
     flags: etcdFlags(self, members, s),
+    user: ETCD_USER,
+    privilegedPreStart: [
+      ["/usr/bin/install", "-d", "-m", "0700", "-o", ETCD_USER, "-g", ETCD_USER, s.dataDir],
+      ["/usr/bin/chown", "-R", `${ETCD_USER}:${ETCD_USER}`, s.dataDir, `${ETCD_PKI}/server.key`, `${ETCD_PKI}/peer.key`],
+      // Files are written under umask 077: the folders must let etcd reach its certificates.
+      ["/usr/bin/chmod", "0755", "/etc/etcd", ETCD_PKI],
+    ],
     timeoutStartSec: 300,
   });
 }
@@ -109,6 +126,12 @@ fi
 return 1`,
 );
 
+/** The system account etcd runs as, made once (before the unit that names it starts). */
+export const etcdAccountScript = `if ! id -u ${ETCD_USER} >/dev/null 2>&1; then
+  ${command(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", ETCD_USER])}
+  echo "hakube: made the ${ETCD_USER} account"
+fi`;
+
 /** Loads etcdctl's environment, this member's, and the membership functions. */
 const memberPrologue = `${loadEnv}
 . ${MEMBER_ENV}
@@ -132,7 +155,8 @@ ${localHealthWait(attempts, clientPort)}`;
  * otherwise it (re)starts without waiting (members of a new cluster start together).
  */
 export function etcdCreateScript(dataDir: string, attempts = 150, clientPort = 2379): string {
-  return `${command(["install", "-d", "-m", "0700", dataDir])}
+  return `${etcdAccountScript}
+${command(["install", "-d", "-m", "0700", dataDir])}
 systemctl daemon-reload
 systemctl enable etcd.service >/dev/null 2>&1
 ${memberPrologue}
@@ -180,7 +204,8 @@ export function etcdUpdateScript(
   fi
 `
     : "";
-  return `systemctl daemon-reload
+  return `${etcdAccountScript}
+systemctl daemon-reload
 systemctl enable etcd.service >/dev/null 2>&1
 ${memberPrologue}
 if [ -f ${RESTORE_START_PENDING} ]; then

@@ -1,4 +1,5 @@
 // HAProxy and keepalived rendering (pure).
+import { OPENSSL_CIPHERS } from "../tls";
 
 export interface HealthCheck {
   /** @default 500 */
@@ -58,6 +59,10 @@ export function renderHaproxyConfig(s: HaproxySettings): string {
     "  stats socket /run/haproxy/admin.sock mode 600 level admin",
     "  user haproxy",
     "  group haproxy",
+    // HAProxy's own TLS (its health checks of the apiservers): TLS 1.2 or newer, AEAD ciphers.
+    "  ssl-server-verify required",
+    "  ssl-default-server-options ssl-min-ver TLSv1.2",
+    `  ssl-default-server-ciphers ${OPENSSL_CIPHERS.join(":")}`,
     "",
     "defaults",
     "  mode tcp",

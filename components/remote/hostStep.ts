@@ -5,12 +5,20 @@ import { FileSpec, renderFileBundle, retryFunction, scriptPrologue, sha256, writ
 import { command as shellCommand } from "./shell";
 import { Component, recordStepFunction, repairLine } from "../observe/observe";
 
-/** A file for a host step; contents may be outputs. Mode 0600 marks a secret file. */
+/** A file for a host step; contents may be outputs. */
 export interface StepFile {
   readonly path: string;
   readonly mode: FileSpec["mode"];
   readonly content: pulumi.Input<string>;
+  /**
+   * Whether the contents are private (listed by path only in the step's header, never
+   * hashed in plain state). @default true for mode 0600, false otherwise: set false for a
+   * 0600 file that holds nothing private (a certificate, a unit file).
+   */
+  readonly secret?: boolean;
 }
+
+const isSecretFile = (f: StepFile) => f.secret ?? f.mode === "0600";
 
 export interface HostStepArgs {
   readonly host: Host;
@@ -67,8 +75,8 @@ function resolve(files: readonly StepFile[]): pulumi.Output<FileSpec[]> {
 export function hostStep(name: string, args: HostStepArgs, opts: pulumi.CustomResourceOptions): command.remote.Command {
   const files = args.files ?? [];
   const withFiles = files.length > 0;
-  const publicFiles = files.filter((f) => f.mode !== "0600");
-  const secretFiles = files.filter((f) => f.mode === "0600");
+  const publicFiles = files.filter((f) => !isSecretFile(f));
+  const secretFiles = files.filter(isSecretFile);
   // The header names every input with a short hash, so `pulumi preview --diff` shows
   // which file changed; private files are listed by path only (their contents travel
   // in the secret stdin, whose change re-runs the step as well).

@@ -4,6 +4,7 @@
 import { renderUnit } from "../systemd";
 import { quote as q } from "../remote/shell";
 import { renderKubeconfig } from "../pki/kubeconfig";
+import { KUBERNETES_TLS_MIN_VERSION, TLS_CIPHER_SUITES } from "../tls";
 
 /** Paths on a worker. */
 export const NODE_PATHS = {
@@ -80,6 +81,9 @@ export function kubeletConfig(s: KubeletSettings): string {
     "serverTLSBootstrap: true",
     "readOnlyPort: 0",
     `resolvConf: ${NODE_PATHS.kubeletResolvConf}`,
+    `tlsMinVersion: ${KUBERNETES_TLS_MIN_VERSION}`,
+    "tlsCipherSuites:",
+    ...TLS_CIPHER_SUITES.map((c) => `- ${c}`),
     "",
   ].join("\n");
 }

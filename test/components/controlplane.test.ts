@@ -3,6 +3,7 @@ import { before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { byName, decodeBundle, ETCD_DIGEST, hosts, isSecret, nameOf, program, recorded, valueOf } from "../helpers/mocks";
 import { HaControlPlane, planControlPlane } from "../../components";
+import { CIS_PATHS, COMPONENTS, evaluateCis, formatCisReport, HostFacts, unitArgs } from "../../ops/cis";
 
 // Two control planes in one program: 3 hosts (VIP on the control-plane hosts) and
 // 5 hosts with 5 external etcd hosts and 2 balancer hosts of their own.
@@ -148,17 +149,49 @@ test("secrets: every private key, kubeconfig and file bundle is secret; none is 
   }
 });
 
-test("key files and kubeconfigs are written with mode 0600, certificates 0644", async () => {
+test("CIS file modes: keys, kubeconfigs, certificates, configs and unit files 0600; etcd's certificates readable by its account", async () => {
   const files = await bundleOf("c3-controllers-cp-1");
   assert.equal(files.get("/etc/kubernetes/controller-manager.conf")?.mode, "0600");
   assert.equal(files.get("/etc/kubernetes/scheduler.conf")?.mode, "0600");
   assert.equal(files.get("/etc/kubernetes/pki/ca.key")?.mode, "0600");
-  assert.equal(files.get("/etc/kubernetes/pki/ca.crt")?.mode, "0644");
-  for (const [path, file] of [...files, ...(await bundleOf("c3-apiserver-cp-1")), ...(await bundleOf("c3-etcd-cp-1"))]) {
+  assert.equal(files.get("/etc/kubernetes/pki/ca.crt")?.mode, "0600");
+  const apiserver = await bundleOf("c3-apiserver-cp-1");
+  const etcd = await bundleOf("c3-etcd-cp-1");
+  for (const [path, file] of [...files, ...apiserver, ...etcd]) {
     if (/PRIVATE KEY|client-key-data|secretbox/.test(file.content)) {
       assert.equal(file.mode, "0600", `${path} holds a secret`);
     }
+    if (path.startsWith("/etc/systemd/system/") || path.startsWith("/etc/kubernetes/")) {
+      assert.equal(file.mode, "0600", `${path} (CIS 1.1: unit files, configs and PKI files 600)`);
+    }
   }
+  assert.ok(apiserver.has("/etc/kubernetes/admission-config.yaml"));
+  // etcd runs as its own account: it reads its certificates, and its keys become its own at start.
+  assert.equal(etcd.get("/etc/etcd/pki/server.crt")?.mode, "0644");
+  assert.equal(etcd.get("/etc/etcd/pki/server.key")?.mode, "0600");
+  const unit = etcd.get("/etc/systemd/system/etcd.service")!.content;
+  assert.match(unit, /^User=etcd$/m);
+  assert.match(unit, /^ExecStartPre=\+\/usr\/bin\/chown -R etcd:etcd \/var\/lib\/etcd \/etc\/etcd\/pki\/server.key \/etc\/etcd\/pki\/peer.key$/m);
+});
+
+test("CIS: the rendered control plane passes every automated control-plane and etcd check but the data directory's (live only)", async () => {
+  const bundles = new Map([...(await bundleOf("c3-etcd-cp-1")), ...(await bundleOf("c3-apiserver-cp-1")), ...(await bundleOf("c3-controllers-cp-1"))]);
+  const processes: HostFacts["processes"] = {};
+  const users: Record<string, string> = {};
+  for (const c of COMPONENTS) {
+    const unit = bundles.get(CIS_PATHS.units[c])!.content;
+    processes[c] = unitArgs(unit);
+    users[c] = /^User=(\S+)$/m.exec(unit)?.[1] ?? "root";
+  }
+  // Written by root with their bundle's mode; etcd's data directory exists only on a machine.
+  const files = Object.fromEntries([...bundles].map(([path, f]) => [path, { mode: parseInt(f.mode, 8), owner: "root:root" }]));
+  const results = evaluateCis({ processes, users, files, schedulerConfig: bundles.get("/etc/kubernetes/scheduler-config.yaml")!.content });
+  const failed = results.filter((r) => r.verdict === "fail");
+  assert.deepEqual(failed.map((r) => r.id), ["1.1.11", "1.1.12"], formatCisReport("cp-1 (rendered)", results));
+  assert.ok(results.filter((r) => r.verdict === "pass").length >= 50, "the checks ran");
+  // The scheduler takes profiling from its config file: the flag alone would not do.
+  const withoutConfigField = evaluateCis({ processes, users, files, schedulerConfig: "kind: KubeSchedulerConfiguration\n" });
+  assert.equal(withoutConfigField.find((r) => r.id === "1.4.1")!.verdict, "fail");
 });
 
 test("apiserver certificate SANs: endpoint, every address, kubernetes names, first service IP", async () => {

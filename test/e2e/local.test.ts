@@ -12,6 +12,7 @@ import { collectStatus, ControlPlaneStatus, formatStatus, statusProblems } from 
 import { backupList, backupNow, destroyEtcdData, setRestoreRequest } from "../../ops/backups";
 import { LOAD_ETCDCTL_ENV } from "../../ops/parse";
 import { destroyMachine, killMachine } from "../../ops/scenarios";
+import { collectCisFacts, evaluateCis, formatCisReport, tlsProbeScript } from "../../ops/cis";
 
 let outputs: LocalOutputs;
 let cred: Credentials;
@@ -84,6 +85,42 @@ test("every etcd member is healthy and exactly one leads", () => {
   assert.equal(status.etcd.length, 3);
   assert.ok(status.etcd.every((m) => m.healthy), JSON.stringify(status.etcd));
   assert.equal(status.etcd.filter((m) => m.leader).length, 1);
+});
+
+test("CIS: every automated control-plane and etcd check passes on every control-plane machine (etcd as its own account)", () => {
+  for (const host of outputs.hosts) {
+    const results = evaluateCis(collectCisFacts(cred, host.address));
+    const report = formatCisReport(host.name, results);
+    assert.deepEqual(results.filter((r) => r.verdict === "fail").map((r) => r.id), [], report);
+    assert.equal(results.find((r) => r.id === "1.1.12")!.verdict, "pass", "the data directory is etcd's");
+    assert.equal(results.find((r) => r.id === "hakube.etcd.user")!.verdict, "pass");
+  }
+});
+
+test("TLS: apiserver, etcd (client and peer), controller-manager, scheduler and the balancer refuse TLS 1.1 and CBC ciphers, and accept TLS 1.3 and AEAD TLS 1.2 ciphers", () => {
+  const host = outputs.hosts[0];
+  // From the machine itself, to its own ports (the balancer's frontend passes TLS through).
+  const r = cred.ssh(host.address, tlsProbeScript([6443, 8443, 2379, 2380, 10257, 10259], host.address), 120_000);
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split("\n");
+  for (const port of [6443, 8443, 2379, 2380, 10257, 10259]) {
+    assert.ok(lines.includes(`${port} tls1.1 refused`), `${port}: ${r.stdout}`);
+    assert.ok(lines.includes(`${port} cbc refused`), `${port}: ${r.stdout}`);
+    assert.ok(lines.includes(`${port} aead accepted`), `${port}: ${r.stdout}`);
+    assert.ok(lines.includes(`${port} tls1.3 accepted`), `${port}: ${r.stdout}`);
+  }
+});
+
+test("admission: a Service claiming an external IP is refused (DenyServiceExternalIPs)", () => {
+  const manifest = JSON.stringify({
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { name: "hakube-external-ip", namespace: "default" },
+    spec: { ports: [{ port: 80 }], externalIPs: ["203.0.113.10"] },
+  });
+  const refused = cred.kubectl(["create", "--dry-run=server", "-f", "-"], manifest);
+  assert.notEqual(refused.status, 0, refused.stdout);
+  assert.match(refused.stderr, /externalIPs|DenyServiceExternalIPs/i);
 });
 
 const NS = "hakube-e2e";

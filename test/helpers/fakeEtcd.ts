@@ -111,6 +111,10 @@ export function fakeEtcd(cluster: Omit<FakeCluster, "log">): FakeEtcd {
   const bin = path.join(dir, "bin");
   fs.mkdirSync(bin);
   for (const tool of ["etcdctl", "systemctl"]) fs.writeFileSync(path.join(bin, tool), FAKE, { mode: 0o755 });
+  // The etcd account exists (the scripts make it with useradd otherwise, which must not
+  // touch the test machine's accounts).
+  fs.writeFileSync(path.join(bin, "id"), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+  fs.writeFileSync(path.join(bin, "useradd"), "#!/bin/sh\necho useradd must not run here >&2\nexit 1\n", { mode: 0o755 });
   const stateFile = path.join(dir, "state.json");
   fs.writeFileSync(stateFile, JSON.stringify({ ...cluster, log: [] }));
   return {

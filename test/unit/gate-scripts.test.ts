@@ -58,9 +58,9 @@ test("the controllers' Lease gate treats an API error as no holder and retries",
   assert.equal(s.calls("kubectl"), 3, "one error, one holder, then the scheduler's");
 });
 
-test("the etcd create script makes the data directory it is given, private", () => {
-  // daemon-reload, enable, is-active (inactive: 3), restart; no other member answers
-  const s = stubs({ systemctl: [{}, {}, { exitCode: 3 }, {}], etcdctl: [{ exitCode: 1 }] });
+test("the etcd create script makes the etcd account and the data directory it is given, private", () => {
+  // daemon-reload, enable, is-active (inactive: 3), restart; no other member answers; no etcd account yet
+  const s = stubs({ systemctl: [{}, {}, { exitCode: 3 }, {}], etcdctl: [{ exitCode: 1 }], id: [{ exitCode: 1 }], useradd: [{}] });
   const dataDir = path.join(s.dir, "data dir", "etcd");
   fs.writeFileSync(path.join(s.dir, "etcdctl.env"), "ETCDCTL_ENDPOINTS=https://10.0.0.11:2379,https://10.0.0.12:2379\n");
   fs.writeFileSync(path.join(s.dir, "member.env"), memberEnv({ name: "cp-1", address: "10.0.0.11" }, { clusterToken: "t", dataDir, clientPort: 2379, peerPort: 2380, heartbeatIntervalMs: 100, electionTimeoutMs: 1000 }));
@@ -72,5 +72,6 @@ test("the etcd create script makes the data directory it is given, private", () 
   assert.equal(r.status, 0, r.stderr);
   assert.equal(fs.statSync(dataDir).mode & 0o777, 0o700);
   assert.ok(s.argv("systemctl").some((a) => a[0] === "restart"), "starts etcd when it is not active");
+  assert.deepEqual(s.argv("useradd"), [["--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", "etcd"]]);
   assert.deepEqual(s.argv("etcdctl"), [["endpoint", "health"]], "asked whether the other member holds a quorum (it does not: bootstrap)");
 });
