@@ -6,6 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { allowStackNetwork, assertSafeDestination } from "./guard";
+import type { CertificateExpiry } from "../components/pki/clusterPki";
 
 export const ROOT = path.resolve(__dirname, "..", "..");
 export const TOOLCHAIN_BIN = path.join(process.env.HAKUBE_TOOLCHAIN_DIR ?? "/var/cache/hakube/toolchain", "bin");
@@ -50,6 +51,8 @@ export interface LocalOutputs {
   workers?: (LocalHost & { podCidr: string })[];
   /** The cluster DNS Service's address, on a stack with workers. */
   clusterDns?: string;
+  /** Every certificate's end of validity and renewal time, soonest first. */
+  certificateExpiry?: CertificateExpiry[];
 }
 
 /** Every machine of the stack: the control plane's, the object store's and the workers. */

@@ -5,6 +5,7 @@ import { assertSafeUrl } from "./guard";
 import { controlPlaneHosts, Credentials, etcdHosts, LocalOutputs, run, stackOutputs } from "./localStack";
 import { EtcdEndpointStatus, EtcdHealth, hostOfEndpoint, LOAD_ETCDCTL_ENV, isEtcdLeader, readyAddresses } from "./parse";
 import { BackupStatus, backupStatus, formatBackupStatus } from "./backups";
+import type { CertificateExpiry } from "../components/pki/clusterPki";
 
 export interface EtcdMemberStatus {
   name: string;
@@ -26,6 +27,18 @@ export interface ControlPlaneStatus {
   backups?: BackupStatus;
   /** Worker nodes the stack made, with whether each is Ready (absent: not registered). */
   nodes?: { name: string; ready: boolean | undefined }[];
+  /** Every certificate of the cluster's PKI with its expiry, soonest first (the stack's output). */
+  certificates?: CertificateExpiry[];
+}
+
+const DAY_MS = 86_400_000;
+
+/** One line per certificate: name, end of validity, days left, and whether the next `pulumi up` renews it. */
+export function formatExpiry(c: CertificateExpiry, now: number): string {
+  const left = Math.floor((Date.parse(c.notAfter) - now) / DAY_MS);
+  const state =
+    Date.parse(c.notAfter) <= now ? "EXPIRED" : c.renewFrom !== "" && Date.parse(c.renewFrom) <= now ? "inside its renewal window: the next pulumi up renews it" : `renews from ${c.renewFrom.slice(0, 10)}`;
+  return `${c.name} ${c.kind === "ca" ? "(CA) " : ""}until ${c.notAfter} (${left} days; ${state})`;
 }
 
 const PROCESSES = ["etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "haproxy", "keepalived"];
@@ -116,10 +129,11 @@ export function collectStatus(outputs: LocalOutputs, cred: Credentials): Control
     memoryMiB: memoryByHost(cred, outputs),
     backups: outputs.backupStorage ? backupStatus(cred, outputs) : undefined,
     nodes: outputs.workers?.length ? nodeStatus(cred, outputs) : undefined,
+    certificates: outputs.certificateExpiry,
   };
 }
 
-export function formatStatus(s: ControlPlaneStatus): string {
+export function formatStatus(s: ControlPlaneStatus, now = Date.now()): string {
   const lines = [
     `hakube control plane (stack ${process.env.HAKUBE_STACK ?? "local"})`,
     `  API endpoint (VIP)          ${s.endpoint}`,
@@ -133,6 +147,12 @@ export function formatStatus(s: ControlPlaneStatus): string {
     ),
     ...(s.backups ? [`  last etcd backup            ${formatBackupStatus(s.backups)}`] : []),
     ...(s.nodes ? [`  worker nodes                ${s.nodes.map((n) => `${n.name} ${n.ready === undefined ? "NOT REGISTERED" : n.ready ? "Ready" : "NOT READY"}`).join(", ")}`] : []),
+    ...(s.certificates?.length
+      ? [
+          `  certificates                ${s.certificates.length}, soonest to expire first:`,
+          ...s.certificates.slice(0, 3).map((c) => `    ${formatExpiry(c, now)}`),
+        ]
+      : []),
     "  memory (RSS, MiB)",
     ...Object.entries(s.memoryMiB).map(
       ([host, procs]) =>
@@ -162,6 +182,8 @@ export function statusProblems(s: ControlPlaneStatus, apiServerCount: number): s
   if (s.backups?.error) problems.push(`the etcd backups cannot be listed: ${s.backups.error}`);
   const notReady = (s.nodes ?? []).filter((n) => !n.ready).map((n) => n.name);
   if (notReady.length > 0) problems.push(`worker nodes not Ready: ${notReady.join(", ")}`);
+  const expired = (s.certificates ?? []).filter((c) => Date.parse(c.notAfter) <= Date.now()).map((c) => c.name);
+  if (expired.length > 0) problems.push(`certificates expired: ${expired.join(", ")}`);
   return problems;
 }
 

@@ -491,6 +491,43 @@ export const privateKeysSecret: ResourceValidationPolicy = {
   validateResource: validatePrivateKeysSecret,
 };
 
+// ---------------------------------------------------------------------------------------
+// certificate-renewal-window (advisory): a certificate inside its renewal window.
+
+export const CERTIFICATE_TYPES = ["tls:index/locallySignedCert:LocallySignedCert", "tls:index/selfSignedCert:SelfSignedCert"] as const;
+
+/**
+ * Warns for each certificate whose renewal window has begun (its end of validity minus
+ * its `earlyRenewalHours` is past): the next `pulumi up` issues it anew and rolls it out
+ * host by host; one that has expired is reported as such. Certificates whose end is not
+ * known (being issued by this very update) are left alone.
+ */
+export function validateCertificateRenewal(args: StackValidationArgs, reportViolation: ReportViolation, now = Date.now()): void {
+  for (const cert of args.resources.filter((r) => (CERTIFICATE_TYPES as readonly string[]).includes(r.type))) {
+    const end = knownOrUndefined(() => cert.props.validityEndTime as string | undefined);
+    const early = knownOrUndefined(() => cert.props.earlyRenewalHours as number | undefined) ?? 0;
+    if (typeof end !== "string" || Number.isNaN(Date.parse(end))) continue;
+    const endMs = Date.parse(end);
+    if (endMs <= now) {
+      reportViolation(`certificate "${cert.name}" expired at ${end}: run pulumi up to issue it anew.`, cert.urn);
+    } else if (endMs - early * 3_600_000 <= now) {
+      const days = Math.floor((endMs - now) / 86_400_000);
+      reportViolation(
+        `certificate "${cert.name}" expires at ${end} (in ${days} days) and is inside its renewal window (${early} hours): ` +
+          `the next pulumi up issues it anew and rolls it out one host at a time.`,
+        cert.urn,
+      );
+    }
+  }
+}
+
+export const certificateRenewalWindow: StackValidationPolicy = {
+  name: "certificate-renewal-window",
+  description: "Warns when a certificate is inside its renewal window or has expired.",
+  enforcementLevel: "advisory",
+  validateStack: (args, report) => validateCertificateRenewal(args, report),
+};
+
 /** The pack's policies, in the order they are reported. */
 export const hakubePolicies = [
   etcdOddMemberCount,
@@ -498,4 +535,5 @@ export const hakubePolicies = [
   balancerReadyzHealthCheck,
   noWorldOpenEtcdPorts,
   privateKeysSecret,
+  certificateRenewalWindow,
 ];

@@ -133,6 +133,8 @@ function local() {
     backupStorage: store && { endpoint: store.endpoint, bucket: store.bucket, prefix: `${pulumi.getStack()}/etcd` },
     restoredFrom: cluster.etcd.restoredFrom,
     lastBackup: cluster.backups?.lastBackup,
+    // Every certificate's end of validity and renewal time, soonest first.
+    certificateExpiry: cluster.pki.certificateExpiry(),
     storageHosts: (machines.groups.s3 ?? []).map((h) => ({ name: h.name, address: h.address, veth: h.veth, netns: h.netns, dir: h.dir })),
     workers: (workers?.workers ?? []).map((w) => {
       const m = machines.groups.worker.find((h) => h.name === w.host.name)!;
@@ -244,6 +246,7 @@ function aws() {
     backupBucket: backupBucket?.bucket.bucket,
     restoredFrom: cluster.etcd.restoredFrom,
     lastBackup: backupBucket?.lastBackup,
+    certificateExpiry: cluster.pki.certificateExpiry(),
     hosts: machines.hosts.map((h) => ({ name: h.name, address: h.address })),
     workers: machines.workerHosts.map((h) => ({ name: h.name, address: h.address })),
   };

@@ -40,6 +40,23 @@ export interface ClusterPkiArgs {
 
 type Usage = "server" | "client" | "peer";
 
+/** When one certificate of the PKI expires, and from when a `pulumi up` renews it. */
+export interface CertificateExpiry {
+  /** The certificate's resource name, e.g. "local-pki-apiserver-cp-1". */
+  readonly name: string;
+  /** "ca" or "leaf". */
+  readonly kind: "ca" | "leaf";
+  /** RFC 3339 end of validity. */
+  readonly notAfter: string;
+  /** RFC 3339: from this time on, the next `pulumi up` issues it anew. */
+  readonly renewFrom: string;
+}
+
+/** Expiries sorted soonest first (ties by name); pure. */
+export function sortExpiries(list: readonly CertificateExpiry[]): CertificateExpiry[] {
+  return [...list].sort((a, b) => Date.parse(a.notAfter) - Date.parse(b.notAfter) || a.name.localeCompare(b.name));
+}
+
 const USES: Record<Usage, string[]> = {
   server: ["digital_signature", "key_encipherment", "server_auth"],
   client: ["digital_signature", "key_encipherment", "client_auth"],
@@ -92,6 +109,7 @@ export class ClusterPki extends pulumi.ComponentResource {
 
   private readonly validityHours: number;
   private readonly earlyRenewalHours: number;
+  private readonly issued: { name: string; kind: "ca" | "leaf"; end: pulumi.Output<string>; earlyHours: number }[] = [];
 
   constructor(name: string, args: ClusterPkiArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hakube:index:ClusterPki", name, {}, opts);
@@ -194,6 +212,25 @@ export class ClusterPki extends pulumi.ComponentResource {
     return this.leaf(name, this.clusterCa, subject, "client");
   }
 
+  /**
+   * Every certificate this PKI issued (the CAs and every leaf, including those made later
+   * with `clientCertificate`), soonest expiry first. Call it after the last
+   * `clientCertificate` (a stack does, when it exports it).
+   */
+  public certificateExpiry(): pulumi.Output<CertificateExpiry[]> {
+    const issued = [...this.issued];
+    return pulumi.all(issued.map((c) => c.end)).apply((ends) =>
+      sortExpiries(
+        issued.map((c, i) => ({
+          name: c.name,
+          kind: c.kind,
+          notAfter: ends[i],
+          renewFrom: Number.isNaN(Date.parse(ends[i])) ? "" : new Date(Date.parse(ends[i]) - c.earlyHours * 3_600_000).toISOString(),
+        })),
+      ),
+    );
+  }
+
   /** A kubeconfig (secret) for one of this PKI's client certificates and an API URL. */
   public kubeconfig(client: KeyPair, userName: string, server: pulumi.Input<string>, clusterName = "hakube"): pulumi.Output<string> {
     return pulumi.secret(
@@ -213,6 +250,7 @@ export class ClusterPki extends pulumi.ComponentResource {
 
   private selfSignedCa(name: string, commonName: string, hours: number): KeyPair {
     const key = this.privateKey(`${name}-key`);
+    const earlyRenewalHours = Math.min(this.earlyRenewalHours * 2, hours - 1);
     const cert = new tls.SelfSignedCert(
       name,
       {
@@ -220,11 +258,12 @@ export class ClusterPki extends pulumi.ComponentResource {
         subject: { commonName },
         isCaCertificate: true,
         validityPeriodHours: hours,
-        earlyRenewalHours: Math.min(this.earlyRenewalHours * 2, hours - 1),
+        earlyRenewalHours,
         allowedUses: ["cert_signing", "crl_signing", "digital_signature", "key_encipherment"],
       },
       { parent: this },
     );
+    this.issued.push({ name, kind: "ca", end: cert.validityEndTime, earlyHours: earlyRenewalHours });
     return { certPem: cert.certPem, keyPem: pulumi.secret(key.privateKeyPem) };
   }
 
@@ -259,6 +298,7 @@ export class ClusterPki extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+    this.issued.push({ name, kind: "leaf", end: cert.validityEndTime, earlyHours: this.earlyRenewalHours });
     return { certPem: cert.certPem, keyPem: pulumi.secret(key.privateKeyPem) };
   }
 }

@@ -4,6 +4,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { byName, decodeBundle, ETCD_DIGEST, hosts, isSecret, nameOf, program, recorded, valueOf } from "../helpers/mocks";
 import { HaControlPlane, planControlPlane } from "../../components";
 import { CIS_PATHS, COMPONENTS, evaluateCis, formatCisReport, HostFacts, unitArgs } from "../../ops/cis";
+import { formatExpiry } from "../../ops/status";
+import type { CertificateExpiry } from "../../components";
 
 // Two control planes in one program: 3 hosts (VIP on the control-plane hosts) and
 // 5 hosts with 5 external etcd hosts and 2 balancer hosts of their own.
@@ -192,6 +194,20 @@ test("CIS: the rendered control plane passes every automated control-plane and e
   // The scheduler takes profiling from its config file: the flag alone would not do.
   const withoutConfigField = evaluateCis({ processes, users, files, schedulerConfig: "kind: KubeSchedulerConfiguration\n" });
   assert.equal(withoutConfigField.find((r) => r.id === "1.4.1")!.verdict, "fail");
+});
+
+test("certificate expiry: every CA and leaf, soonest first, each with the time a pulumi up renews it", async () => {
+  const expiry = await valueOf<CertificateExpiry[]>(three.pki.certificateExpiry());
+  const leaves = expiry.filter((c) => c.kind === "leaf");
+  assert.equal(expiry.filter((c) => c.kind === "ca").length, 3);
+  assert.ok(leaves.length >= 3 * 3 + 7, `${leaves.length} leaves: etcd server and peer and apiserver serving per host, and the clients`);
+  assert.deepEqual(expiry.slice(0, leaves.length).map((c) => c.kind), leaves.map(() => "leaf"), "leaves (1 year) before the CAs (10 years)");
+  assert.ok(expiry.every((c, i) => i === 0 || Date.parse(expiry[i - 1].notAfter) <= Date.parse(c.notAfter)), "sorted");
+  const apiserver = expiry.find((c) => c.name === "c3-pki-apiserver-cp-1")!;
+  assert.equal(Date.parse(apiserver.notAfter) - Date.parse(apiserver.renewFrom), 720 * 3_600_000, "30 days of early renewal");
+  const now = Date.parse(apiserver.notAfter) - 10 * 86_400_000;
+  assert.match(formatExpiry(apiserver, now), /until .* \(10 days; inside its renewal window: the next pulumi up renews it\)/);
+  assert.match(formatExpiry(apiserver, Date.parse(apiserver.notAfter) + 1000), /EXPIRED/);
 });
 
 test("apiserver certificate SANs: endpoint, every address, kubernetes names, first service IP", async () => {

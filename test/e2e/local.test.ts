@@ -123,6 +123,21 @@ test("admission: a Service claiming an external IP is refused (DenyServiceExtern
   assert.match(refused.stderr, /externalIPs|DenyServiceExternalIPs/i);
 });
 
+test("expiry: the stack output lists every certificate soonest first, as the machines hold them; the status summary shows the soonest; no renewal warning", () => {
+  const list = outputs.certificateExpiry ?? [];
+  assert.ok(list.length >= 20, `${list.length} certificates`);
+  assert.ok(list.every((c, i) => i === 0 || Date.parse(list[i - 1].notAfter) <= Date.parse(c.notAfter)), "soonest first");
+  assert.ok(Date.parse(list[0].notAfter) - Date.now() > 300 * 86_400_000, "a new stack's leaves are valid for a year");
+  const host = outputs.hosts[0];
+  const entry = list.find((c) => c.name === `local-pki-apiserver-${host.name}`);
+  assert.ok(entry, list.map((c) => c.name).join(", "));
+  const r = cred.ssh(host.address, "openssl x509 -noout -enddate -in /etc/kubernetes/pki/apiserver.crt");
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(Date.parse(r.stdout.trim().replace(/^notAfter=/, "")), Math.floor(Date.parse(entry.notAfter) / 1000) * 1000, "the serving certificate on the machine is the one in the output");
+  assert.match(formatStatus(status), /certificates\s+\d+, soonest to expire first:\n {4}\S+ until \S+ \(\d+ days; renews from \d{4}-\d\d-\d\d\)/);
+  assert.doesNotMatch(upOutput, /certificate-renewal-window/, "no certificate inside its renewal window");
+});
+
 const NS = "hakube-e2e";
 const SECRET_VALUE = `hakube-e2e-plaintext-${process.pid}-${Date.now()}`;
 

@@ -33,6 +33,10 @@ YsCWBSv9jQIgTh1YLiIxdBmIGQ+gNBd44d36jLJXuFMmlGDUCmnZ780=
 /** Mock EC2 instances get distinct private addresses 10.<n>.0.10. */
 let instanceCount = 0;
 
+/** Certificates of the mocks are issued at this instant. */
+export const MOCK_ISSUED_AT = Date.parse("2026-01-01T00:00:00Z");
+const mockValidityEnd = (hours: number) => new Date(MOCK_ISSUED_AT + hours * 3_600_000).toISOString();
+
 pulumi.runtime.setMocks(
   {
     newResource(args) {
@@ -48,9 +52,11 @@ pulumi.runtime.setMocks(
           // A real (public, throw-away) certificate after the name: code that reads a CA's
           // public key (the backups' cluster id) can parse it.
           state.certPem = `mock-${args.name}\n${FIXTURE_CERT}\n`;
+          state.validityEndTime = mockValidityEnd(args.inputs.validityPeriodHours);
           break;
         case "tls:index/locallySignedCert:LocallySignedCert":
           state.certPem = `-----BEGIN CERTIFICATE-----\nmock-${args.name}\n-----END CERTIFICATE-----\n`;
+          state.validityEndTime = mockValidityEnd(args.inputs.validityPeriodHours);
           break;
         case "tls:index/certRequest:CertRequest":
           state.certRequestPem = `-----BEGIN CERTIFICATE REQUEST-----\nmock-${args.name}\n-----END CERTIFICATE REQUEST-----\n`;

@@ -23,6 +23,8 @@ import {
   noWorldOpenEtcdPorts,
   parentTypeFromUrn,
   privateKeysSecret,
+  certificateRenewalWindow,
+  validateCertificateRenewal,
 } from "../../policy/rules";
 
 // ---------------------------------------------------------------------------------------
@@ -431,6 +433,39 @@ describe("values unknown during a preview", () => {
     await assert.rejects(run([controlPlaneMultiAz], resources), UnknownValueError);
     // Two known zones already decide it.
     await accepts(controlPlaneMultiAz, [...resources, i("c", { tags, availabilityZone: "eu-central-1b" })]);
+  });
+});
+
+describe("certificate-renewal-window (advisory)", () => {
+  const now = Date.parse("2026-12-02T12:00:00Z");
+  const cert = (name: string, end: string | undefined, early: number): FakeResource => ({
+    type: "tls:index/locallySignedCert:LocallySignedCert",
+    name,
+    props: { validityEndTime: end, earlyRenewalHours: early },
+  });
+  const check = (resources: FakeResource[]) => {
+    const found: string[] = [];
+    validateCertificateRenewal(stackArgs(resources), (m) => found.push(m ?? ""), now);
+    return found;
+  };
+
+  test("is advisory and part of the pack", () => {
+    assert.equal(certificateRenewalWindow.enforcementLevel, "advisory");
+    assert.ok(hakubePolicies.includes(certificateRenewalWindow));
+  });
+
+  test("warns for a certificate inside its renewal window and for one that expired, not for the others", () => {
+    const found = check([
+      cert("fresh", "2027-12-02T12:00:00Z", 720),
+      cert("soon", "2026-12-20T12:00:00Z", 720),
+      cert("gone", "2026-12-01T12:00:00Z", 720),
+      cert("issuing", undefined, 720),
+      { type: "tls:index/selfSignedCert:SelfSignedCert", name: "ca-soon", props: { validityEndTime: "2027-01-10T12:00:00Z", earlyRenewalHours: 1440 } },
+    ]);
+    assert.equal(found.length, 3, found.join("\n"));
+    assert.match(found.find((m) => m.includes('"soon"'))!, /in 18 days.*renewal window \(720 hours\)/);
+    assert.match(found.find((m) => m.includes('"gone"'))!, /expired at 2026-12-01T12:00:00Z/);
+    assert.ok(found.some((m) => m.includes('"ca-soon"')));
   });
 });
 
