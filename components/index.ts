@@ -11,6 +11,8 @@ export * from "./binaries/source";
 export * from "./binaries/install";
 export * from "./pki/kubeconfig";
 export * from "./pki/clusterPki";
+export * from "./pki/keyRing";
+export * from "./pki/renewal";
 export * from "./etcd/render";
 export * from "./etcd/member";
 export * from "./etcd/membership";

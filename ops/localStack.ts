@@ -86,10 +86,10 @@ export function run(cmd: string, args: string[], opts: { input?: string; env?: N
  * Like `run`, without blocking the event loop (probes keep their timing while a fault is
  * injected or `pulumi up` runs). Killed after timeoutMs.
  */
-export function runAsync(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> {
+export function runAsync(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Run> {
   const start = Date.now();
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...(opts.env ?? {}) } });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d));
@@ -108,13 +108,13 @@ export function runAsync(cmd: string, args: string[], opts: { input?: string; ti
   });
 }
 
-export function pulumiAsync(args: string[], timeoutMs = 900_000): Promise<Run> {
-  return runAsync("bash", [path.join(ROOT, "scripts", "pulumi-local.sh"), ...args], { timeoutMs });
+export function pulumiAsync(args: string[], timeoutMs = 900_000, env?: NodeJS.ProcessEnv): Promise<Run> {
+  return runAsync("bash", [path.join(ROOT, "scripts", "pulumi-local.sh"), ...args], { timeoutMs, env });
 }
 
 /** The Pulumi CLI on the local stack (env, backend, passphrase and config copy set up by the script). */
-export function pulumi(args: string[], timeoutMs = 900_000): Run {
-  return run("bash", [path.join(ROOT, "scripts", "pulumi-local.sh"), ...args], { timeoutMs });
+export function pulumi(args: string[], timeoutMs = 900_000, env?: NodeJS.ProcessEnv): Run {
+  return run("bash", [path.join(ROOT, "scripts", "pulumi-local.sh"), ...args], { timeoutMs, env });
 }
 
 export function stackOutputs(): LocalOutputs {

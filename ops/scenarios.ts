@@ -573,7 +573,7 @@ export async function replaceMachine(c: Cluster, upArgs: string[], pick?: (c: Cl
 }
 
 /** Samples each apiserver's own /readyz while `pulumi up` runs; returns not-ready intervals. */
-export async function rollingUp(c: Cluster, label: string, upArgs: string[]): Promise<ScenarioResult> {
+export async function rollingUp(c: Cluster, label: string, upArgs: string[], env?: NodeJS.ProcessEnv): Promise<ScenarioResult> {
   const pidsBefore = await Promise.all(c.outputs.hosts.map((h) => apiserverPid(c, h)));
   return withProbes(
     c,
@@ -598,7 +598,7 @@ export async function rollingUp(c: Cluster, label: string, upArgs: string[]): Pr
         return minHealthy;
       })();
       await sleep(2000);
-      const up = await pulumiAsync(["up", "--yes", "--skip-preview", ...upArgs], 900_000);
+      const up = await pulumiAsync(["up", "--yes", "--skip-preview", ...upArgs], 900_000, env);
       facts.upSeconds = up.seconds;
       facts.upOk = up.status === 0;
       if (up.status !== 0) facts.upOutput = `${up.stdout.slice(-3000)}\n${up.stderr.slice(-2000)}`;

@@ -26,6 +26,15 @@ function numbers(o: Record<string, unknown> | undefined): Record<string, number>
   return o && Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Number(v)]));
 }
 
+/** hakube:certificateValidityHours, hakube:earlyRenewalHours and hakube:serviceAccountKeys (ClusterPki's defaults when unset). */
+function certificateSettings() {
+  return {
+    certificateValidityHours: config.getNumber("certificateValidityHours"),
+    earlyRenewalHours: config.getNumber("earlyRenewalHours"),
+    serviceAccountKeys: config.getObject<{ keys?: string[]; active?: string; tokenMaxHours?: number }>("serviceAccountKeys"),
+  };
+}
+
 function local() {
   const subnet = config.get("subnet") ?? "10.213.7.0/24";
   // etcdCount > 0: etcd on machines of its own (external topology), else stacked.
@@ -71,8 +80,12 @@ function local() {
       etcd: { kind: "localDirectory", directory: `${toolchain}/etcd-${etcdVersion}` },
     },
     etcd: numbers(config.getObject<Record<string, unknown>>("etcd")),
-    apiServer: { extraFlags: config.getObject<Record<string, string>>("apiServerExtraFlags") },
+    apiServer: {
+      extraFlags: config.getObject<Record<string, string>>("apiServerExtraFlags"),
+      secretsEncryption: config.getObject<{ keys?: string[]; active?: string }>("secretsEncryption"),
+    },
     controllers: { leaderElection: numbers(config.getObject<Record<string, unknown>>("leaderElection")) },
+    certificates: certificateSettings(),
     kubernetesProvider: config.getBoolean("kubernetesProvider") ?? true,
     // Refresh looks at the machines only while their bridge exists.
     observe: { network: { bridge: machines.bridge, subnet } },
@@ -214,6 +227,7 @@ function aws() {
     },
     etcd: numbers(config.getObject<Record<string, unknown>>("etcd")),
     controllers: { leaderElection: numbers(config.getObject<Record<string, unknown>>("leaderElection")) },
+    certificates: certificateSettings(),
     backups: backupBucket && {
       storage: backupBucket.storage,
       intervalMinutes: config.getNumber("backupIntervalMinutes"),

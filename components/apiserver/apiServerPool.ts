@@ -5,9 +5,11 @@ import { ClusterPki } from "../pki/clusterPki";
 import { EtcdCluster } from "../etcd/etcdCluster";
 import { BinarySource, defaultBinarySource } from "../binaries/source";
 import { BinaryPlan, installBinaries, planBinaries } from "../binaries/install";
-import { gateStep, hostStep, StepFile } from "../remote/hostStep";
+import { gateStep, hostStep, onceStep, StepFile } from "../remote/hostStep";
 import { invalid, requireCidr, requireHosts, requireInteger, requireVersion } from "../validation";
 import { isDnsName } from "../net";
+import { KeyRing, resolveKeyRing } from "../pki/keyRing";
+import type { ObservedNetwork } from "../observe/ssh";
 import { DEFAULT_KUBERNETES_VERSION, MINIMUM_KUBERNETES_VERSION, parseVersion } from "../version";
 import {
   ADMISSION_CONFIG,
@@ -25,7 +27,13 @@ import {
   ENCRYPTION_CONFIG,
   encryptionConfig,
   K8S_PKI,
+  rewriteSecretsScript,
+  secretKeyUsageScript,
+  secretsEncryptedGateScript,
 } from "./render";
+
+/** Where the rewrite of every Secret finds an admin kubeconfig for its run (removed after). */
+const REWRITE_KUBECONFIG = "/run/hakube/rewrite-secrets.kubeconfig";
 
 const FORBIDDEN_FLAGS = ["insecure-port", "insecure-bind-address", "apiserver-count", "anonymous-auth"];
 
@@ -74,6 +82,18 @@ export interface ApiServerPoolArgs {
   readonly etcdAccess?: "local" | "cluster";
   /** Other resources every apiserver step waits for (an etcd restore's end). */
   readonly after?: readonly pulumi.Resource[];
+  /**
+   * The Secrets encryption keys (secretbox, 32 random bytes each, made once and kept as
+   * secrets in the state), by name, oldest first, and the one that encrypts. Rotation is
+   * three `pulumi up`s: add a key (`keys: ["key1", "key2"]`), make it active
+   * (`active: "key2"`: after the last apiserver restarted, every Secret is rewritten and
+   * checked in etcd), drop the old one (`keys: ["key2"]`). A preview refuses a step out of
+   * that order, and a drop while a Secret in etcd still uses the key.
+   * @default { keys: ["key1"], active: the first key }
+   */
+  readonly secretsEncryption?: { readonly keys?: readonly string[]; readonly active?: string };
+  /** On a local stack, the bridge the hosts are reached through when a preview looks at etcd. */
+  readonly network?: ObservedNetwork;
 }
 
 /**
@@ -91,6 +111,10 @@ export class ApiServerPool extends pulumi.ComponentResource {
   public readonly backends: pulumi.Output<string[]>;
   public readonly hosts: readonly Host[];
   public readonly binaries: BinaryPlan;
+  /** The Secrets encryption keys, as resolved. */
+  public readonly encryptionKeys: { readonly keys: readonly string[]; readonly active: string };
+  /** Completes when every Secret in etcd is encrypted with the active key. */
+  public readonly secretsEncrypted: pulumi.Resource;
 
   constructor(name: string, args: ApiServerPoolArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hakube:index:ApiServerPool", name, {}, opts);
@@ -134,11 +158,34 @@ export class ApiServerPool extends pulumi.ComponentResource {
     const readyAttempts = Math.ceil(requireInteger(this, "readyTimeoutSeconds", args.readyTimeoutSeconds ?? 300, 10, 3600) / 2);
     this.binaries = planBinaries(this, "binaries", "kubernetes", this.kubernetesVersion, ["kube-apiserver", "kubectl"], args.binaries ?? defaultBinarySource);
 
-    // 32 random bytes made once on the machine running Pulumi, kept as a secret in state.
-    const encryptionKey = new command.local.Command(
-      `${name}-encryption-key`,
-      { create: "head -c 32 /dev/urandom | base64 -w0", logging: "none" },
-      { parent: this, additionalSecretOutputs: ["stdout"] },
+    // Each key: 32 random bytes made once on the machine running Pulumi, kept as a secret
+    // in state. The first key keeps the name it had before rotations existed.
+    const ring = resolveKeyRing(this, "secretsEncryption", args.secretsEncryption);
+    this.encryptionKeys = ring;
+    const keyMaterial = ring.keys.map(
+      (k) =>
+        new command.local.Command(
+          k === "key1" ? `${name}-encryption-key` : `${name}-encryption-key-${k}`,
+          { create: "head -c 32 /dev/urandom | base64 -w0", logging: "none" },
+          { parent: this, additionalSecretOutputs: ["stdout"] },
+        ),
+    );
+    // The active key first (it encrypts), then the others, oldest first (they decrypt).
+    const order = [ring.active, ...ring.keys.filter((k) => k !== ring.active)];
+    const encryptionFile = pulumi.secret(
+      pulumi
+        .all(keyMaterial.map((c) => c.stdout))
+        .apply((secrets) => encryptionConfig(order.map((k) => ({ name: k, secret: secrets[ring.keys.indexOf(k)].trim() })))),
+    );
+    const keyRing = new KeyRing(
+      `${name}-encryption-keys`,
+      {
+        argument: "secretsEncryption",
+        what: "the Secrets encryption key",
+        spec: ring,
+        usage: { connection: args.etcd.hosts[0].connection, network: args.network, script: secretKeyUsageScript(args.etcd.clientPort) },
+      },
+      { parent: this },
     );
 
     const etcdMembers = new Set(args.etcd.memberNames);
@@ -158,6 +205,7 @@ export class ApiServerPool extends pulumi.ComponentResource {
         clusterEndpoints,
         serviceCidr: serviceCidr.text,
         serviceAccountIssuer: `https://kubernetes.default.svc.${clusterDomain}`,
+        serviceAccountTokenMaxSeconds: args.pki.serviceAccountKeys.tokenMaxSeconds,
         shutdownDelayDurationSeconds: shutdownDelay,
         audit,
         extraFlags: args.extraFlags,
@@ -181,7 +229,7 @@ export class ApiServerPool extends pulumi.ComponentResource {
       { path: `${K8S_PKI}/front-proxy-client.key`, mode: "0600", content: pki.frontProxyClient.keyPem },
       { path: `${K8S_PKI}/sa.pub`, mode: "0600", secret: false, content: pki.serviceAccount.publicKeyPem },
       { path: `${K8S_PKI}/sa.key`, mode: "0600", content: pki.serviceAccount.privateKeyPem },
-      { path: ENCRYPTION_CONFIG, mode: "0600", content: pulumi.secret(encryptionKey.stdout.apply((k) => encryptionConfig(k.trim()))) },
+      { path: ENCRYPTION_CONFIG, mode: "0600", content: encryptionFile },
       { path: AUDIT_POLICY, mode: "0600", secret: false, content: auditPolicy() },
       { path: AUTHENTICATION_CONFIG, mode: "0600", secret: false, content: authenticationConfig() },
       { path: ADMISSION_CONFIG, mode: "0600", secret: false, content: admissionConfig() },
@@ -216,7 +264,7 @@ export class ApiServerPool extends pulumi.ComponentResource {
           identity: [`binaries ${this.binaries.identity}`],
           component: { name: "apiserver", units: ["kube-apiserver.service"] },
         },
-        { parent: this, dependsOn: [args.etcd.ready, binaries, ...(previous ? [previous] : []), ...(args.after ?? [])] },
+        { parent: this, dependsOn: [args.etcd.ready, keyRing, binaries, ...(previous ? [previous] : []), ...(args.after ?? [])] },
       );
       previous = step;
       return step;
@@ -228,6 +276,23 @@ export class ApiServerPool extends pulumi.ComponentResource {
       `${name}-ready`,
       { host: args.hosts[0], script: addresses.apply((as) => apiServerGateScript(as, this.securePort, readyAttempts)), guards: steps },
       { parent: this },
+    );
+    // Once every apiserver encrypts with the active key: every Secret rewritten with it, then
+    // checked in etcd. Runs when the active key changes (and once on creation).
+    const rewrite = onceStep(
+      `${name}-rewrite-secrets`,
+      {
+        host: args.hosts[0],
+        files: [{ path: REWRITE_KUBECONFIG, mode: "0600", content: pki.kubeconfig(pki.adminClient, "hakube-admin", `https://127.0.0.1:${this.securePort}`) }],
+        create: rewriteSecretsScript(REWRITE_KUBECONFIG, ring.active),
+        triggers: [`secrets encrypted with ${ring.active}`],
+      },
+      { parent: this, dependsOn: [this.ready] },
+    );
+    this.secretsEncrypted = onceStep(
+      `${name}-secrets-encrypted`,
+      { host: args.etcd.hosts[0], create: secretsEncryptedGateScript(args.etcd.clientPort, ring.active), triggers: [`secrets encrypted with ${ring.active}`] },
+      { parent: this, dependsOn: [rewrite] },
     );
     this.registerOutputs({ backends: this.backends, kubernetesVersion: this.kubernetesVersion });
   }

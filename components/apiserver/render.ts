@@ -2,6 +2,7 @@
 // configuration, and the scripts that start it and wait for /readyz.
 import { Flag, mergeFlags, renderUnit } from "../systemd";
 import { KUBERNETES_TLS_MIN_VERSION, TLS_CIPHER_SUITES } from "../tls";
+import { quote as quoteWord, shellFunction } from "../remote/shell";
 
 export const K8S_PKI = "/etc/kubernetes/pki";
 export const ENCRYPTION_CONFIG = "/etc/kubernetes/encryption-config.yaml";
@@ -29,6 +30,8 @@ export interface ApiServerSettings {
   readonly etcdServers: readonly string[];
   readonly serviceCidr: string;
   readonly serviceAccountIssuer: string;
+  /** The longest a service-account token may last (the signing key's retirement waits for it). */
+  readonly serviceAccountTokenMaxSeconds: number;
   readonly shutdownDelayDurationSeconds: number;
   readonly audit: { readonly maxAgeDays: number; readonly maxBackups: number; readonly maxSizeMb: number };
   readonly extraFlags?: Readonly<Record<string, string>>;
@@ -66,6 +69,7 @@ export function apiServerFlags(advertiseAddress: string, s: ApiServerSettings): 
     ["service-account-lookup", true],
     // Projected tokens are valid for what was asked (an hour for the kubelet's), not a year.
     ["service-account-extend-token-expiration", false],
+    ["service-account-max-token-expiration", `${s.serviceAccountTokenMaxSeconds}s`],
     ["encryption-provider-config", ENCRYPTION_CONFIG],
     ["audit-policy-file", AUDIT_POLICY],
     ["audit-log-path", AUDIT_LOG],
@@ -99,10 +103,18 @@ export function apiServerUnit(advertiseAddress: string, s: ApiServerSettings): s
   });
 }
 
-/** Secrets are encrypted with secretbox; identity last so data written before still reads. */
-export function encryptionConfig(keyBase64: string): string {
-  if (Buffer.from(keyBase64, "base64").length !== 32) {
-    throw new Error("the encryption key must be 32 bytes, base64 encoded");
+/**
+ * Secrets are encrypted with secretbox: the first key encrypts, every key decrypts (the
+ * active one first, then the others oldest first, during a rotation), identity last so
+ * data written before encryption still reads.
+ */
+export function encryptionConfig(keys: string | readonly { readonly name: string; readonly secret: string }[]): string {
+  const list = typeof keys === "string" ? [{ name: "key1", secret: keys }] : keys;
+  if (list.length === 0) throw new Error("encryptionConfig: no key");
+  for (const k of list) {
+    if (Buffer.from(k.secret, "base64").length !== 32) {
+      throw new Error(`the encryption key ${k.name} must be 32 bytes, base64 encoded`);
+    }
   }
   return [
     "apiVersion: apiserver.config.k8s.io/v1",
@@ -113,11 +125,71 @@ export function encryptionConfig(keyBase64: string): string {
     "  providers:",
     "  - secretbox:",
     "      keys:",
-    "      - name: key1",
-    `        secret: ${keyBase64}`,
+    ...list.flatMap((k) => [`      - name: ${k.name}`, `        secret: ${k.secret}`]),
     "  - identity: {}",
     "",
   ].join("\n");
+}
+
+/** The prefix of a Secret's value in etcd when `key` (secretbox) encrypted it. */
+export function secretboxPrefix(key: string): string {
+  return `k8s:enc:secretbox:v1:${key}:`;
+}
+
+/**
+ * Run on an etcd host: one line `uses <key>` per Secret in etcd (`identity` for one stored
+ * in plain, `other` for another provider), then `usage done`. Reads only each value's head.
+ */
+export function secretKeyUsageScript(clientPort: number): string {
+  return `set -u
+[ -f /etc/etcd/etcdctl.env ] || { echo "no etcd here" >&2; exit 1; }
+set -a; . /etc/etcd/etcdctl.env; set +a
+export ETCDCTL_ENDPOINTS=${quoteWord(`https://127.0.0.1:${clientPort}`)}
+names=$(etcdctl get /registry/secrets/ --prefix --keys-only) || { echo "etcdctl get failed" >&2; exit 1; }
+for k in $names; do
+  v=$(etcdctl get "$k" --print-value-only | head -c 64 | tr -c 'a-zA-Z0-9:._-' '.' || true)
+  case $v in
+    k8s:enc:secretbox:v1:*) n=\${v#k8s:enc:secretbox:v1:}; echo "uses \${n%%:*}" ;;
+    k8s:enc:*) echo "uses other" ;;
+    *) echo "uses identity" ;;
+  esac
+done
+echo "usage done"`;
+}
+
+/**
+ * Run on an apiserver host with an admin kubeconfig at \`kubeconfig\` (removed at the end):
+ * every Secret read and written back, so the active key encrypts it (kubernetes.io's
+ * procedure); a conflict (a Secret changed meanwhile) is retried.
+ */
+export function rewriteSecretsScript(kubeconfig: string, activeKey: string): string {
+  const kc = quoteWord(kubeconfig);
+  return `trap 'rm -f ${kc}' EXIT
+hakube_rewrite_secrets() {
+  local n
+  n=$(kubectl --kubeconfig ${kc} get secrets --all-namespaces --no-headers 2>/dev/null | wc -l)
+  kubectl --kubeconfig ${kc} get secrets --all-namespaces -o json | kubectl --kubeconfig ${kc} replace -f - >/dev/null || return 1
+  echo "hakube: rewrote $n Secrets, now encrypted with ${activeKey}"
+}
+hakube_retry 5 3 "rewriting every Secret" -- hakube_rewrite_secrets`;
+}
+
+/**
+ * After the rewrite, on an etcd host: fails unless every Secret in etcd carries the active
+ * key's prefix (the count of the others is named).
+ */
+export function secretsEncryptedGateScript(clientPort: number, activeKey: string): string {
+  return `${shellFunction("hakube_secret_usage", secretKeyUsageScript(clientPort))}
+out=$(hakube_secret_usage) || { echo "hakube: could not read the Secrets in etcd" >&2; exit 1; }
+case $out in *"usage done"*) ;; *) echo "hakube: the Secrets check did not finish" >&2; exit 1 ;; esac
+total=$(printf '%s\n' "$out" | grep -c '^uses ' || true)
+other=$(printf '%s\n' "$out" | grep '^uses ' | grep -vcx ${quoteWord(`uses ${activeKey}`)} || true)
+if [ "$other" -gt 0 ]; then
+  echo "hakube: $other of $total Secrets in etcd are not encrypted with ${activeKey}:" >&2
+  printf '%s\n' "$out" | grep '^uses ' | sort | uniq -c >&2
+  exit 1
+fi
+echo "hakube: all $total Secrets in etcd are encrypted with ${activeKey}"`;
 }
 
 /** The admission plugins' configuration: EventRateLimit's limits, inline. */

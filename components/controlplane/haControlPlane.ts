@@ -57,13 +57,13 @@ export interface HaControlPlaneArgs {
   /** @default "hakube" */
   readonly clusterName?: string;
   /** Certificate validity, early renewal and extra apiserver SANs, passed to {@link ClusterPki}. */
-  readonly certificates?: Pick<ClusterPkiArgs, "caValidityHours" | "certificateValidityHours" | "earlyRenewalHours" | "extraApiServerSans">;
+  readonly certificates?: Pick<ClusterPkiArgs, "caValidityHours" | "certificateValidityHours" | "earlyRenewalHours" | "extraApiServerSans" | "serviceAccountKeys">;
   /** etcd tuning (timing, ports, data directory, ready timeout), passed to {@link EtcdCluster}. */
   readonly etcd?: Pick<EtcdClusterArgs, "heartbeatIntervalMs" | "electionTimeoutMs" | "clientPort" | "peerPort" | "dataDir" | "readyTimeoutSeconds">;
   /** kube-apiserver tuning (port, shutdown delay, audit log, extra flags, etcd access), passed to {@link ApiServerPool}. */
   readonly apiServer?: Pick<
     ApiServerPoolArgs,
-    "securePort" | "shutdownDelayDurationSeconds" | "audit" | "extraFlags" | "readyTimeoutSeconds" | "etcdAccess"
+    "securePort" | "shutdownDelayDurationSeconds" | "audit" | "extraFlags" | "readyTimeoutSeconds" | "etcdAccess" | "secretsEncryption"
   >;
   /** How controller-manager and scheduler reach the API and their leader-election timings, passed to {@link LeaderElectedControllers}. */
   readonly controllers?: Pick<LeaderElectedControllersArgs, "apiAccess" | "leaderElection" | "readyTimeoutSeconds">;
@@ -246,6 +246,7 @@ export class HaControlPlane extends pulumi.ComponentResource {
         ...args.apiServer,
         securePort: plan.apiServerPort,
         etcdAccess: plan.etcdAccess,
+        network: args.observe?.network,
         after: this.etcd.restored ? [this.etcd.restored] : undefined,
       },
       { parent: this },
@@ -278,7 +279,7 @@ export class HaControlPlane extends pulumi.ComponentResource {
     this.caCertificate = this.pki.clusterCa.certPem;
     this.adminKubeconfig = this.pki.kubeconfig(this.pki.adminClient, "hakube-admin", this.endpoint, args.clusterName ?? "hakube");
     this.etcdEndpoints = this.etcd.clientEndpoints;
-    const ready = [this.controllers.ready, ...(this.loadBalancer.ready ? [this.loadBalancer.ready] : [])];
+    const ready = [this.controllers.ready, this.apiServers.secretsEncrypted, ...(this.loadBalancer.ready ? [this.loadBalancer.ready] : [])];
     if (this.etcd.restoreStarted && this.etcd.restoreTriggers) {
       // The gates once more after a restore, which changes none of the components' steps.
       const lb = this.loadBalancer instanceof KeepalivedLoadBalancer ? this.loadBalancer : undefined;

@@ -104,6 +104,8 @@ export class EtcdCluster extends pulumi.ComponentResource {
   /** Completes when every member reports healthy. */
   public readonly ready: pulumi.Resource;
   public readonly memberNames: string[];
+  /** The member hosts, in order. */
+  public readonly hosts: readonly Host[];
   public readonly version: string;
   public readonly clientPort: number;
   /** The deployed member set (checked at preview when it changes). */
@@ -146,6 +148,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
     const plan = planBinaries(this, "binaries", "etcd", this.version, ["etcd", "etcdctl", "etcdutl"], args.binaries ?? defaultBinarySource);
     const settings: EtcdSettings = { clusterToken: name, dataDir, clientPort, peerPort, heartbeatIntervalMs, electionTimeoutMs };
     this.memberNames = args.hosts.map((h) => h.name);
+    this.hosts = args.hosts;
 
     const members = pulumi
       .all(args.hosts.map((h) => h.address))

@@ -4,6 +4,8 @@ import { Host } from "../types";
 import { firstHostAddress, isDnsName, isIpv4 } from "../net";
 import { invalid, knownValue, requireCidr, requireHosts, requireInteger } from "../validation";
 import { renderKubeconfig } from "./kubeconfig";
+import { CertificateRenewal } from "./renewal";
+import { KeyRing, resolveKeyRing } from "./keyRing";
 
 /** A PEM certificate with its private key (the key is a Pulumi secret). */
 export interface KeyPair {
@@ -36,6 +38,16 @@ export interface ClusterPkiArgs {
    * @default 720 (30 days)
    */
   readonly earlyRenewalHours?: number;
+  /**
+   * The service-account signing keys, by name, oldest first, and the one that signs; every
+   * key's public half verifies. Rotation is three `pulumi up`s: add a key (`keys: ["key1",
+   * "key2"]`), make it active (`active: "key2"`), and once every token the old key signed has
+   * expired (`tokenMaxHours` after the switch; a preview refuses it sooner), drop the old one
+   * (`keys: ["key2"]`). `tokenMaxHours` caps every token's lifetime
+   * (`--service-account-max-token-expiration`; the kubelet's own last an hour).
+   * @default { keys: ["key1"], active: the first key, tokenMaxHours: 24 }
+   */
+  readonly serviceAccountKeys?: { readonly keys?: readonly string[]; readonly active?: string; readonly tokenMaxHours?: number };
 }
 
 type Usage = "server" | "client" | "peer";
@@ -84,8 +96,13 @@ export class ClusterPki extends pulumi.ComponentResource {
   public readonly clusterCa: KeyPair;
   public readonly etcdCa: KeyPair;
   public readonly frontProxyCa: KeyPair;
-  /** Signs and verifies service-account tokens; the same pair on every apiserver. */
+  /**
+   * Signs and verifies service-account tokens, the same on every apiserver: `privateKeyPem`
+   * is the active key, `publicKeyPem` every key's public half (PEM blocks, one per key).
+   */
   public readonly serviceAccount: { readonly publicKeyPem: pulumi.Output<string>; readonly privateKeyPem: pulumi.Output<string> };
+  /** The service-account keys, as resolved, and the longest a token may last (seconds). */
+  public readonly serviceAccountKeys: { readonly keys: readonly string[]; readonly active: string; readonly tokenMaxSeconds: number };
   /** Per etcd host name. */
   public readonly etcdServer: Record<string, KeyPair> = {};
   public readonly etcdPeer: Record<string, KeyPair> = {};
@@ -144,8 +161,24 @@ export class ClusterPki extends pulumi.ComponentResource {
     this.etcdCa = this.selfSignedCa(`${name}-etcd-ca`, "etcd-ca", caHours);
     this.frontProxyCa = this.selfSignedCa(`${name}-front-proxy-ca`, "front-proxy-ca", caHours);
 
-    const saKey = this.privateKey(`${name}-service-account`);
-    this.serviceAccount = { publicKeyPem: saKey.publicKeyPem, privateKeyPem: pulumi.secret(saKey.privateKeyPem) };
+    // The first key keeps the name it had before rotations existed.
+    const saRing = resolveKeyRing(this, "serviceAccountKeys", args.serviceAccountKeys);
+    const tokenMaxHours = requireInteger(this, "serviceAccountKeys.tokenMaxHours", args.serviceAccountKeys?.tokenMaxHours ?? 24, 1, 8760);
+    this.serviceAccountKeys = { ...saRing, tokenMaxSeconds: tokenMaxHours * 3600 };
+    const saKeys = new Map(saRing.keys.map((k) => [k, this.privateKey(k === "key1" ? `${name}-service-account` : `${name}-service-account-${k}`)]));
+    const saRecord = new KeyRing(
+      `${name}-service-account-keys`,
+      { argument: "serviceAccountKeys", what: "the service-account signing key", spec: saRing, retireAfterSeconds: tokenMaxHours * 3600 },
+      { parent: this },
+    );
+    const active = saKeys.get(saRing.active)!;
+    // The key files wait for the record, so a refused step touches no host.
+    this.serviceAccount = {
+      publicKeyPem: pulumi
+        .all([saRecord.id, ...saRing.keys.map((k) => saKeys.get(k)!.publicKeyPem)])
+        .apply(([, ...pems]) => pems.map((p) => (p.endsWith("\n") ? p : `${p}\n`)).join("")),
+      privateKeyPem: pulumi.secret(pulumi.all([saRecord.id, active.privateKeyPem]).apply(([, pem]) => pem)),
+    };
 
     for (const host of etcdHosts) {
       const sans = pulumi.output(host.address).apply((address) => [host.name, "localhost", address, "127.0.0.1"]);
@@ -286,6 +319,12 @@ export class ClusterPki extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+    // hakube decides renewal (./renewal.ts): a new generation re-issues the certificate.
+    const renewal = new CertificateRenewal(
+      `${name}-renewal`,
+      { validityHours: this.validityHours, earlyRenewalHours: this.earlyRenewalHours },
+      { parent: this },
+    );
     const cert = new tls.LocallySignedCert(
       name,
       {
@@ -296,7 +335,8 @@ export class ClusterPki extends pulumi.ComponentResource {
         earlyRenewalHours: this.earlyRenewalHours,
         allowedUses: USES[usage],
       },
-      { parent: this },
+      // A string, never undefined (what mocks give a dynamic resource's output).
+      { parent: this, replacementTrigger: renewal.generation.apply((g) => String(g ?? 1)) },
     );
     this.issued.push({ name, kind: "leaf", end: cert.validityEndTime, earlyHours: this.earlyRenewalHours });
     return { certPem: cert.certPem, keyPem: pulumi.secret(key.privateKeyPem) };

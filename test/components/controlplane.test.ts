@@ -24,6 +24,8 @@ before(async () => {
       loadBalancer: { keepalived: { virtualIp: "10.0.0.200", hosts: hosts(2, "lb", 60) } },
       binaries: { etcd: { kind: "release", digest: ETCD_DIGEST } },
       controllers: { apiAccess: "balanced", leaderElection: { leaseDurationSeconds: 8, renewDeadlineSeconds: 6, retryPeriodSeconds: 1 } },
+      apiServer: { secretsEncryption: { keys: ["key1", "key2"], active: "key2" } },
+      certificates: { serviceAccountKeys: { keys: ["key1", "key2"], active: "key2", tokenMaxHours: 12 } },
     }),
   ]);
 });
@@ -123,7 +125,12 @@ test("ordering: etcd ready before apiservers, apiservers ready before controller
     assert.ok(r.dependsOn.map(nameOf).includes("c3-apiserver-ready"), `${r.name} waits for the apiservers`);
   }
   const provider = of("c3", "pulumi:providers:kubernetes")[0];
-  assert.deepEqual(provider.dependsOn.map(nameOf).sort(), ["c3-controllers-ready", "c3-lb-ready"]);
+  assert.deepEqual(provider.dependsOn.map(nameOf).sort(), ["c3-apiserver-secrets-encrypted", "c3-controllers-ready", "c3-lb-ready"]);
+  // The encryption key ring is checked before any apiserver step; every Secret is rewritten
+  // once all apiservers are ready, then checked in etcd.
+  assert.ok(byName("c3-apiserver-cp-1").dependsOn.map(nameOf).includes("c3-apiserver-encryption-keys"));
+  assert.ok(byName("c3-apiserver-rewrite-secrets").dependsOn.map(nameOf).includes("c3-apiserver-ready"));
+  assert.ok(byName("c3-apiserver-secrets-encrypted").dependsOn.map(nameOf).includes("c3-apiserver-rewrite-secrets"));
   // A refresh while the API is down keeps the objects' recorded state (the repair command).
   assert.equal(await valueOf(provider.props.skipUpdateUnreachable), "true");
 });
@@ -143,7 +150,7 @@ test("secrets: every private key, kubeconfig and file bundle is secret; none is 
   for (const r of recorded.filter((x) => x.type === "command:remote:Command")) {
     for (const field of ["create", "update", "delete"]) {
       const text = await valueOf<string | undefined>(r.props[field]);
-      assert.ok(!text || !/PRIVATE KEY|client-key-data|secretbox/.test(text), `${r.name}.${field} holds no secret`);
+      assert.ok(!text || !/PRIVATE KEY|client-key-data|kind: EncryptionConfiguration/.test(text), `${r.name}.${field} holds no secret`);
     }
     if (r.props.stdin !== undefined) {
       assert.equal(await isSecret(r.props.stdin), true, `${r.name} stdin is secret`);
@@ -266,6 +273,44 @@ test("no insecure port anywhere; encryption at rest and the same SA key on every
   // Shutdown delay is longer than HAProxy's detection time (1 s by default).
   assert.match(unit, /--shutdown-delay-duration=6s/);
   assert.match(unit, /--advertise-address=10.0.0.11/);
+});
+
+test("Secrets encryption key rotation: the active key encrypts, the others decrypt; every Secret is rewritten on the first apiserver and checked on the first etcd host", async () => {
+  const conf = (await bundleOf("c5-apiserver-cp5-1")).get("/etc/kubernetes/encryption-config.yaml")!.content;
+  assert.deepEqual([...conf.matchAll(/- name: (\S+)/g)].map((m) => m[1]), ["key2", "key1"]);
+  assert.ok(byName("c5-apiserver-encryption-key-key2").additionalSecretOutputs.includes("stdout"), "each key secret in state");
+  assert.equal(byName("c5-apiserver-encryption-key-key2").props.logging, "none");
+  const ring = byName("c5-apiserver-encryption-keys");
+  assert.deepEqual(await valueOf(ring.props.keys), ["key1", "key2"]);
+  assert.equal(await valueOf(ring.props.active), "key2");
+  assert.equal(await isSecret(ring.props.usage), true, "the SSH connection it looks through is secret");
+  const rewrite = byName("c5-apiserver-rewrite-secrets");
+  const kubeconfig = (await bundleOf("c5-apiserver-rewrite-secrets")).get("/run/hakube/rewrite-secrets.kubeconfig")!;
+  assert.equal(kubeconfig.mode, "0600");
+  assert.match(kubeconfig.content, /server: "?https:\/\/127.0.0.1:6443/);
+  assert.match(await valueOf<string>(rewrite.props.create), /kubectl --kubeconfig .* replace -f -/);
+  assert.match(await valueOf<string>(rewrite.props.create), /trap 'rm -f/, "the kubeconfig does not outlive the run");
+  assert.deepEqual(await valueOf(rewrite.props.triggers), ["secrets encrypted with key2"]);
+  const gate = byName("c5-apiserver-secrets-encrypted");
+  assert.match(JSON.stringify(await valueOf(gate.props.connection)), /10\.0\.0\.41/, "checked where etcd runs (etcd-1)");
+  assert.match(await valueOf<string>(gate.props.create), /not encrypted with key2/);
+});
+
+test("service-account key rotation: every key's public half verifies, the active key signs on the apiservers and the controller-manager; tokens capped", async () => {
+  const api = await bundleOf("c5-apiserver-cp5-1");
+  const pub = api.get("/etc/kubernetes/pki/sa.pub")!.content;
+  assert.equal((pub.match(/-----BEGIN PUBLIC KEY-----/g) ?? []).length, 2, "both public keys");
+  assert.ok(byName("c5-pki-service-account-key2").additionalSecretOutputs.includes("privateKeyPem"), "the new key is secret in state");
+  assert.equal(api.get("/etc/kubernetes/pki/sa.key")!.content, await valueOf<string>(five.pki.serviceAccount.privateKeyPem));
+  assert.equal((await bundleOf("c5-controllers-cp5-1")).get("/etc/kubernetes/pki/sa.key")!.content, api.get("/etc/kubernetes/pki/sa.key")!.content);
+  assert.match(api.get("/etc/systemd/system/kube-apiserver.service")!.content, /--service-account-max-token-expiration=43200s/);
+  const ring = byName("c5-pki-service-account-keys");
+  assert.equal(await valueOf(ring.props.active), "key2");
+  assert.equal(await valueOf(ring.props.retireAfterSeconds), 43200, "the old key stays as long as a token lasts");
+  // The default: one key, a day.
+  const three1 = await bundleOf("c3-apiserver-cp-1");
+  assert.equal((three1.get("/etc/kubernetes/pki/sa.pub")!.content.match(/BEGIN PUBLIC KEY/g) ?? []).length, 1);
+  assert.match(three1.get("/etc/systemd/system/kube-apiserver.service")!.content, /--service-account-max-token-expiration=86400s/);
 });
 
 test("balancer colocated with apiservers listens on 8443; on its own hosts on 6443", async () => {

@@ -173,3 +173,16 @@ test("components used on their own validate too", () => {
     /invalid argument earlyRenewalHours: got 9000; expected less than certificateValidityHours \(8760\)/,
   );
 });
+
+test("Secrets encryption keys: an unknown active key, a repeated or bad name, an empty list", () => {
+  const ring = (secretsEncryption: { keys?: string[]; active?: string }) => ({ ...base(), apiServer: { secretsEncryption } });
+  rejects(ring({ keys: ["key1"], active: "key9" }), /invalid argument secretsEncryption\.active: got "key9"; expected one of keys \(key1\)/);
+  rejects(ring({ keys: ["key1", "key1"] }), /invalid argument secretsEncryption\.keys\[1\]: got "key1"; expected a name not already in the list/);
+  rejects(ring({ keys: ["Key 2"] }), /invalid argument secretsEncryption\.keys\[0\]: got "Key 2"; expected a key name/);
+  rejects(ring({ keys: [] }), /invalid argument secretsEncryption\.keys: got \[\]; expected a list of 1 to 5 key names/);
+});
+
+test("service-account keys: an unknown active key, a token lifetime out of range", () => {
+  rejects({ ...base(), certificates: { serviceAccountKeys: { keys: ["key1", "key2"], active: "key3" } } }, /invalid argument serviceAccountKeys\.active: got "key3"; expected one of keys \(key1, key2\)/);
+  rejects({ ...base(), certificates: { serviceAccountKeys: { tokenMaxHours: 0 } } }, /invalid argument serviceAccountKeys\.tokenMaxHours: got 0/);
+});

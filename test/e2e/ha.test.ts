@@ -9,6 +9,9 @@ import * as os from "os";
 import * as path from "path";
 import * as yaml from "js-yaml";
 import { pulumi, ROOT, stackOutputs } from "../../ops/localStack";
+import { RENEWAL_CLOCK_SKEW_ENV } from "../../components/pki/renewal";
+import { parseKeyUsage } from "../../components/pki/keyRing";
+import { secretKeyUsageScript } from "../../components/apiserver/render";
 import { availabilityBound } from "../../ops/bounds";
 import { assertRejoined } from "../helpers/rejoined";
 import {
@@ -56,8 +59,13 @@ const BOUND = availabilityBound({
 // HAKUBE_HA_POD_API_ACCESS=service|balancer (npm run bench:ha -- --pod-api-access X) picks
 // where the pods' kubernetes Service connections go (WorkerPool.podApiAccess; default balancer).
 const POD_API_ACCESS = process.env.HAKUBE_HA_POD_API_ACCESS;
+/**
+ * Key rings the rotation scenarios left deployed: every later `pulumi up` passes them (the
+ * stack's config is read afresh each run, and going back to the default ring is refused).
+ */
+const rotated: Record<string, string> = {};
 const config = (pairs: Record<string, string>) =>
-  Object.entries({ ...(POD_API_ACCESS ? { podApiAccess: POD_API_ACCESS } : {}), ...pairs }).flatMap(([k, v]) => ["--config", `hakube:${k}=${v}`]);
+  Object.entries({ ...(POD_API_ACCESS ? { podApiAccess: POD_API_ACCESS } : {}), ...rotated, ...pairs }).flatMap(([k, v]) => ["--config", `hakube:${k}=${v}`]);
 
 let c: Cluster;
 const results: Record<string, ScenarioResult> = {};
@@ -463,6 +471,157 @@ test("10c. shrinking 5 -> 3: refused while a member to remove does not answer; t
   const r = record(await resizeControlPlane(c, 3, UP_CONFIG()));
   assertResized(r, ["cp-1", "cp-2", "cp-3"]);
   assert.equal(fs.existsSync(dirs[3]) || fs.existsSync(dirs[4]), false, "the removed machines are gone");
+});
+
+test("12. every leaf certificate inside its renewal window (near expiry): one pulumi up issues each anew and rolls it out one host at a time; the API keeps serving, nothing lost", async () => {
+  const before = c.outputs.certificateExpiry ?? [];
+  const serial = (h: { address: string }) => c.cred.ssh(h.address, "openssl x509 -noout -serial -in /etc/kubernetes/pki/apiserver.crt; openssl x509 -noout -serial -in /etc/etcd/pki/peer.crt").stdout;
+  const serialsBefore = c.outputs.hosts.map(serial);
+  // As 11 months on: the renewal decision runs with the clock that far ahead (leaves last
+  // 8760 hours and renew from 720 hours before their end); the new certificates are issued
+  // at the real time. The stack's settings are unchanged.
+  const skew = { [RENEWAL_CLOCK_SKEW_ENV]: String(8760 - 720 + 1) };
+  const preview = pulumi(["preview", "--diff", ...UP_CONFIG()], 600_000, skew);
+  assert.equal(preview.status, 0, preview.stderr);
+  assert.match(preview.stdout, /local-pki-apiserver-cp-1-renewal/, "the preview shows the renewals");
+  const r = record(await rollingUp(c, "renew-leaves", UP_CONFIG(), skew));
+  const f = r.facts as any;
+  assert.equal(f.upOk, true, f.upOutput);
+  const after_ = stackOutputs().certificateExpiry ?? [];
+  const end = (list: typeof before, name: string) => list.find((x) => x.name === name)?.notAfter;
+  for (const cert of before) {
+    if (cert.kind === "leaf") {
+      assert.ok(Date.parse(end(after_, cert.name)!) > Date.parse(cert.notAfter), `${cert.name} issued anew`);
+    } else {
+      assert.equal(end(after_, cert.name), cert.notAfter, `${cert.name} (a CA) is kept`);
+    }
+  }
+  c.outputs.hosts.forEach((h, i) => {
+    const now = serial(h);
+    assert.match(now, /serial=/);
+    assert.notEqual(now, serialsBefore[i], `${h.name} serves and peers with the new certificates`);
+  });
+  assert.equal(f.apiserversRestarted, 3, "every apiserver restarted to take its new certificates");
+  assert.ok(f.maxApiserversNotReadyAtOnce <= 1, `never more than one apiserver down (${f.maxApiserversNotReadyAtOnce})`);
+  assert.ok(f.etcdMinHealthyMembers >= 2, "etcd quorum kept");
+  assert.equal(r.acknowledgedWritesLost, 0);
+  assertInClusterServed(r);
+  await assertNodesReady();
+  // With the real clock, the renewed certificates are far from their window: nothing to do.
+  const again = pulumi(["preview", "--diff", "--expect-no-changes", ...UP_CONFIG()], 600_000);
+  assert.equal(again.status, 0, `${again.stdout.slice(-3000)}\n${again.stderr.slice(-2000)}`);
+});
+
+/** Per key name, how many Secrets in etcd it encrypts now (read on the first host, over SSH). */
+function secretKeys(): Record<string, number> {
+  const r = c.cred.ssh(c.outputs.hosts[0].address, secretKeyUsageScript(2379));
+  assert.match(r.stdout, /^usage done$/m, r.stderr);
+  return parseKeyUsage(r.stdout);
+}
+
+/** The key names in an apiserver's encryption config, in order (the first encrypts). */
+function configuredKeys(h: { address: string }): string[] {
+  const conf = c.cred.ssh(h.address, "cat /etc/kubernetes/encryption-config.yaml").stdout;
+  return [...conf.matchAll(/- name: (\S+)/g)].map((m) => m[1]);
+}
+
+function rotationStep(r: ScenarioResult): void {
+  const f = r.facts as any;
+  assert.equal(f.upOk, true, f.upOutput);
+  assert.equal(f.apiserversRestarted, 3, "every apiserver restarted to take its new keys");
+  assert.ok(f.maxApiserversNotReadyAtOnce <= 1, `never more than one apiserver down (${f.maxApiserversNotReadyAtOnce})`);
+  assert.ok(f.etcdMinHealthyMembers >= 2, "etcd quorum kept");
+  // Failed requests are reported (the closing figures), not asserted: a request in flight
+  // when HAProxy marks a stopping apiserver down is cut (on-marked-down shutdown-sessions).
+  assert.equal(r.acknowledgedWritesLost, 0);
+  assertInClusterServed(r);
+}
+
+test("13. rotating the Secrets encryption key: add, switch (every Secret rewritten), drop, each one pulumi up rolled host by host; out of order refused at preview; every Secret ends on the new key and still reads", async () => {
+  const ring = (v: object) => {
+    rotated.secretsEncryption = JSON.stringify(v);
+    return UP_CONFIG();
+  };
+  const value = `rotation-${Date.now()}`;
+  assert.equal(c.cred.kubectl(["create", "secret", "generic", "hakube-rotation-probe", `--from-literal=v=${value}`]).status, 0);
+  const start = secretKeys();
+  assert.ok((start.key1 ?? 0) > 0 && Object.keys(start).every((k) => k === "key1"), `every Secret on key1 at the start: ${JSON.stringify(start)}`);
+
+  // Refused at preview: a key no apiserver holds yet cannot become active.
+  const early = pulumi(["preview", ...ring({ keys: ["key1", "key2"], active: "key2" })], 600_000);
+  assert.notEqual(early.status, 0);
+  assert.match(early.stdout + early.stderr, /invalid argument secretsEncryption: got keys \[key1, key2\] with key2 active .*add key2 to keys with key1 still active/);
+
+  const add = record(await rollingUp(c, "encryption-add", ring({ keys: ["key1", "key2"] })));
+  rotationStep(add);
+  for (const h of c.outputs.hosts) assert.deepEqual(configuredKeys(h), ["key1", "key2"], `${h.name} reads key2, writes key1`);
+
+  // Refused at preview: switching and dropping at once.
+  const both = pulumi(["preview", ...ring({ keys: ["key2"] })], 600_000);
+  assert.notEqual(both.status, 0);
+  assert.match(both.stdout + both.stderr, /one step at a time: make key2 active/);
+
+  const sw = record(await rollingUp(c, "encryption-switch", ring({ keys: ["key1", "key2"], active: "key2" })));
+  rotationStep(sw);
+  for (const h of c.outputs.hosts) assert.deepEqual(configuredKeys(h), ["key2", "key1"], `${h.name} writes key2`);
+  const switched = secretKeys();
+  assert.deepEqual(Object.keys(switched), ["key2"], `every Secret in etcd rewritten with key2: ${JSON.stringify(switched)}`);
+
+  const drop = record(await rollingUp(c, "encryption-drop", ring({ keys: ["key2"] })));
+  rotationStep(drop);
+  for (const h of c.outputs.hosts) assert.deepEqual(configuredKeys(h), ["key2"], `${h.name} holds key2 only`);
+  const end = secretKeys();
+  assert.deepEqual(Object.keys(end), ["key2"], `every Secret in etcd carries key2's prefix: ${JSON.stringify(end)}`);
+  assert.ok(end.key2 >= start.key1, `no Secret lost (${start.key1} -> ${end.key2})`);
+  const read = c.cred.kubectl(["get", "secret", "hakube-rotation-probe", "-o", "jsonpath={.data.v}"]);
+  assert.equal(Buffer.from(read.stdout, "base64").toString(), value, "a Secret written before the rotation reads back the same");
+  assert.equal(c.cred.kubectl(["delete", "secret", "hakube-rotation-probe"]).status, 0);
+});
+
+/** Who the apiserver on the first host says a bearer token is ("" when it refuses it). */
+function tokenUser(token: string): string {
+  const script = `printf 'Authorization: Bearer %s\\n' ${JSON.stringify(token)} > /run/hakube-token-header
+chmod 0600 /run/hakube-token-header
+curl -sS --max-time 10 --cacert /etc/kubernetes/pki/ca.crt -H @/run/hakube-token-header -H 'Content-Type: application/json' \\
+  -X POST -d '{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}' \\
+  https://127.0.0.1:6443/apis/authentication.k8s.io/v1/selfsubjectreviews
+rm -f /run/hakube-token-header`;
+  const r = c.cred.ssh(c.outputs.hosts[0].address, script);
+  try {
+    return JSON.parse(r.stdout).status?.userInfo?.username ?? "";
+  } catch {
+    return "";
+  }
+}
+
+/** A new token of the default service account, and the `kid` its header names. */
+function newToken(): { token: string; kid: string } {
+  const r = c.cred.kubectl(["create", "token", "default", "-n", "default", "--duration=1h"]);
+  assert.equal(r.status, 0, r.stderr);
+  const token = r.stdout.trim();
+  return { token, kid: JSON.parse(Buffer.from(token.split(".")[0], "base64url").toString()).kid };
+}
+
+test("14. rotating the service-account signing key: add, switch, each one pulumi up rolled host by host; tokens signed before keep working, new ones carry the new key; dropping the old key is refused while its tokens may live", async () => {
+  const ring = (v: object) => {
+    rotated.serviceAccountKeys = JSON.stringify(v);
+    return UP_CONFIG();
+  };
+  const old = newToken();
+  assert.equal(tokenUser(old.token), "system:serviceaccount:default:default", "the token works before the rotation");
+  const add = record(await rollingUp(c, "sa-add", ring({ keys: ["key1", "key2"] })));
+  rotationStep(add);
+  assert.equal(newToken().kid, old.kid, "still signed with key1 after the add");
+  const sw = record(await rollingUp(c, "sa-switch", ring({ keys: ["key1", "key2"], active: "key2" })));
+  rotationStep(sw);
+  const fresh = newToken();
+  assert.notEqual(fresh.kid, old.kid, "new tokens are signed with key2");
+  assert.equal(tokenUser(fresh.token), "system:serviceaccount:default:default");
+  assert.equal(tokenUser(old.token), "system:serviceaccount:default:default", "a token signed with key1 still verifies");
+  // The pods' projected tokens (signed with key1) kept the in-cluster probe served: rotationStep.
+  const drop = pulumi(["preview", ...config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING, serviceAccountKeys: JSON.stringify({ keys: ["key2"] }) })], 600_000);
+  assert.notEqual(drop.status, 0, "dropping key1 right after the switch is refused");
+  assert.match(drop.stdout + drop.stderr, /invalid argument serviceAccountKeys: .*expected key1 to be dropped only once every token signed with it has expired.*drop it after \d{4}-/);
 });
 
 test("2b. losing the lease holder with tuned timings (8/6/1)", async () => {

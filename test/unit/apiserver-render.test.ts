@@ -22,6 +22,7 @@ const settings: ApiServerSettings = {
   etcdServers: ["https://10.0.0.11:2379", "https://10.0.0.12:2379", "https://10.0.0.13:2379"],
   serviceCidr: "10.96.0.0/12",
   serviceAccountIssuer: "https://kubernetes.default.svc.cluster.local",
+  serviceAccountTokenMaxSeconds: 86400,
   shutdownDelayDurationSeconds: 8,
   audit: { maxAgeDays: 7, maxBackups: 5, maxSizeMb: 100 },
 };
