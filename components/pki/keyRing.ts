@@ -128,10 +128,21 @@ interface KeyRingInputs {
   readonly retireAfterSeconds: number;
   /** Where and how to count what each key protects (secret: the SSH key). */
   readonly usage?: { readonly connection: SshTarget; readonly network?: ObservedNetwork; readonly script: string };
+  /**
+   * When the active key became active. Set by check, not by the caller: Pulumi gives check
+   * the old inputs (not the outputs), so the time has to travel as an input to be seen by the
+   * next preview.
+   */
+  readonly activeSince?: string;
 }
 
-interface KeyRingState extends KeyRingInputs {
-  readonly activeSince: string;
+/**
+ * The time the active key became active: kept from the deployed inputs while the active key
+ * stays, `now` when it changes or on the first deployment. Pure.
+ */
+export function keyRingActiveSince(olds: { readonly active?: string; readonly activeSince?: string } | undefined, active: string, now: number): string {
+  if (olds?.active === active && olds.activeSince) return olds.activeSince;
+  return new Date(now).toISOString();
 }
 
 async function lookAtUsage(u: KeyRingInputs["usage"]): Promise<Record<string, number> | string | undefined> {
@@ -145,22 +156,23 @@ async function lookAtUsage(u: KeyRingInputs["usage"]): Promise<Record<string, nu
 
 /** Serialized into the state by Pulumi. */
 export const keyRingProvider: pulumi.dynamic.ResourceProvider = {
-  async check(olds: KeyRingState, news: KeyRingInputs) {
-    if (!olds?.keys) return { inputs: news, failures: [] };
+  async check(olds: KeyRingInputs, news: KeyRingInputs) {
+    const inputs = { ...news, activeSince: keyRingActiveSince(olds, news.active, Date.now()) };
+    if (!olds?.keys) return { inputs, failures: [] };
     const dropping = olds.keys.some((k) => !news.keys.includes(k));
     const usage = dropping && news.active === olds.active ? await lookAtUsage(olds.usage ?? news.usage) : undefined;
     const problem = keyRingChangeProblem(news.argument, news.what, olds, news, Date.now(), olds.retireAfterSeconds ?? news.retireAfterSeconds, usage);
-    return { inputs: news, failures: problem ? [{ property: "", reason: problem }] : [] };
+    return { inputs, failures: problem ? [{ property: "", reason: problem }] : [] };
   },
-  async diff(_id: string, olds: KeyRingState, news: KeyRingInputs) {
+  async diff(_id: string, olds: KeyRingInputs, news: KeyRingInputs) {
     const changes = JSON.stringify([olds.keys, olds.active, olds.retireAfterSeconds, olds.usage]) !== JSON.stringify([news.keys, news.active, news.retireAfterSeconds, news.usage]);
     return { changes, replaces: [], deleteBeforeReplace: false };
   },
   async create(inputs: KeyRingInputs) {
-    return { id: "key-ring", outs: { ...inputs, activeSince: new Date().toISOString() } };
+    return { id: "key-ring", outs: { ...inputs, activeSince: inputs.activeSince ?? keyRingActiveSince(undefined, inputs.active, Date.now()) } };
   },
-  async update(_id: string, olds: KeyRingState, news: KeyRingInputs) {
-    return { outs: { ...news, activeSince: olds.active === news.active && olds.activeSince ? olds.activeSince : new Date().toISOString() } };
+  async update(_id: string, olds: KeyRingInputs, news: KeyRingInputs) {
+    return { outs: { ...news, activeSince: news.activeSince ?? keyRingActiveSince(olds, news.active, Date.now()) } };
   },
 };
 

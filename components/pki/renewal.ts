@@ -39,7 +39,8 @@ export function nextRenewal(old: RenewalState, news: { validityHours: number; ea
     : { ...news, issuedAt: old.issuedAt, generation: old.generation };
 }
 
-interface RenewalInputs {
+/** What a renewal record is given: the certificate's validity and early-renewal window (hours). */
+export interface RenewalInputs {
   readonly validityHours: number;
   readonly earlyRenewalHours: number;
 }

@@ -8,7 +8,7 @@ import * as os from "os";
 import * as path from "path";
 import { spawnSync } from "child_process";
 import * as yaml from "js-yaml";
-import { keyRingChangeProblem, parseKeyUsage, resolveKeyRing } from "../../components/pki/keyRing";
+import { keyRingActiveSince, keyRingChangeProblem, keyRingProvider, parseKeyUsage, resolveKeyRing } from "../../components/pki/keyRing";
 import { nextRenewal, renewalDue } from "../../components/pki/renewal";
 import { encryptionConfig, secretboxPrefix, secretKeyUsageScript, secretsEncryptedGateScript } from "../../components/apiserver/render";
 
@@ -48,6 +48,32 @@ test("key ring: a signing key is dropped only once the tokens it signed have exp
     /an unknown time/,
     "no record of the switch: refused",
   );
+});
+
+test("key ring provider: the switch time travels in the inputs, so the next preview can tell when an old key may go", async () => {
+  // Pulumi hands check the old inputs, not the outputs: what check returns is all a later preview sees.
+  assert.equal(keyRingActiveSince({ active: "key1", activeSince: "2026-12-01T00:00:00.000Z" }, "key1", NOW), "2026-12-01T00:00:00.000Z");
+  assert.equal(keyRingActiveSince({ active: "key1", activeSince: "2026-12-01T00:00:00.000Z" }, "key2", NOW), new Date(NOW).toISOString());
+  assert.equal(keyRingActiveSince(undefined, "key1", NOW), new Date(NOW).toISOString());
+  const base = { argument: "serviceAccountKeys", what: "the key", retireAfterSeconds: 3600 };
+  const check = async (olds: any, keys: string[], active: string) => {
+    const r = await keyRingProvider.check!(olds, { ...base, keys, active });
+    return { inputs: r.inputs as any, failures: r.failures ?? [] };
+  };
+  const first = await check(undefined, ["key1"], "key1");
+  assert.deepEqual(first.failures, []);
+  assert.match(first.inputs.activeSince, /^\d{4}-\d\d-\d\dT/);
+  const added = await check(first.inputs, ["key1", "key2"], "key1");
+  assert.equal(added.inputs.activeSince, first.inputs.activeSince, "adding a key keeps the time key1 became active");
+  const switched = await check({ ...added.inputs, activeSince: "2026-01-01T00:00:00.000Z" }, ["key1", "key2"], "key2");
+  assert.notEqual(switched.inputs.activeSince, "2026-01-01T00:00:00.000Z", "a switch records a new time");
+  const early = await check(switched.inputs, ["key2"], "key2");
+  assert.equal(early.failures.length, 1);
+  assert.match(String(early.failures[0].reason), /drop it after \d{4}-\d\d-\d\dT/, "the refusal names a date, not an unknown time");
+  const late = await check({ ...switched.inputs, activeSince: "2026-01-01T00:00:00.000Z" }, ["key2"], "key2");
+  assert.deepEqual(late.failures, [], "an hour after the switch key1 may go");
+  const outs = await keyRingProvider.update!("key-ring", added.inputs, switched.inputs);
+  assert.equal(outs.outs.activeSince, switched.inputs.activeSince);
 });
 
 test("parseKeyUsage counts the `uses` lines", () => {
