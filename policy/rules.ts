@@ -41,6 +41,15 @@ export const ETCD_PORTS = { from: 2379, to: 2380 } as const;
 export const PRIVATE_KEY_OUTPUTS = ["privateKeyOpenssh", "privateKeyPem", "privateKeyPemPkcs8"] as const;
 /** The health check path of every apiserver balancer. */
 export const READYZ = "/readyz";
+
+/**
+ * A readiness path HAProxy may check: /readyz itself, or /readyz without its `shutdown` check
+ * (a stopping apiserver is then marked down once it stops listening, after it ended its
+ * connections; every other check, etcd's among them, still counts). Pure.
+ */
+export function isReadyzPath(path: string): boolean {
+  return path === READYZ || path === `${READYZ}?exclude=shutdown`;
+}
 /** The file of a KeepalivedLoadBalancer step that configures HAProxy. */
 export const HAPROXY_CONFIG_PATH = "/etc/haproxy/haproxy.cfg";
 
@@ -300,7 +309,7 @@ export function haproxyReadyzProblems(config: string): string[] {
         paths.push(m[1]);
       }
     }
-    if (paths.length === 0 || paths.some((p) => p !== READYZ)) {
+    if (paths.length === 0 || paths.some((p) => !isReadyzPath(p))) {
       problems.push(`${name}: health check path is ${paths.length === 0 ? "/ (default)" : paths.join(", ")}, not ${READYZ}`);
     }
     const defaults = pool.lines.filter((l) => /^default-server\s/.test(l)).flatMap((l) => l.split(/\s+/).slice(1));

@@ -9,6 +9,7 @@ import {
   AwsNetworkLoadBalancer,
   AwsNewVpc,
   AwsSshAccess,
+  CaRingArgs,
   ClusterDns,
   cidrsOverlap,
   formatIpv4,
@@ -32,6 +33,8 @@ function certificateSettings() {
     certificateValidityHours: config.getNumber("certificateValidityHours"),
     earlyRenewalHours: config.getNumber("earlyRenewalHours"),
     serviceAccountKeys: config.getObject<{ keys?: string[]; active?: string; tokenMaxHours?: number }>("serviceAccountKeys"),
+    // { cluster?: { keys, active }, etcd?: ..., frontProxy?: ... } (README: rotations).
+    certificateAuthorities: config.getObject<{ cluster?: CaRingArgs; etcd?: CaRingArgs; frontProxy?: CaRingArgs }>("certificateAuthorities"),
   };
 }
 

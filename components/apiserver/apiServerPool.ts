@@ -218,13 +218,13 @@ export class ApiServerPool extends pulumi.ComponentResource {
       }
     }
     const sharedFiles: StepFile[] = [
-      { path: `${K8S_PKI}/ca.crt`, mode: "0600", secret: false, content: pki.clusterCa.certPem },
-      { path: `${K8S_PKI}/etcd-ca.crt`, mode: "0600", secret: false, content: pki.etcdCa.certPem },
+      { path: `${K8S_PKI}/ca.crt`, mode: "0600", secret: false, content: pki.clusterCaBundle },
+      { path: `${K8S_PKI}/etcd-ca.crt`, mode: "0600", secret: false, content: pki.etcdCaBundle },
       { path: `${K8S_PKI}/apiserver-etcd-client.crt`, mode: "0600", secret: false, content: pki.apiServerEtcdClient.certPem },
       { path: `${K8S_PKI}/apiserver-etcd-client.key`, mode: "0600", content: pki.apiServerEtcdClient.keyPem },
       { path: `${K8S_PKI}/apiserver-kubelet-client.crt`, mode: "0600", secret: false, content: pki.apiServerKubeletClient.certPem },
       { path: `${K8S_PKI}/apiserver-kubelet-client.key`, mode: "0600", content: pki.apiServerKubeletClient.keyPem },
-      { path: `${K8S_PKI}/front-proxy-ca.crt`, mode: "0600", secret: false, content: pki.frontProxyCa.certPem },
+      { path: `${K8S_PKI}/front-proxy-ca.crt`, mode: "0600", secret: false, content: pki.frontProxyCaBundle },
       { path: `${K8S_PKI}/front-proxy-client.crt`, mode: "0600", secret: false, content: pki.frontProxyClient.certPem },
       { path: `${K8S_PKI}/front-proxy-client.key`, mode: "0600", content: pki.frontProxyClient.keyPem },
       { path: `${K8S_PKI}/sa.pub`, mode: "0600", secret: false, content: pki.serviceAccount.publicKeyPem },

@@ -121,10 +121,11 @@ export class LeaderElectedControllers extends pulumi.ComponentResource {
         {
           host,
           files: [
-            { path: `${K8S_PKI}/ca.crt`, mode: "0600", secret: false, content: pki.clusterCa.certPem },
+            { path: `${K8S_PKI}/ca.crt`, mode: "0600", secret: false, content: pki.clusterCaBundle },
+            { path: `${K8S_PKI}/signing-ca.crt`, mode: "0600", secret: false, content: pki.clusterCa.certPem },
             { path: `${K8S_PKI}/ca.key`, mode: "0600", content: pki.clusterCa.keyPem },
             { path: `${K8S_PKI}/sa.key`, mode: "0600", content: pki.serviceAccount.privateKeyPem },
-            { path: `${K8S_PKI}/front-proxy-ca.crt`, mode: "0600", secret: false, content: pki.frontProxyCa.certPem },
+            { path: `${K8S_PKI}/front-proxy-ca.crt`, mode: "0600", secret: false, content: pki.frontProxyCaBundle },
             { path: CM_KUBECONFIG, mode: "0600", content: cmKubeconfig },
             { path: SCHED_KUBECONFIG, mode: "0600", content: schedKubeconfig },
             { path: SCHED_CONFIG, mode: "0600", secret: false, content: schedulerConfig(this.leaderElection) },

@@ -53,7 +53,8 @@ export function controllerManagerFlags(s: ControllerManagerSettings): Flag[] {
     ["leader-elect-renew-deadline", goDuration(s.leaderElection.renewDeadlineSeconds)],
     ["leader-elect-retry-period", goDuration(s.leaderElection.retryPeriodSeconds)],
     ["cluster-name", s.clusterName],
-    ["cluster-signing-cert-file", `${K8S_PKI}/ca.crt`],
+    // The active CA's certificate with its key; ca.crt is every trusted CA (rotations).
+    ["cluster-signing-cert-file", `${K8S_PKI}/signing-ca.crt`],
     ["cluster-signing-key-file", `${K8S_PKI}/ca.key`],
     ["root-ca-file", `${K8S_PKI}/ca.crt`],
     ["service-account-private-key-file", `${K8S_PKI}/sa.key`],

@@ -57,7 +57,7 @@ export interface HaControlPlaneArgs {
   /** @default "hakube" */
   readonly clusterName?: string;
   /** Certificate validity, early renewal and extra apiserver SANs, passed to {@link ClusterPki}. */
-  readonly certificates?: Pick<ClusterPkiArgs, "caValidityHours" | "certificateValidityHours" | "earlyRenewalHours" | "extraApiServerSans" | "serviceAccountKeys">;
+  readonly certificates?: Pick<ClusterPkiArgs, "caValidityHours" | "certificateValidityHours" | "earlyRenewalHours" | "extraApiServerSans" | "serviceAccountKeys" | "certificateAuthorities">;
   /** etcd tuning (timing, ports, data directory, ready timeout), passed to {@link EtcdCluster}. */
   readonly etcd?: Pick<EtcdClusterArgs, "heartbeatIntervalMs" | "electionTimeoutMs" | "clientPort" | "peerPort" | "dataDir" | "readyTimeoutSeconds">;
   /** kube-apiserver tuning (port, shutdown delay, audit log, extra flags, etcd access), passed to {@link ApiServerPool}. */
@@ -119,7 +119,7 @@ export interface HaControlPlaneArgs {
 export class HaControlPlane extends pulumi.ComponentResource {
   /** `https://<endpoint>:<port>` */
   public readonly endpoint: pulumi.Output<string>;
-  /** PEM of the cluster CA (trust anchor for the API endpoint). */
+  /** PEM of the cluster CAs (trust anchors for the API endpoint; two during a CA rotation). */
   public readonly caCertificate: pulumi.Output<string>;
   /** Secret. */
   public readonly adminKubeconfig: pulumi.Output<string>;
@@ -223,7 +223,7 @@ export class HaControlPlane extends pulumi.ComponentResource {
             ? {
                 from: args.backups.restore.from,
                 confirm: args.backups.restore.confirm,
-                files: backupFiles(args.backups.storage, backupSettings, this.pki.clusterCa.certPem.apply(clusterIdOf), backupKey.certPem),
+                files: backupFiles(args.backups.storage, backupSettings, this.pki.clusterIdentityPem.apply(clusterIdOf), backupKey.certPem),
                 key: backupKey,
                 apiHosts: cp,
               }
@@ -276,7 +276,7 @@ export class HaControlPlane extends pulumi.ComponentResource {
     );
 
     this.endpoint = endpointUrl(this.loadBalancer);
-    this.caCertificate = this.pki.clusterCa.certPem;
+    this.caCertificate = this.pki.clusterCaBundle;
     this.adminKubeconfig = this.pki.kubeconfig(this.pki.adminClient, "hakube-admin", this.endpoint, args.clusterName ?? "hakube");
     this.etcdEndpoints = this.etcd.clientEndpoints;
     const ready = [this.controllers.ready, this.apiServers.secretsEncrypted, ...(this.loadBalancer.ready ? [this.loadBalancer.ready] : [])];
@@ -304,7 +304,8 @@ export class HaControlPlane extends pulumi.ComponentResource {
         {
           hosts: etcdHosts,
           storage: args.backups.storage,
-          clusterCaCertificate: this.pki.clusterCa.certPem,
+          // The first cluster CA's: a CA rotation keeps the backups where they are.
+          clusterCaCertificate: this.pki.clusterIdentityPem,
           intervalMinutes: args.backups.intervalMinutes,
           keep: args.backups.keep,
           key: backupKey,
@@ -322,9 +323,20 @@ export class HaControlPlane extends pulumi.ComponentResource {
       // for the repair). Unreachable, the provider keeps the objects' recorded state instead
       // of failing the run; the provider itself is registered only after the ready gates, so
       // the objects are applied against a control plane that answers.
+      //
+      // clusterIdentifier: the provider stands for this control plane for good. Without it,
+      // a change of the kubeconfig's cluster entry (its CA data, in every CA rotation step)
+      // makes the provider plan a replacement of itself and of every object made through it:
+      // each object is created again under the same name and then the original deleted,
+      // which deletes the live object (CoreDNS, RBAC, the bootstrap token).
       this.provider = new k8s.Provider(
         `${name}-k8s`,
-        { kubeconfig: this.adminKubeconfig, enableServerSideApply: true, skipUpdateUnreachable: true },
+        {
+          kubeconfig: this.adminKubeconfig,
+          enableServerSideApply: true,
+          skipUpdateUnreachable: true,
+          clusterIdentifier: `hakube/${args.clusterName ?? "hakube"}/${name}`,
+        },
         { parent: this, dependsOn: this.ready },
       );
     }

@@ -155,7 +155,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
       .apply((addresses) => args.hosts.map((h, i): EtcdMember => ({ name: h.name, address: addresses[i] })));
     this.clientEndpoints = members.apply((ms) => ms.map((m) => clientUrl(m, settings)));
     const sharedFiles: StepFile[] = [
-      { path: `${ETCD_PKI}/ca.crt`, mode: "0644", content: args.pki.etcdCa.certPem },
+      { path: `${ETCD_PKI}/ca.crt`, mode: "0644", content: args.pki.etcdCaBundle },
       { path: `${ETCD_PKI}/healthcheck-client.crt`, mode: "0644", content: args.pki.etcdHealthcheckClient.certPem },
       { path: `${ETCD_PKI}/healthcheck-client.key`, mode: "0600", content: args.pki.etcdHealthcheckClient.keyPem },
       { path: ETCDCTL_ENV, mode: "0644", content: members.apply((ms) => etcdctlEnv(ms, settings)) },

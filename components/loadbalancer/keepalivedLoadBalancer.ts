@@ -145,7 +145,7 @@ export class KeepalivedLoadBalancer extends pulumi.ComponentResource implements 
         {
           host,
           files: [
-            { path: HAPROXY_CA, mode: "0644", content: args.pki.clusterCa.certPem },
+            { path: HAPROXY_CA, mode: "0644", content: args.pki.clusterCaBundle },
             { path: "/etc/haproxy/haproxy.cfg", mode: "0644", content: haproxyConfig },
             { path: KEEPALIVED_CHECK, mode: "0755", content: renderKeepalivedCheck(monitorPort) },
             {

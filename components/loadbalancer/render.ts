@@ -92,7 +92,13 @@ export function renderHaproxyConfig(s: HaproxySettings): string {
     "backend kube-apiservers",
     "  balance roundrobin",
     "  option httpchk",
-    "  http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host kubernetes",
+    // Every readiness check but `shutdown`: a stopping apiserver keeps serving through its
+    // --shutdown-delay-duration, then closes its listener and ends each connection with an
+    // HTTP/2 GOAWAY once its requests are answered. Marked down only then (the connection is
+    // refused; a new connection is redispatched), its sessions are closed by then, so
+    // shutdown-sessions cuts no request in flight. A member whose etcd fails is marked
+    // down as before (the etcd checks count).
+    "  http-check send meth GET uri /readyz?exclude=shutdown ver HTTP/1.1 hdr Host kubernetes",
     "  http-check expect status 200",
     `  default-server ${serverOptions}`,
     ...s.backends.map((b) => `  server ${b.name} ${b.address}:${b.port}`),

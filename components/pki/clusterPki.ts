@@ -5,7 +5,7 @@ import { firstHostAddress, isDnsName, isIpv4 } from "../net";
 import { invalid, knownValue, requireCidr, requireHosts, requireInteger } from "../validation";
 import { renderKubeconfig } from "./kubeconfig";
 import { CertificateRenewal } from "./renewal";
-import { KeyRing, resolveKeyRing } from "./keyRing";
+import { KeyRing, KeyRingSpec, resolveKeyRing } from "./keyRing";
 
 /** A PEM certificate with its private key (the key is a Pulumi secret). */
 export interface KeyPair {
@@ -48,6 +48,27 @@ export interface ClusterPkiArgs {
    * @default { keys: ["key1"], active: the first key, tokenMaxHours: 24 }
    */
   readonly serviceAccountKeys?: { readonly keys?: readonly string[]; readonly active?: string; readonly tokenMaxHours?: number };
+  /**
+   * The cluster, etcd and front-proxy CAs, each by name, oldest first, and the one that
+   * signs; every CA listed is trusted. A CA rotates in three `pulumi up`s, each rolled host by
+   * host and each safe to stop after: add a CA (`keys: ["ca1", "ca2"]`: trusted everywhere,
+   * nothing signed by it yet), make it active (`active: "ca2"`: every leaf certificate is
+   * issued anew from it, kubeconfigs switch, kubelets bootstrap again), then drop the old one
+   * (`keys: ["ca2"]`: a certificate from the old CA is refused from then on). A preview
+   * refuses a switch to a CA not deployed yet, and a switch and a drop at once.
+   * @default { keys: ["ca1"], active: the first } for each
+   */
+  readonly certificateAuthorities?: {
+    readonly cluster?: CaRingArgs;
+    readonly etcd?: CaRingArgs;
+    readonly frontProxy?: CaRingArgs;
+  };
+}
+
+/** One CA's ring: its CA names, oldest first, and the one that signs (default: the first). */
+export interface CaRingArgs {
+  readonly keys?: readonly string[];
+  readonly active?: string;
 }
 
 type Usage = "server" | "client" | "peer";
@@ -93,9 +114,26 @@ export function splitSans(entries: readonly string[]): { ipAddresses: string[]; 
  * scheduler and an admin. All keys are ECDSA P-256 and Pulumi secrets.
  */
 export class ClusterPki extends pulumi.ComponentResource {
+  /** The active cluster CA: signs every cluster leaf (and, in the controller-manager, CSRs). */
   public readonly clusterCa: KeyPair;
+  /** The active etcd CA. */
   public readonly etcdCa: KeyPair;
+  /** The active front-proxy CA. */
   public readonly frontProxyCa: KeyPair;
+  /**
+   * What verifiers trust: every CA of each ring (PEM blocks, the active CA first, so every
+   * rotation step changes the files, and the services reading them restart).
+   */
+  public readonly clusterCaBundle: pulumi.Output<string>;
+  public readonly etcdCaBundle: pulumi.Output<string>;
+  public readonly frontProxyCaBundle: pulumi.Output<string>;
+  /** The CA rings, as resolved. */
+  public readonly certificateAuthorities: { readonly cluster: KeyRingSpec; readonly etcd: KeyRingSpec; readonly frontProxy: KeyRingSpec };
+  /**
+   * The first cluster CA's certificate, kept through CA rotations: what names this cluster
+   * (its backups' folder) for good.
+   */
+  public readonly clusterIdentityPem: pulumi.Output<string>;
   /**
    * Signs and verifies service-account tokens, the same on every apiserver: `privateKeyPem`
    * is the active key, `publicKeyPem` every key's public half (PEM blocks, one per key).
@@ -157,9 +195,20 @@ export class ClusterPki extends pulumi.ComponentResource {
       invalid(this, "certificateValidityHours", this.validityHours, `at most caValidityHours (${caHours})`);
     }
 
-    this.clusterCa = this.selfSignedCa(`${name}-cluster-ca`, "kubernetes", caHours);
-    this.etcdCa = this.selfSignedCa(`${name}-etcd-ca`, "etcd-ca", caHours);
-    this.frontProxyCa = this.selfSignedCa(`${name}-front-proxy-ca`, "front-proxy-ca", caHours);
+    const cas = args.certificateAuthorities;
+    const cluster = this.caRing(`${name}-cluster-ca`, "kubernetes", caHours, "certificateAuthorities.cluster", cas?.cluster, "the cluster CA", true);
+    const etcd = this.caRing(`${name}-etcd-ca`, "etcd-ca", caHours, "certificateAuthorities.etcd", cas?.etcd, "the etcd CA");
+    const frontProxy = this.caRing(`${name}-front-proxy-ca`, "front-proxy-ca", caHours, "certificateAuthorities.frontProxy", cas?.frontProxy, "the front-proxy CA");
+    this.clusterCa = cluster.signing;
+    this.etcdCa = etcd.signing;
+    this.frontProxyCa = frontProxy.signing;
+    this.clusterCaBundle = cluster.bundle;
+    this.etcdCaBundle = etcd.bundle;
+    this.frontProxyCaBundle = frontProxy.bundle;
+    this.certificateAuthorities = { cluster: cluster.ring, etcd: etcd.ring, frontProxy: frontProxy.ring };
+    this.clusterIdentityPem = pulumi
+      .all([cluster.record.identity, this.clusterCa.certPem])
+      .apply(([identity, active]) => (typeof identity === "string" && identity.includes("BEGIN CERTIFICATE") ? identity : active));
 
     // The first key keeps the name it had before rotations existed.
     const saRing = resolveKeyRing(this, "serviceAccountKeys", args.serviceAccountKeys);
@@ -230,9 +279,9 @@ export class ClusterPki extends pulumi.ComponentResource {
     this.adminClient = this.leaf(`${name}-admin`, this.clusterCa, { commonName: "hakube-admin", organization: "system:masters" }, "client");
 
     this.registerOutputs({
-      clusterCaCertPem: this.clusterCa.certPem,
-      etcdCaCertPem: this.etcdCa.certPem,
-      frontProxyCaCertPem: this.frontProxyCa.certPem,
+      clusterCaCertPem: this.clusterCaBundle,
+      etcdCaCertPem: this.etcdCaBundle,
+      frontProxyCaCertPem: this.frontProxyCaBundle,
       apiServerSans: this.apiServerSans,
     });
   }
@@ -267,7 +316,7 @@ export class ClusterPki extends pulumi.ComponentResource {
   /** A kubeconfig (secret) for one of this PKI's client certificates and an API URL. */
   public kubeconfig(client: KeyPair, userName: string, server: pulumi.Input<string>, clusterName = "hakube"): pulumi.Output<string> {
     return pulumi.secret(
-      pulumi.all([server, this.clusterCa.certPem, client.certPem, client.keyPem]).apply(([srv, ca, cert, key]) =>
+      pulumi.all([server, this.clusterCaBundle, client.certPem, client.keyPem]).apply(([srv, ca, cert, key]) =>
         renderKubeconfig({ clusterName, server: srv, caCertPem: ca, userName, clientCertPem: cert, clientKeyPem: key }),
       ),
     );
@@ -279,6 +328,42 @@ export class ClusterPki extends pulumi.ComponentResource {
       { algorithm: "ECDSA", ecdsaCurve: "P256" },
       { parent: this, additionalSecretOutputs: ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"] },
     );
+  }
+
+  /**
+   * One CA ring: a self-signed CA per name (the first CA keeps the name it had before
+   * rotations existed), the record that refuses unsafe steps, the active CA for signing and the
+   * bundle of all for trust. Both wait for the record, so a refused step touches nothing.
+   */
+  private caRing(
+    name: string,
+    commonName: string,
+    hours: number,
+    argument: string,
+    given: CaRingArgs | undefined,
+    what: string,
+    keepIdentity = false,
+  ): { ring: KeyRingSpec; signing: KeyPair; bundle: pulumi.Output<string>; record: KeyRing } {
+    const ring = resolveKeyRing(this, argument, given, "ca1");
+    const cas = new Map(ring.keys.map((k) => [k, k === "ca1" ? this.selfSignedCa(name, commonName, hours) : this.selfSignedCa(`${name}-${k}`, `${commonName}-${k}`, hours)]));
+    const active = cas.get(ring.active)!;
+    const record = new KeyRing(
+      `${name}-ring`,
+      { argument, what: `certificates of ${what}`, spec: ring, ...(keepIdentity ? { identity: active.certPem } : {}) },
+      { parent: this },
+    );
+    const order = [ring.active, ...ring.keys.filter((k) => k !== ring.active)];
+    return {
+      ring,
+      record,
+      signing: {
+        certPem: pulumi.all([record.id, active.certPem]).apply(([, pem]) => pem),
+        keyPem: pulumi.secret(pulumi.all([record.id, active.keyPem]).apply(([, pem]) => pem)),
+      },
+      bundle: pulumi
+        .all([record.id, ...order.map((k) => cas.get(k)!.certPem)])
+        .apply(([, ...pems]) => pems.map((p) => (p.endsWith("\n") ? p : `${p}\n`)).join("")),
+    };
   }
 
   private selfSignedCa(name: string, commonName: string, hours: number): KeyPair {

@@ -37,8 +37,9 @@ export function resolveKeyRing(
   parent: pulumi.Resource | undefined,
   argument: string,
   given: { readonly keys?: readonly string[]; readonly active?: string } | undefined,
+  defaultKey = "key1",
 ): KeyRingSpec {
-  const keys = given?.keys ?? ["key1"];
+  const keys = given?.keys ?? [defaultKey];
   if (!Array.isArray(keys) || keys.length === 0 || keys.length > 5) {
     invalid(parent, `${argument}.keys`, keys, "a list of 1 to 5 key names, oldest first");
   }
@@ -134,6 +135,11 @@ interface KeyRingInputs {
    * next preview.
    */
   readonly activeSince?: string;
+  /**
+   * A value fixed when the ring is first deployed and kept through every rotation (the
+   * cluster CA's ring keeps the first CA's certificate: the backups' cluster ID).
+   */
+  readonly identity?: string;
 }
 
 /**
@@ -157,7 +163,11 @@ async function lookAtUsage(u: KeyRingInputs["usage"]): Promise<Record<string, nu
 /** Serialized into the state by Pulumi. */
 export const keyRingProvider: pulumi.dynamic.ResourceProvider = {
   async check(olds: KeyRingInputs, news: KeyRingInputs) {
-    const inputs = { ...news, activeSince: keyRingActiveSince(olds, news.active, Date.now()) };
+    const inputs = {
+      ...news,
+      activeSince: keyRingActiveSince(olds, news.active, Date.now()),
+      ...(olds?.identity !== undefined ? { identity: olds.identity } : {}),
+    };
     if (!olds?.keys) return { inputs, failures: [] };
     const dropping = olds.keys.some((k) => !news.keys.includes(k));
     const usage = dropping && news.active === olds.active ? await lookAtUsage(olds.usage ?? news.usage) : undefined;
@@ -165,7 +175,7 @@ export const keyRingProvider: pulumi.dynamic.ResourceProvider = {
     return { inputs, failures: problem ? [{ property: "", reason: problem }] : [] };
   },
   async diff(_id: string, olds: KeyRingInputs, news: KeyRingInputs) {
-    const changes = JSON.stringify([olds.keys, olds.active, olds.retireAfterSeconds, olds.usage]) !== JSON.stringify([news.keys, news.active, news.retireAfterSeconds, news.usage]);
+    const changes = JSON.stringify([olds.keys, olds.active, olds.retireAfterSeconds, olds.usage, olds.identity]) !== JSON.stringify([news.keys, news.active, news.retireAfterSeconds, news.usage, news.identity]);
     return { changes, replaces: [], deleteBeforeReplace: false };
   },
   async create(inputs: KeyRingInputs) {
@@ -182,6 +192,8 @@ export const keyRingProvider: pulumi.dynamic.ResourceProvider = {
  */
 export class KeyRing extends pulumi.dynamic.Resource {
   declare public readonly activeSince: pulumi.Output<string>;
+  /** The `identity` given when the ring was first deployed (undefined when none was given). */
+  declare public readonly identity: pulumi.Output<string | undefined>;
 
   constructor(
     name: string,
@@ -191,6 +203,8 @@ export class KeyRing extends pulumi.dynamic.Resource {
       readonly spec: KeyRingSpec;
       readonly retireAfterSeconds?: number;
       readonly usage?: { readonly connection: pulumi.Input<HostConnection>; readonly network?: ObservedNetwork; readonly script: string };
+      /** Kept from the first deployment on ({@link KeyRingInputs.identity}). */
+      readonly identity?: pulumi.Input<string>;
     },
     opts?: pulumi.CustomResourceOptions,
   ) {
@@ -214,6 +228,7 @@ export class KeyRing extends pulumi.dynamic.Resource {
         retireAfterSeconds: args.retireAfterSeconds ?? 0,
         usage,
         activeSince: undefined,
+        identity: args.identity,
       },
       { ...opts, additionalSecretOutputs: ["usage"] },
     );

@@ -128,7 +128,8 @@ export class ClusterDns extends pulumi.ComponentResource {
                     readOnlyRootFilesystem: true,
                   },
                   livenessProbe: { httpGet: { path: "/health", port: 8080 }, initialDelaySeconds: 10, timeoutSeconds: 5, failureThreshold: 5 },
-                  readinessProbe: { httpGet: { path: "/ready", port: 8181 } },
+                  // Probed every 2 s: ready again soon after its kubelet restarts.
+                  readinessProbe: { httpGet: { path: "/ready", port: 8181 }, periodSeconds: 2 },
                   volumeMounts: [{ name: "config", mountPath: "/etc/coredns", readOnly: true }],
                 },
               ],

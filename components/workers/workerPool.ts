@@ -307,6 +307,8 @@ export class WorkerPool extends pulumi.ComponentResource {
           })
         : pulumi.output(apiBalancedScript({ serviceIp }));
 
+    // One node at a time: a node's kubelet (re)starts after the previous node is done.
+    let previousNode: pulumi.Resource | undefined;
     this.ready = this.workers.map((w) => {
       const host = w.host;
       const hostOpt = { parent: this, dependsOn: [...cluster.ready, ...rbac, tokenSecret] };
@@ -364,9 +366,9 @@ export class WorkerPool extends pulumi.ComponentResource {
           create: pulumi.all([cluster.endpoint]).apply(([endpoint]) => kubeletScript(host.name, endpoint, readySeconds)),
           delete: kubeletDeleteScript,
         },
-        { ...hostOpt, dependsOn: [...hostOpt.dependsOn, kubeInstall] },
+        { ...hostOpt, dependsOn: [...hostOpt.dependsOn, kubeInstall, ...(previousNode ? [previousNode] : [])] },
       );
-      hostStep(
+      previousNode = hostStep(
         `${name}-${host.name}-kube-proxy`,
         {
           host,
@@ -477,16 +479,52 @@ export function kubeletScript(nodeName: string, endpoint: string, readySeconds: 
     `curl --silent --fail --max-time 3 --cacert ${NODE_PATHS.ca} --cert ${NODE_PATHS.kubeletCertDir}/kubelet-client-current.pem \\
   ${quote(`${endpoint}/api/v1/nodes/${nodeName}`)} | tr -d ' \\n' | grep -q '"type":"Ready","status":"True"'`,
   );
+  // Running kube-system pods (the cluster DNS among them) on this node whose Ready condition
+  // is False (a number; "x" when the API does not answer); users' pods never hold a node up. Fields of a condition come in the order the API writes them.
+  const podsUnready = [
+    shellFunction(
+      "hakube_pods_unready",
+      `out=$(curl --silent --fail --max-time 3 --cacert ${NODE_PATHS.ca} --cert ${NODE_PATHS.kubeletCertDir}/kubelet-client-current.pem \\
+  ${quote(`${endpoint}/api/v1/pods?fieldSelector=spec.nodeName%3D${nodeName}%2Cstatus.phase%3DRunning%2Cmetadata.namespace%3Dkube-system`)}) || { echo x; return 0; }
+printf '%s' "$out" | tr -d ' \\n' | grep -o -E '"type":"Ready",("observedGeneration":[0-9]+,)?"status":"False"' | wc -l | tr -d ' '`,
+    ),
+    shellFunction("hakube_pods_settled", '[ "$(hakube_pods_unready)" = 0 ]'),
+  ].join("\n");
   return [
     `mkdir -p ${NODE_PATHS.kubeletCertDir} /var/lib/kubelet`,
     "systemctl daemon-reload",
     "systemctl enable kubelet.service >/dev/null 2>&1",
     `restart=$(printf '%s' "$HAKUBE_CHANGED" | grep -v -x -F ${NODE_PATHS.bootstrapKubeconfig} || true)`,
     runningReplacedFunction,
-    'if [ -n "$restart" ] || ! systemctl is-active --quiet kubelet.service || hakube_running_replaced kubelet.service; then systemctl restart kubelet.service; fi',
+    // A new cluster CA bundle (each CA rotation step changes it: the active CA comes first):
+    // the kubelet bootstraps again, so its kubeconfig trusts what the bundle holds and its
+    // certificates come from the CA that signs now; the node and its pods keep running.
+    `rebootstrap=$(printf '%s' "$HAKUBE_CHANGED" | grep -x -F ${NODE_PATHS.ca} || true)`,
+    `if [ -n "$rebootstrap" ] && [ -e ${NODE_PATHS.kubeletKubeconfig} ]; then`,
+    "  echo 'hakube: the cluster CAs changed: kubelet bootstraps its certificates again'",
+    "  systemctl stop kubelet.service",
+    `  rm -f ${NODE_PATHS.kubeletKubeconfig} ${NODE_PATHS.kubeletCertDir}/kubelet-client-*.pem ${NODE_PATHS.kubeletCertDir}/kubelet-server-*.pem`,
+    "  restart=yes",
+    "fi",
+    "restarted=",
+    'if [ -n "$restart" ] || ! systemctl is-active --quiet kubelet.service || hakube_running_replaced kubelet.service; then systemctl restart kubelet.service; restarted=yes; fi',
     retry({ attempts, delaySeconds: 2 }, "kubelet has its client certificate", ["test", "-s", `${NODE_PATHS.kubeletCertDir}/kubelet-client-current.pem`]),
     ready,
     retry({ attempts, delaySeconds: 2 }, `node ${nodeName} Ready`, ["hakube_node_ready"]),
+    // A restarted kubelet probes its pods' readiness anew (they count as not ready until
+    // then): wait for the kube-system pods on this node to be ready again before the next
+    // node restarts,
+    // so a Service (the cluster DNS) never loses every endpoint at once.
+    podsUnready,
+    'if [ -n "$restarted" ]; then',
+    "  n=0",
+    "  while [ $n -lt 5 ] && [ \"$(hakube_pods_unready)\" = 0 ]; do sleep 1; n=$((n + 1)); done",
+    retry({ attempts, delaySeconds: 2 }, `the pods on ${nodeName} ready again`, ["hakube_pods_settled"]).replace(/^/gm, "  "),
+    "fi",
+    // Logs, exec and metrics need the serving certificate (approved by hakube's approver).
+    `if [ -n "$rebootstrap" ]; then`,
+    retry({ attempts, delaySeconds: 2 }, "kubelet has its serving certificate", ["test", "-s", `${NODE_PATHS.kubeletCertDir}/kubelet-server-current.pem`]).replace(/^/gm, "  "),
+    "fi",
     `echo ${quote(`hakube: node ${nodeName} is Ready`)}`,
   ].join("\n");
 }

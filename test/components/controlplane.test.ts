@@ -25,7 +25,11 @@ before(async () => {
       binaries: { etcd: { kind: "release", digest: ETCD_DIGEST } },
       controllers: { apiAccess: "balanced", leaderElection: { leaseDurationSeconds: 8, renewDeadlineSeconds: 6, retryPeriodSeconds: 1 } },
       apiServer: { secretsEncryption: { keys: ["key1", "key2"], active: "key2" } },
-      certificates: { serviceAccountKeys: { keys: ["key1", "key2"], active: "key2", tokenMaxHours: 12 } },
+      certificates: {
+        serviceAccountKeys: { keys: ["key1", "key2"], active: "key2", tokenMaxHours: 12 },
+        // The cluster CA mid-rotation (switched), the etcd CA just added, the front-proxy CA as it was.
+        certificateAuthorities: { cluster: { keys: ["ca1", "ca2"], active: "ca2" }, etcd: { keys: ["ca1", "ca2"] } },
+      },
     }),
   ]);
 });
@@ -133,6 +137,8 @@ test("ordering: etcd ready before apiservers, apiservers ready before controller
   assert.ok(byName("c3-apiserver-secrets-encrypted").dependsOn.map(nameOf).includes("c3-apiserver-rewrite-secrets"));
   // A refresh while the API is down keeps the objects' recorded state (the repair command).
   assert.equal(await valueOf(provider.props.skipUpdateUnreachable), "true");
+  // A fixed identity: a CA rotation changes the kubeconfig's cluster entry, never the provider's cluster.
+  assert.equal(await valueOf(provider.props.clusterIdentifier), "hakube/hakube/c3");
 });
 
 test("secrets: every private key, kubeconfig and file bundle is secret; none is on a command line", async () => {
@@ -311,6 +317,35 @@ test("service-account key rotation: every key's public half verifies, the active
   const three1 = await bundleOf("c3-apiserver-cp-1");
   assert.equal((three1.get("/etc/kubernetes/pki/sa.pub")!.content.match(/BEGIN PUBLIC KEY/g) ?? []).length, 1);
   assert.match(three1.get("/etc/systemd/system/kube-apiserver.service")!.content, /--service-account-max-token-expiration=86400s/);
+});
+
+test("CA rotation: every CA of a ring is trusted (the active one first); the active one signs the leaves and the controller-manager's CSRs", async () => {
+  const pems = (text: string) => [...text.matchAll(/mock-(\S+)/g)].map((m) => m[1]);
+  const api = await bundleOf("c5-apiserver-cp5-1");
+  assert.deepEqual(pems(api.get("/etc/kubernetes/pki/ca.crt")!.content), ["c5-pki-cluster-ca-ca2", "c5-pki-cluster-ca"], "both cluster CAs, ca2 first");
+  assert.deepEqual(pems(api.get("/etc/kubernetes/pki/etcd-ca.crt")!.content), ["c5-pki-etcd-ca", "c5-pki-etcd-ca-ca2"], "the added etcd CA is trusted, ca1 still first");
+  assert.deepEqual(pems(api.get("/etc/kubernetes/pki/front-proxy-ca.crt")!.content), ["c5-pki-front-proxy-ca"]);
+  const controllers = await bundleOf("c5-controllers-cp5-1");
+  assert.deepEqual(pems(controllers.get("/etc/kubernetes/pki/signing-ca.crt")!.content), ["c5-pki-cluster-ca-ca2"], "the controller-manager signs with the active CA");
+  assert.equal(controllers.get("/etc/kubernetes/pki/ca.crt")!.content, api.get("/etc/kubernetes/pki/ca.crt")!.content, "one ca.crt on a host, whichever step writes it");
+  assert.equal(controllers.get("/etc/kubernetes/pki/ca.key")!.content, await valueOf<string>(five.pki.clusterCa.keyPem));
+  assert.match(controllers.get("/etc/systemd/system/kube-controller-manager.service")!.content, /--cluster-signing-cert-file=\/etc\/kubernetes\/pki\/signing-ca.crt/);
+  assert.match(controllers.get("/etc/systemd/system/kube-controller-manager.service")!.content, /--root-ca-file=\/etc\/kubernetes\/pki\/ca.crt/, "pods trust every CA");
+  assert.deepEqual(pems(await valueOf<string>(byName("c5-pki-apiserver-cp5-1").props.caCertPem)), ["c5-pki-cluster-ca-ca2"], "leaves come from the active CA");
+  assert.deepEqual(pems(await valueOf<string>(byName("c5-pki-etcd-server-etcd-1").props.caCertPem)), ["c5-pki-etcd-ca"], "until the switch, from the old one");
+  assert.ok(byName("c5-pki-cluster-ca-ca2-key").additionalSecretOutputs.includes("privateKeyPem"), "the new CA's key is secret in state");
+  const etcd = await bundleOf("c5-etcd-etcd-1");
+  assert.deepEqual(pems(etcd.get("/etc/etcd/pki/ca.crt")!.content), ["c5-pki-etcd-ca", "c5-pki-etcd-ca-ca2"]);
+  const ring = byName("c5-pki-cluster-ca-ring");
+  assert.deepEqual(await valueOf(ring.props.keys), ["ca1", "ca2"]);
+  assert.equal(await valueOf(ring.props.active), "ca2");
+  assert.match(await valueOf<string>(ring.props.identity), /mock-c5-pki-cluster-ca-ca2/, "a first deployment names the cluster by its active CA");
+  const admin = await valueOf<string>(five.adminKubeconfig);
+  const ca = Buffer.from(/certificate-authority-data: "?([A-Za-z0-9+/=]+)/.exec(admin)![1], "base64").toString();
+  assert.deepEqual(pems(ca), ["c5-pki-cluster-ca-ca2", "c5-pki-cluster-ca"], "kubeconfigs trust both CAs");
+  assert.equal(await valueOf<string>(five.caCertificate), api.get("/etc/kubernetes/pki/ca.crt")!.content);
+  // Without rotation: one CA each, the names they always had.
+  assert.deepEqual(pems((await bundleOf("c3-apiserver-cp-1")).get("/etc/kubernetes/pki/ca.crt")!.content), ["c3-pki-cluster-ca"]);
 });
 
 test("balancer colocated with apiservers listens on 8443; on its own hosts on 6443", async () => {

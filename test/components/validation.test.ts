@@ -185,4 +185,7 @@ test("Secrets encryption keys: an unknown active key, a repeated or bad name, an
 test("service-account keys: an unknown active key, a token lifetime out of range", () => {
   rejects({ ...base(), certificates: { serviceAccountKeys: { keys: ["key1", "key2"], active: "key3" } } }, /invalid argument serviceAccountKeys\.active: got "key3"; expected one of keys \(key1, key2\)/);
   rejects({ ...base(), certificates: { serviceAccountKeys: { tokenMaxHours: 0 } } }, /invalid argument serviceAccountKeys\.tokenMaxHours: got 0/);
+  rejects({ ...base(), certificates: { certificateAuthorities: { cluster: { keys: ["ca1", "ca2"], active: "ca3" } } } }, /invalid argument certificateAuthorities\.cluster\.active: got "ca3"; expected one of keys \(ca1, ca2\)/);
+  rejects({ ...base(), certificates: { certificateAuthorities: { etcd: { keys: ["ca1", "ca1"] } } } }, /invalid argument certificateAuthorities\.etcd\.keys\[1\]: got "ca1"; expected a name not already in the list/);
+  rejects({ ...base(), certificates: { certificateAuthorities: { frontProxy: { keys: [] } } } }, /invalid argument certificateAuthorities\.frontProxy\.keys: got \[\]/);
 });

@@ -1,6 +1,7 @@
 // WorkerPool and ClusterDns against Pulumi mocks: the graph per worker, secrets and file
 // modes, what the kubelet waits for, and the refusals at preview.
 import assert from "node:assert/strict";
+import { spawnSync } from "child_process";
 import { before, test } from "node:test";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -57,6 +58,11 @@ test("workers: the bootstrap kubeconfig and kube-proxy's kubeconfig are 0600 on 
   assert.equal(approver.get("/etc/hakube/kubelet-serving-nodes")?.content, "worker-1 10.0.0.71\nworker-2 10.0.0.72\n");
   const script = await valueOf<string>(step("wp-worker-1-kubelet").props.create);
   assert.doesNotMatch(script, /token: |PRIVATE KEY/, "secrets travel on stdin, not in the script");
+  // A changed cluster CA bundle (a CA rotation step) makes the kubelet bootstrap again.
+  assert.match(script, /rebootstrap=\$\(printf '%s' "\$HAKUBE_CHANGED" \| grep -x -F \/etc\/kubernetes\/pki\/ca.crt/);
+  assert.match(script, /rm -f \/var\/lib\/kubelet\/kubeconfig \/var\/lib\/kubelet\/pki\/kubelet-client-\*.pem \/var\/lib\/kubelet\/pki\/kubelet-server-\*.pem/);
+  assert.match(script, /kubelet has its serving certificate/);
+  assert.equal(spawnSync("bash", ["-n"], { input: script }).status, 0, "the script parses");
 });
 
 test("workers: the token Secret is a bootstrap token of the pool's group; the token's secret part is a Pulumi secret", async () => {
@@ -74,6 +80,11 @@ test("workers: a kubelet starts only after the control plane is ready, the node 
   for (const d of ["wp-bootstrap-token", "wp-kubelet-bootstrap", "wp-node-autoapprove-bootstrap", "w3-controllers-ready", "wp-worker-1-kubernetes"]) {
     assert.ok(deps.has(d), `${d} in ${[...deps].join(", ")}`);
   }
+  assert.ok(step("wp-worker-2-kubelet").dependsOn.map(nameOf).includes("wp-worker-1-kube-proxy"), "one node at a time: worker-2 after worker-1");
+  assert.ok(!step("wp-worker-1-kubelet").dependsOn.map(nameOf).some((n) => /worker-2/.test(n ?? "")));
+  const script = await valueOf<string>(step("wp-worker-1-kubelet").props.create);
+  assert.match(script, /fieldSelector=spec.nodeName%3Dworker-1%2Cstatus.phase%3DRunning%2Cmetadata.namespace%3Dkube-system/);
+  assert.match(script, /the pods on worker-1 ready again/, "a restarted kubelet waits for its kube-system pods");
   const coredns = recorded.find((r) => r.type === "kubernetes:apps/v1:Deployment")!;
   const after = new Set(coredns.dependsOn.map(nameOf));
   assert.ok(after.has("wp-worker-1-kubelet") && after.has("wp-worker-2-kubelet"), "CoreDNS waits for the nodes");

@@ -8,7 +8,11 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as yaml from "js-yaml";
-import { pulumi, ROOT, stackOutputs } from "../../ops/localStack";
+import { spawnSync } from "child_process";
+import { pulumi, ROOT, stackOutputs, TOOLCHAIN_BIN } from "../../ops/localStack";
+import { assertSafeDestination } from "../../ops/guard";
+import { credentialsFromKubeconfig } from "../../ops/probe";
+import { renderKubeconfig } from "../../components/pki/kubeconfig";
 import { RENEWAL_CLOCK_SKEW_ENV } from "../../components/pki/renewal";
 import { parseKeyUsage } from "../../components/pki/keyRing";
 import { secretKeyUsageScript } from "../../components/apiserver/render";
@@ -613,6 +617,99 @@ test("14. rotating the service-account signing key: add, switch, each one pulumi
   const drop = pulumi(["preview", ...config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING, serviceAccountKeys: JSON.stringify({ keys: ["key2"] }) })], 600_000);
   assert.notEqual(drop.status, 0, "dropping key1 right after the switch is refused");
   assert.match(drop.stdout + drop.stderr, /invalid argument serviceAccountKeys: .*expected key1 to be dropped only once every token signed with it has expired.*drop it after \d{4}-/);
+});
+
+/** The issuer CN of each certificate file on a host, in the order given ("" for a missing one). */
+function issuers(h: { address: string }, files: string[]): string[] {
+  const script = files.map((f) => `openssl x509 -noout -issuer -nameopt multiline -in ${f} 2>/dev/null | sed -n 's/^ *commonName *= *//p' || true; echo .`).join("\n");
+  return c.cred
+    .ssh(h.address, script)
+    .stdout.split(/^\.$/m)
+    .slice(0, files.length)
+    .map((x) => x.trim());
+}
+
+/** kubectl with a given client certificate and key, trusting `caPem` (the exit status and output). */
+function kubectlAs(cert: string, key: string, caPem: string): { status: number | null; out: string } {
+  assertSafeDestination(c.outputs.virtualIp);
+  const kubeconfig = renderKubeconfig({ clusterName: "hakube", server: c.outputs.endpoint, caCertPem: caPem, userName: "old", clientCertPem: cert, clientKeyPem: key });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hakube-old-ca-"));
+  try {
+    const file = path.join(dir, "kubeconfig");
+    fs.writeFileSync(file, kubeconfig, { mode: 0o600 });
+    const r = spawnSync(path.join(TOOLCHAIN_BIN, "kubectl"), ["--kubeconfig", file, "--request-timeout=10s", "get", "--raw", "/readyz"], { encoding: "utf8", timeout: 30_000 });
+    return { status: r.status, out: `${r.stdout}${r.stderr}` };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("15. rotating the cluster, etcd and front-proxy CAs: add, switch, drop, each one pulumi up rolled host by host; every leaf (kubelets' too) ends issued by the new CAs, the new admin kubeconfig works and a client certificate from the old CA is refused", async () => {
+  const ring = (v: object) => {
+    rotated.certificateAuthorities = JSON.stringify(v);
+    return UP_CONFIG();
+  };
+  const refresh = () => {
+    c.cred.dispose();
+    c = cluster(stackOutputs());
+  };
+  const all = (keys: string[], active: string) => ({ cluster: { keys, active }, etcd: { keys, active }, frontProxy: { keys, active } });
+  // The objects made through the kubernetes provider stay the same objects (a provider
+  // replacement would create them again and delete the originals).
+  const uids = () => c.cred.kubectl(["get", "deployment/coredns", "service/kube-dns", "-n", "kube-system", "-o", "jsonpath={.items[*].metadata.uid}"]).stdout.trim();
+  const uidsBefore = uids();
+  assert.match(uidsBefore, /^\S+ \S+$/, "CoreDNS and its Service exist");
+  const oldAdmin = credentialsFromKubeconfig(c.outputs.kubeconfig);
+  assert.equal(kubectlAs(oldAdmin.cert, oldAdmin.key, c.outputs.caCertificate).status, 0, "the admin certificate works before the rotation");
+  const cp = c.outputs.hosts;
+  const serverFiles = ["/etc/kubernetes/pki/apiserver.crt", "/etc/etcd/pki/peer.crt", "/etc/etcd/pki/server.crt", "/etc/kubernetes/pki/front-proxy-client.crt"];
+  assert.deepEqual(issuers(cp[0], serverFiles), ["kubernetes", "etcd-ca", "etcd-ca", "front-proxy-ca"], "the files named are the ones in use");
+
+  const early = pulumi(["preview", ...ring(all(["ca1", "ca2"], "ca2"))], 600_000);
+  assert.notEqual(early.status, 0);
+  assert.match(early.stdout + early.stderr, /invalid argument certificateAuthorities\.(cluster|etcd|frontProxy): got keys \[ca1, ca2\] with ca2 active .*add ca2 to keys with ca1 still active/);
+
+  const add = record(await rollingUp(c, "ca-add", ring(all(["ca1", "ca2"], "ca1"))));
+  rollingStepKept(add);
+  refresh();
+  assert.equal((c.outputs.caCertificate.match(/BEGIN CERTIFICATE/g) ?? []).length, 2, "the endpoint's trust holds both cluster CAs");
+  assert.deepEqual(issuers(cp[0], serverFiles), ["kubernetes", "etcd-ca", "etcd-ca", "front-proxy-ca"], "nothing issued by the new CAs yet");
+
+  const both = pulumi(["preview", ...ring(all(["ca2"], "ca2"))], 600_000);
+  assert.notEqual(both.status, 0, "switching and dropping at once is refused");
+  assert.match(both.stdout + both.stderr, /one step at a time: make ca2 active/);
+
+  const sw = record(await rollingUp(c, "ca-switch", ring(all(["ca1", "ca2"], "ca2"))));
+  rollingStepKept(sw);
+  refresh();
+  for (const h of cp) assert.deepEqual(issuers(h, serverFiles), ["kubernetes-ca2", "etcd-ca-ca2", "etcd-ca-ca2", "front-proxy-ca-ca2"], `${h.name}: leaves from the new CAs`);
+  for (const w of c.outputs.workers ?? []) {
+    assert.deepEqual(
+      issuers(w, ["/var/lib/kubelet/pki/kubelet-client-current.pem", "/var/lib/kubelet/pki/kubelet-server-current.pem"]),
+      ["kubernetes-ca2", "kubernetes-ca2"],
+      `${w.name}: the kubelet bootstrapped again from the new CA`,
+    );
+  }
+  await assertNodesReady();
+  assert.equal(kubectlAs(oldAdmin.cert, oldAdmin.key, c.outputs.caCertificate).status, 0, "an old-CA certificate still works while the old CA is trusted");
+
+  const drop = record(await rollingUp(c, "ca-drop", ring(all(["ca2"], "ca2"))));
+  rollingStepKept(drop);
+  refresh();
+  assert.equal((c.outputs.caCertificate.match(/BEGIN CERTIFICATE/g) ?? []).length, 1, "one cluster CA left");
+  for (const h of cp) {
+    const bundles = c.cred.ssh(h.address, "for f in /etc/kubernetes/pki/ca.crt /etc/kubernetes/pki/etcd-ca.crt /etc/kubernetes/pki/front-proxy-ca.crt /etc/etcd/pki/ca.crt; do grep -c 'BEGIN CERTIFICATE' $f; done").stdout;
+    assert.equal(bundles.trim().split("\n").join(","), "1,1,1,1", `${h.name} trusts the new CAs only`);
+  }
+  const fresh = c.cred.kubectl(["get", "nodes", "-o", "name"]);
+  assert.equal(fresh.status, 0, `the new admin kubeconfig works: ${fresh.stderr}`);
+  const refused = kubectlAs(oldAdmin.cert, oldAdmin.key, c.outputs.caCertificate);
+  assert.notEqual(refused.status, 0, "a client certificate from the old cluster CA is refused");
+  assert.match(refused.out, /Unauthorized|401/, refused.out);
+  await assertNodesReady();
+  assert.equal(uids(), uidsBefore, "CoreDNS and its Service are the objects they were before the rotation");
+  const again = pulumi(["preview", "--diff", "--expect-no-changes", ...UP_CONFIG()], 600_000);
+  assert.equal(again.status, 0, `${again.stdout.slice(-3000)}\n${again.stderr.slice(-2000)}`);
 });
 
 test("2b. losing the lease holder with tuned timings (8/6/1)", async () => {

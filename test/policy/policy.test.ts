@@ -294,7 +294,7 @@ describe("control-plane-multi-az", () => {
 
 describe("balancer-readyz-health-check", () => {
   test("rejects HAProxy checking /healthz, or checking over plain HTTP", async () => {
-    const healthz = variant((r) => rewriteHaproxy(r, (cfg) => cfg.replace("uri /readyz", "uri /healthz")));
+    const healthz = variant((r) => rewriteHaproxy(r, (cfg) => cfg.replace(/uri \/readyz\S*/, "uri /healthz")));
     await rejects(balancerReadyzHealthCheck, healthz, /haproxy\.cfg written by "p3-lb-cp-1": backend kube-apiservers: health check path is \/healthz, not \/readyz/);
     const plain = variant((r) => rewriteHaproxy(r, (cfg) => cfg.replace(/ check-ssl/g, "")));
     await rejects(balancerReadyzHealthCheck, plain, /checked over plain HTTP, not HTTPS/);
@@ -305,6 +305,10 @@ describe("balancer-readyz-health-check", () => {
   test("reads HAProxy's legacy form and per-server options", () => {
     const cfg = (pool: string) => `global\n  daemon\nfrontend f\n  default_backend api\nbackend api\n${pool}`;
     assert.deepEqual(haproxyReadyzProblems(cfg("  option httpchk GET /readyz\n  server a 10.0.0.1:6443 check check-ssl verify none\n")), []);
+    assert.deepEqual(haproxyReadyzProblems(cfg("  option httpchk\n  http-check send meth GET uri /readyz?exclude=shutdown\n  server a 10.0.0.1:6443 check check-ssl\n")), [], "without the shutdown check only");
+    assert.deepEqual(haproxyReadyzProblems(cfg("  option httpchk\n  http-check send meth GET uri /readyz?exclude=etcd\n  server a 10.0.0.1:6443 check check-ssl\n")), [
+      "backend api: health check path is /readyz?exclude=etcd, not /readyz",
+    ]);
     assert.deepEqual(haproxyReadyzProblems(cfg("  option httpchk /livez\n  server a 10.0.0.1:6443 check check-ssl\n")), [
       "backend api: health check path is /livez, not /readyz",
     ]);
