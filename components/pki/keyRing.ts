@@ -203,7 +203,7 @@ export class KeyRing extends pulumi.dynamic.Resource {
       readonly spec: KeyRingSpec;
       readonly retireAfterSeconds?: number;
       readonly usage?: { readonly connection: pulumi.Input<HostConnection>; readonly network?: ObservedNetwork; readonly script: string };
-      /** Kept from the first deployment on ({@link KeyRingInputs.identity}). */
+      /** A value kept from the first deployment on: later values are ignored (e.g. the first CA, which names the cluster for its backups). */
       readonly identity?: pulumi.Input<string>;
     },
     opts?: pulumi.CustomResourceOptions,
