@@ -272,6 +272,21 @@ async function leaseTakeover(c: Cluster, name: string, victim: LocalHost, cutAt:
 }
 
 /**
+ * What a failed `pulumi up` says, short enough for an assertion message: its Diagnostics
+ * section (each resource's error; the long Outputs section after it would push it out of
+ * a plain tail), the resource summary, the end of stderr, then the end of the output.
+ */
+export function upReport(up: { stdout: string; stderr: string }): string {
+  const out = up.stdout;
+  const diag = out.indexOf("\nDiagnostics:");
+  const outputs = out.indexOf("\nOutputs:", diag + 1);
+  const resources = out.lastIndexOf("\nResources:");
+  const diagnostics = diag < 0 ? "(no Diagnostics section)" : out.slice(diag, outputs > diag ? outputs : resources > diag ? resources : undefined).slice(0, 8000);
+  const summary = resources < 0 ? out.slice(-1500) : out.slice(resources, resources + 1500);
+  return `${diagnostics}\n${summary}\n${up.stderr.slice(-2000)}\n(the output's end)\n${out.slice(-4000)}`;
+}
+
+/**
  * `pulumi up` with `args`, then a bounded wait until the control plane is healthy; records
  * upSeconds, upOk, upOutput (its tail) and healthyAfterMs (-1, with notHealthy, if it is not).
  * `then` runs between the two (e.g. to read the stack's outputs again).
@@ -281,7 +296,7 @@ async function upUntilHealthy(c: Cluster, facts: Record<string, unknown>, args: 
   const up = await pulumiAsync(["up", "--yes", "--skip-preview", ...args], timeoutMs);
   facts.upSeconds = up.seconds;
   facts.upOk = up.status === 0;
-  facts.upOutput = `${up.stdout.slice(-5000)}\n${up.stderr.slice(-2000)}`;
+  facts.upOutput = upReport(up);
   then?.();
   try {
     await waitHealthy(c, 180_000);
@@ -601,7 +616,7 @@ export async function rollingUp(c: Cluster, label: string, upArgs: string[], env
       const up = await pulumiAsync(["up", "--yes", "--skip-preview", ...upArgs], 900_000, env);
       facts.upSeconds = up.seconds;
       facts.upOk = up.status === 0;
-      if (up.status !== 0) facts.upOutput = `${up.stdout.slice(-3000)}\n${up.stderr.slice(-2000)}`;
+      if (up.status !== 0) facts.upOutput = upReport(up);
       // With HAKUBE_HA_DEBUG_DIR, the whole run's output goes into the scenario's record.
       if (process.env.HAKUBE_HA_DEBUG_DIR) facts.upLog = up.stdout;
       await sleep(3000);
@@ -730,7 +745,7 @@ export async function repairStoppedServices(c: Cluster, upArgs: string[]): Promi
       const up = await pulumiAsync(["up", "--yes", "--skip-preview", "--refresh", ...upArgs], 900_000);
       facts.upSeconds = up.seconds;
       facts.upOk = up.status === 0;
-      facts.upOutput = `${up.stdout.slice(-4000)}\n${up.stderr.slice(-2000)}`;
+      facts.upOutput = upReport(up);
       const active = async (h: LocalHost, unit: string) =>
         (await c.cred.sshAsync(h.address, `systemctl is-active ${unit} || true`, 15_000)).stdout.trim();
       facts.etcdAfter = await active(etcdHost, "etcd.service");
