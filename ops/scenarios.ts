@@ -273,22 +273,20 @@ async function leaseTakeover(c: Cluster, name: string, victim: LocalHost, cutAt:
 
 /**
  * What a failed `pulumi up` says, short enough for an assertion message: its Diagnostics
- * section (each resource's error; the long Outputs section after it would push it out of
- * a plain tail), the resource summary, the end of stderr, then the end of the output.
+ * section (each resource's error, which the long Outputs section after it pushes out of a
+ * plain tail), then the output's end (the resource summary) and stderr's.
  */
-export function upReport(up: { stdout: string; stderr: string }): string {
+function upReport(up: { stdout: string; stderr: string }): string {
   const out = up.stdout;
   const diag = out.indexOf("\nDiagnostics:");
-  const outputs = out.indexOf("\nOutputs:", diag + 1);
-  const resources = out.lastIndexOf("\nResources:");
-  const diagnostics = diag < 0 ? "(no Diagnostics section)" : out.slice(diag, outputs > diag ? outputs : resources > diag ? resources : undefined).slice(0, 8000);
-  const summary = resources < 0 ? out.slice(-1500) : out.slice(resources, resources + 1500);
-  return `${diagnostics}\n${summary}\n${up.stderr.slice(-2000)}\n(the output's end)\n${out.slice(-4000)}`;
+  const end = diag < 0 ? -1 : out.indexOf("\nOutputs:", diag);
+  const diagnostics = diag < 0 ? "" : out.slice(diag, end < 0 ? undefined : end).slice(0, 8000);
+  return `${diagnostics}\n${out.slice(-4000)}\n${up.stderr.slice(-2000)}`;
 }
 
 /**
  * `pulumi up` with `args`, then a bounded wait until the control plane is healthy; records
- * upSeconds, upOk, upOutput (its tail) and healthyAfterMs (-1, with notHealthy, if it is not).
+ * upSeconds, upOk, upOutput (upReport) and healthyAfterMs (-1, with notHealthy, if it is not).
  * `then` runs between the two (e.g. to read the stack's outputs again).
  */
 async function upUntilHealthy(c: Cluster, facts: Record<string, unknown>, args: string[], timeoutMs: number, then?: () => void): Promise<void> {
