@@ -35,7 +35,7 @@ export interface ScenarioResult {
   /** Scenario-specific observations (booleans for tests, figures for the benchmark). */
   facts: Record<string, unknown>;
   /** Probe records, for per-phase checks. */
-  records: { probe: string; at: number; ok: boolean; op: string; ms: number; error?: string }[];
+  records: { probe: string; at: number; ok: boolean; op: string; ms: number; status?: number; error?: string }[];
   /**
    * The in-cluster probe's reports (a pod on a worker reading through the `kubernetes`
    * Service), on a stack with workers; its failures are not in the figures above.
@@ -222,6 +222,9 @@ export async function withProbes(
     facts.longestWindow = { startMs: windows[0].start - zero, endMs: windows[0].end - zero };
     facts.longestWindowEvidence = evidenceAround(seen, zero, windows[0].start, windows[0].end);
   }
+  // A scenario may name a span of its own to keep the evidence of (facts.evidenceSpan: [from, to]).
+  const span = facts.evidenceSpan as [number, number] | undefined;
+  if (seen && span) facts.evidenceInSpan = evidenceAround(seen, span[0], span[0], span[1]);
   let lost = 0;
   for (const r of reports) {
     lost += (await lostWrites(c.outputs.endpoint, c.client, PROBE_NAMESPACE, r.name, r.acknowledgedWrites)).length;
@@ -236,7 +239,7 @@ export async function withProbes(
     slowRequests: reports.reduce((a, r) => a + r.slowRequests, 0),
     probes: reports.map(({ records: _records, ...rest }) => rest),
     facts,
-    records: reports.flatMap((r) => r.records.map((x) => ({ probe: r.kind, at: x.at, ok: x.ok, op: x.op, ms: x.ms, error: x.error }))),
+    records: reports.flatMap((r) => r.records.map((x) => ({ probe: r.kind, at: x.at, ok: x.ok, op: x.op, ms: x.ms, status: x.status, error: x.error }))),
     inCluster: inClusterReports,
   };
 }
@@ -529,9 +532,11 @@ export async function etcdQuorum(c: Cluster): Promise<ScenarioResult> {
     await etcd(c, a, "start");
     await etcd(c, b, "start");
     facts.healthyAfterMs = await waitHealthy(c, 180_000);
-    facts.recoveredAt = Date.now();
+    const recoveredAt = Date.now();
+    facts.recoveredAt = recoveredAt;
+    facts.evidenceSpan = [recoveredAt, recoveredAt + 5000];
     await sleep(5000);
-  });
+  }, { evidence: true });
   // Every member holds the same data (compared at the same revision, after the probes stopped).
   const hashes = await c.cred.sshAsync(
     survivor.address,

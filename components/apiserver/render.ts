@@ -85,7 +85,11 @@ export function apiServerFlags(advertiseAddress: string, s: ApiServerSettings): 
     ["proxy-client-key-file", `${K8S_PKI}/front-proxy-client.key`],
     ["endpoint-reconciler-type", "lease"],
     ["shutdown-delay-duration", `${s.shutdownDelayDurationSeconds}s`],
-    ["shutdown-send-retry-after", true],
+    // After the shutdown delay the listener closes at once (a new connection is refused and
+    // HAProxy, in TCP mode, redispatches it to another apiserver) while the requests in
+    // flight drain. With `true` it kept listening and answered every new request with 429
+    // until they drained: the one failed request per rolling step the probes saw.
+    ["shutdown-send-retry-after", false],
     ["profiling", false],
   ];
   return mergeFlags(defaults, s.extraFlags);
