@@ -134,10 +134,40 @@ export async function setLink(host: LocalHost, up: boolean): Promise<void> {
   if (r.status !== 0) throw new Error(`ip link set ${host.veth} failed: ${r.stderr}`);
 }
 
-/** Everything back to normal: every apiserver in the Service and ready, etcd all healthy, both leases held. */
+/** HAProxy's view of each apiserver on a machine (`name` -> `UP`, `DOWN`, `UP 1/2`, ...), from its admin socket. */
+export async function balancerView(c: Cluster, host: LocalHost): Promise<Record<string, string>> {
+  const perl = `$s = IO::Socket::UNIX->new(Peer => "/run/haproxy/admin.sock") or exit 1; print $s "show stat\\n"; ` +
+    `while (<$s>) { @f = split /,/; print "$f[1]=$f[17]\\n" if $f[0] eq "kube-apiservers" && $f[1] ne "BACKEND" }`;
+  const r = await c.cred.sshAsync(host.address, `timeout 5 perl -MIO::Socket::UNIX -e '${perl}'`, 15_000);
+  return Object.fromEntries(r.stdout.split("\n").filter((l) => l.includes("=")).map((l) => l.split("=", 2) as [string, string]));
+}
+
+/**
+ * Waits until the control plane is fully healthy, twice in a row a second apart: every
+ * apiserver in the kubernetes Service and ready itself, every etcd member healthy, both
+ * Leases held, and the balancer holding the VIP sending to every apiserver (each UP in its
+ * HAProxy, none in a transition). Returns the time it took.
+ */
 export async function waitHealthy(c: Cluster, timeoutMs = 120_000): Promise<number> {
   const all = controlPlaneHosts(c.outputs).map((h) => h.address).sort().join(",");
+  const names = controlPlaneHosts(c.outputs).map((h) => h.name).sort();
+  let passes = 0;
   const { ms } = await waitFor("the control plane to be fully healthy", timeoutMs, 1000, async () => {
+    const ok = await fullyHealthy();
+    passes = ok ? passes + 1 : 0;
+    return passes >= 2 ? true : undefined;
+  });
+  return ms;
+
+  async function fullyHealthy(): Promise<boolean> {
+    if (!(await healthyOnce())) return false;
+    const holder = await vipHolder(c);
+    if (!holder) return false;
+    const view = await balancerView(c, holder);
+    return JSON.stringify(Object.keys(view).sort()) === JSON.stringify(names) && Object.values(view).every((s) => s === "UP");
+  }
+
+  async function healthyOnce(): Promise<boolean | undefined> {
     const eps = await serviceEndpoints(c);
     if (eps?.join(",") !== all) return undefined;
     const health = await etcdHealth(c, etcdHosts(c.outputs)[0]);
@@ -150,8 +180,7 @@ export async function waitHealthy(c: Cluster, timeoutMs = 120_000): Promise<numb
       if (!l || !hostOfHolder(c, l.holder)) return undefined;
     }
     return true;
-  });
-  return ms;
+  }
 }
 
 /**

@@ -637,12 +637,12 @@ test("13. rotating every key ring at once (cluster, etcd and front-proxy CAs, Se
   assert.equal(kubectlAs(oldAdmin.cert, oldAdmin.key, c.outputs.caCertificate).status, 0, "the admin certificate works before the rotation");
   assert.deepEqual(issuers(cp[0], serverFiles), ["kubernetes", "etcd-ca", "etcd-ca", "front-proxy-ca"], "the files named are the ones in use");
 
-  // Refused at preview: a key or CA that no host holds yet cannot become active.
+  // Refused at preview (Pulumi stops at the first ring it refuses, so each preview below
+  // proves one ring's refusal; every ring runs the same check, keyRingChangeProblem): a CA
+  // that no host trusts yet cannot become active.
   const early = previewWith(rings("switch"));
-  const earlyOut = early.stdout + early.stderr;
   assert.notEqual(early.status, 0);
-  assert.match(earlyOut, /invalid argument certificateAuthorities\.(cluster|etcd|frontProxy): got keys \[ca1, ca2\] with ca2 active .*add ca2 to keys with ca1 still active/);
-  assert.match(earlyOut, /invalid argument secretsEncryption: got keys \[key1, key2\] with key2 active .*add key2 to keys with key1 still active/);
+  assert.match(early.stdout + early.stderr, /invalid argument certificateAuthorities\.(cluster|etcd|frontProxy): got keys \[ca1, ca2\] with ca2 active .*add ca2 to keys with ca1 still active/);
 
   // 1. add: every host trusts (reads, verifies with) the new keys; nothing uses them yet.
   const add = record(await rollingUp(c, "rings-add", step("add")));
@@ -653,12 +653,10 @@ test("13. rotating every key ring at once (cluster, etcd and front-proxy CAs, Se
   for (const h of cp) assert.deepEqual(configuredKeys(h), ["key1", "key2"], `${h.name} reads key2, writes key1`);
   assert.equal(newToken().kid, old.kid, "tokens still signed with key1 after the add");
 
-  // Refused at preview: switching and dropping at once.
-  const both = previewWith({ ...rings("drop"), serviceAccountKeys: rotated.serviceAccountKeys });
-  const bothOut = both.stdout + both.stderr;
+  // Refused at preview: switching and dropping the encryption key at once.
+  const both = previewWith({ secretsEncryption: JSON.stringify({ keys: ["key2"] }) });
   assert.notEqual(both.status, 0, "switching and dropping at once is refused");
-  assert.match(bothOut, /certificateAuthorities\.(cluster|etcd|frontProxy): .*one step at a time: make ca2 active/);
-  assert.match(bothOut, /secretsEncryption: .*one step at a time: make key2 active/);
+  assert.match(both.stdout + both.stderr, /invalid argument secretsEncryption: got keys \[key2\] with key2 active .*one step at a time: make key2 active/);
 
   // 2. switch: every leaf issued anew from the new CAs, every Secret rewritten with key2,
   // new tokens signed with key2; the old CA, key1 and the old public key still trusted.
