@@ -55,6 +55,8 @@ export interface RequestRecord {
   readonly error?: string;
   /** A write's ConfigMap name. */
   readonly name?: string;
+  /** A failed answer that asked to be retried (`retryAfterOf`): the seconds it named. */
+  readonly retryAfterSeconds?: number;
 }
 
 export interface ProbeReport {
@@ -62,6 +64,8 @@ export interface ProbeReport {
   readonly kind: ProbeOptions["kind"];
   readonly requests: number;
   readonly failedRequests: number;
+  /** Failed requests whose answer asked to be retried (a 429 or 5xx with Retry-After, `retryAfterOf`): client-go sends these again. */
+  readonly failedWithRetryAfter: number;
   readonly slowRequests: number;
   /** Longest span from the first failed request to the next success (ms). */
   readonly longestFailureMs: number;
@@ -74,6 +78,26 @@ export interface ProbeReport {
 export interface Answer {
   status: number;
   body: string;
+  /** The Retry-After header in seconds, when the answer carried one. */
+  retryAfterSeconds?: number;
+}
+
+/**
+ * Whether client-go would send this answer's request again, and after how many seconds: a
+ * 429 or any 5xx that carries a Retry-After header in seconds (client-go's `checkWait`).
+ * An apiserver that is shutting down answers so (429 in its drain window, 503 once it stops
+ * accepting requests); a balancer with no apiserver left answers 503 without one. The
+ * probes do not retry (they count every failed answer); this only tells the reports which
+ * failures a client-go client would not have seen as failures.
+ */
+export function retryAfterOf(a: Answer): number | undefined {
+  if (a.status !== 429 && a.status < 500) return undefined;
+  return a.retryAfterSeconds;
+}
+
+function retryAfterHeader(value: string | string[] | undefined): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  return v !== undefined && /^\d+$/.test(v.trim()) ? Number(v.trim()) : undefined;
 }
 
 /** One HTTPS request on a connection of its own, with the client certificate. */
@@ -105,7 +129,7 @@ export function httpsRequest(
         let data = "";
         res.setEncoding("utf8");
         res.on("data", (c) => (data += c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: data }));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: data, retryAfterSeconds: retryAfterHeader(res.headers["retry-after"]) }));
         res.on("error", reject);
       },
     );
@@ -167,7 +191,8 @@ export class Probe {
       .then((a) => {
         const ok = op === "read" ? a.status === 200 : a.status === 201;
         if (ok && op === "write") this.acknowledged.push(name);
-        this.records.push({ at, ms: Date.now() - at, op, ok, status: a.status, error: ok ? undefined : a.body.slice(0, 200), name: op === "write" ? name : undefined });
+        const retryAfterSeconds = ok ? undefined : retryAfterOf(a);
+        this.records.push({ at, ms: Date.now() - at, op, ok, status: a.status, error: ok ? undefined : a.body.slice(0, 200), name: op === "write" ? name : undefined, ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}) });
       })
       .catch((e: Error) => {
         this.records.push({ at, ms: Date.now() - at, op, ok: false, error: e.message, name: op === "write" ? name : undefined });
@@ -211,6 +236,7 @@ export class Probe {
     return new Promise((resolve, reject) => {
       let data = "";
       let status = 0;
+      let retryAfterSeconds: number | undefined;
       const req = session.request({
         ":method": method,
         ":path": path,
@@ -223,11 +249,14 @@ export class Probe {
         reject(new Error(`timeout after ${this.o.timeoutMs} ms`));
       }, this.o.timeoutMs);
       req.setEncoding("utf8");
-      req.on("response", (headers) => (status = Number(headers[":status"] ?? 0)));
+      req.on("response", (headers) => {
+        status = Number(headers[":status"] ?? 0);
+        retryAfterSeconds = retryAfterHeader(headers["retry-after"]);
+      });
       req.on("data", (c) => (data += c));
       req.on("end", () => {
         clearTimeout(timer);
-        resolve({ status, body: data });
+        resolve({ status, body: data, retryAfterSeconds });
       });
       req.on("error", (e) => {
         clearTimeout(timer);
@@ -265,6 +294,7 @@ export class Probe {
       kind: this.o.kind,
       requests: records.length,
       failedRequests: records.filter((r) => !r.ok).length,
+      failedWithRetryAfter: records.filter((r) => !r.ok && r.retryAfterSeconds !== undefined).length,
       slowRequests: records.filter((r) => r.ok && r.ms > this.o.slowMs).length,
       longestFailureMs: windows.reduce((m, w) => Math.max(m, w.end - w.start), 0),
       failureWindows: windows,

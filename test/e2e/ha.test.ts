@@ -80,7 +80,7 @@ const figures: Record<string, unknown> = {};
 
 function summary(r: ScenarioResult): string {
   const inCluster = (r.inCluster ?? []).map((x) => `${x.kind} ${x.requests} requests, ${x.failedRequests} failed, longest failure ${x.longestFailureMs} ms`).join("; ");
-  return `${r.name}: ${r.requests} requests, ${r.failedRequests} failed, longest failure ${r.longestFailureMs} ms, ` +
+  return `${r.name}: ${r.requests} requests, ${r.failedRequests} failed (${r.failedWithRetryAfter} of them with Retry-After), longest failure ${r.longestFailureMs} ms, ` +
     `${r.acknowledgedWrites} writes acknowledged, ${r.acknowledgedWritesLost} lost; in-cluster: ${inCluster || "none"}; ` +
     JSON.stringify(r.facts, (k, v) => (k === "upOutput" ? undefined : v));
 }
@@ -186,6 +186,7 @@ after(() => {
           name,
           {
             failedRequests: r.failedRequests,
+            failedWithRetryAfter: r.failedWithRetryAfter,
             longestFailureMs: r.longestFailureMs,
             acknowledgedWritesLost: r.acknowledgedWritesLost,
             acknowledgedWrites: r.acknowledgedWrites,
@@ -215,7 +216,7 @@ after(() => {
             failures: r.records
               .filter((x) => !x.ok)
               .slice(0, 40)
-              .map((x) => ({ probe: x.probe, op: x.op, atMs: x.at - r.records[0].at, ms: x.ms, error: (x.error ?? "").slice(0, 80) })),
+              .map((x) => ({ probe: x.probe, op: x.op, atMs: x.at - r.records[0].at, ms: x.ms, status: x.status, retryAfterSeconds: x.retryAfterSeconds, error: (x.error ?? "").slice(0, 80) })),
           },
         ]),
       ),

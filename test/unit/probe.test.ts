@@ -1,0 +1,116 @@
+// The probes against a stub API on loopback (HTTPS and HTTP/2, a throwaway certificate):
+// every failed answer is counted, and the ones that ask to be retried (a 429 or 5xx with
+// Retry-After, as a stopping apiserver answers) are told apart for the reports.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "fs";
+import * as http2 from "http2";
+import * as https from "https";
+import { AddressInfo } from "net";
+import * as path from "path";
+import { Probe, retryAfterOf } from "../../ops/probe";
+import { run, tempDir } from "../helpers/tools";
+
+const dir = tempDir("probe");
+let credentials: { ca: string; cert: string; key: string };
+
+before(() => {
+  const key = path.join(dir, "key.pem");
+  const cert = path.join(dir, "cert.pem");
+  const r = run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=stub", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert]);
+  assert.equal(r.status, 0, r.stderr);
+  const pem = fs.readFileSync(cert, "utf8");
+  credentials = { ca: pem, cert: pem, key: fs.readFileSync(key, "utf8") };
+});
+
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/**
+ * What the stub answers, in turn, to the writes (POST); reads (GET) always succeed. The
+ * last entry repeats.
+ */
+const WRITES: { status: number; retryAfter?: string }[] = [
+  { status: 201 },
+  { status: 429, retryAfter: "5" }, // an apiserver in its drain window
+  { status: 503, retryAfter: "1" }, // an apiserver that stopped accepting requests
+  { status: 503 }, // a balancer with no apiserver left
+  { status: 500, retryAfter: "soon" }, // not a number of seconds: not a retry hint
+  { status: 201 },
+];
+
+function answer(method: string, n: number): { status: number; headers: Record<string, string> } {
+  if (method === "GET") return { status: 200, headers: {} };
+  const a = WRITES[Math.min(n, WRITES.length - 1)];
+  return { status: a.status, headers: a.retryAfter ? { "retry-after": a.retryAfter } : {} };
+}
+
+/** The probe's n-th write (its sequence numbers alternate read, write: 1, 3, 5, ...). */
+function writeIndex(body: string): number {
+  return (Number(JSON.parse(body).data.n) - 1) / 2;
+}
+
+async function probeAgainst(kind: "per-request" | "http2"): Promise<ReturnType<Probe["stop"]> extends Promise<infer R> ? R : never> {
+  let writes = 0;
+  const handle = (method: string, body: string, respond: (status: number, headers: Record<string, string>) => void) => {
+    if (method === "POST") writes++;
+    const a = answer(method, method === "POST" ? writeIndex(body) : 0);
+    respond(a.status, a.headers);
+  };
+  type StubRequest = { method?: string; setEncoding(e: BufferEncoding): unknown; on(e: string, f: (c: string) => void): unknown };
+  const onRequest = (req: StubRequest, res: { writeHead(s: number, h: Record<string, string>): { end(b: string): void } }) => {
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (c: string) => (body += c));
+    req.on("end", () =>
+      handle(req.method ?? "", body, (status, headers) => res.writeHead(status, { "content-type": "application/json", ...headers }).end("{}")));
+  };
+  const server =
+    kind === "http2"
+      ? http2.createSecureServer({ cert: credentials.cert, key: credentials.key }, (req, res) => onRequest(req, res))
+      : https.createServer({ cert: credentials.cert, key: credentials.key }, (req, res) => onRequest(req, res));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const port = (server.address() as AddressInfo).port;
+    const probe = new Probe({ name: `stub-${kind}`, kind, endpoint: `https://127.0.0.1:${port}`, credentials, namespace: "probe", intervalMs: 10, maxRequests: WRITES.length * 2 + 4 });
+    probe.start();
+    for (let i = 0; i < 300 && writes < WRITES.length + 1; i++) await new Promise((r) => setTimeout(r, 20));
+    return await probe.stop();
+  } finally {
+    if ("closeAllConnections" in server) (server as https.Server).closeAllConnections();
+    server.close();
+  }
+}
+
+test("retryAfterOf: a 429 or 5xx with Retry-After in seconds is one client-go sends again; nothing else is", () => {
+  assert.equal(retryAfterOf({ status: 429, body: "", retryAfterSeconds: 5 }), 5);
+  assert.equal(retryAfterOf({ status: 503, body: "", retryAfterSeconds: 1 }), 1);
+  assert.equal(retryAfterOf({ status: 503, body: "" }), undefined);
+  assert.equal(retryAfterOf({ status: 404, body: "", retryAfterSeconds: 5 }), undefined);
+  assert.equal(retryAfterOf({ status: 201, body: "", retryAfterSeconds: 5 }), undefined);
+});
+
+for (const kind of ["per-request", "http2"] as const) {
+  test(`the ${kind} probe counts every failed answer and tells the ones with Retry-After apart`, async () => {
+    const report = await probeAgainst(kind);
+    const writes = report.records.filter((r) => r.op === "write");
+    assert.ok(writes.length >= WRITES.length, `${writes.length} writes sent`);
+    // Each write by its place in WRITES (its ConfigMap name ends in the sequence number).
+    const index = (name: string) => (Number(name.split("-").pop()) - 1) / 2;
+    const first = writes
+      .filter((r) => index(r.name!) < WRITES.length)
+      .sort((a, b) => index(a.name!) - index(b.name!))
+      .map((r) => [r.status, r.ok, r.retryAfterSeconds]);
+    assert.deepEqual(first, [
+      [201, true, undefined],
+      [429, false, 5],
+      [503, false, 1],
+      [503, false, undefined],
+      [500, false, undefined],
+      [201, true, undefined],
+    ]);
+    assert.equal(report.failedRequests, report.records.filter((r) => !r.ok).length);
+    assert.equal(report.failedWithRetryAfter, 2);
+    assert.ok(report.records.filter((r) => r.op === "read").every((r) => r.ok), "reads succeed");
+    assert.deepEqual(report.acknowledgedWrites.length, writes.filter((r) => r.ok).length);
+  });
+}
