@@ -155,33 +155,27 @@ export async function waitHealthy(c: Cluster, timeoutMs = 120_000): Promise<numb
   const names = controlPlaneHosts(c.outputs).map((h) => h.name).sort();
   let passes = 0;
   const { ms } = await waitFor("the control plane to be fully healthy", timeoutMs, 1000, async () => {
-    const ok = await fullyHealthy();
-    passes = ok ? passes + 1 : 0;
+    passes = (await healthyNow()) ? passes + 1 : 0;
     return passes >= 2 ? true : undefined;
   });
   return ms;
 
-  async function fullyHealthy(): Promise<boolean> {
-    if (!(await healthyOnce())) return false;
+  async function healthyNow(): Promise<boolean> {
+    const eps = await serviceEndpoints(c);
+    if (eps?.join(",") !== all) return false;
+    const health = await etcdHealth(c, etcdHosts(c.outputs)[0]);
+    if (!health || !Object.values(health).every(Boolean)) return false;
+    // Every apiserver ready itself: after a quorum loss the Service can list an apiserver
+    // (its lease outlived the outage) before its own etcd connection is back.
+    for (const h of controlPlaneHosts(c.outputs)) if (!(await apiserverReady(c, h.address))) return false;
+    for (const name of ["kube-controller-manager", "kube-scheduler"]) {
+      const l = await lease(c, name);
+      if (!l || !hostOfHolder(c, l.holder)) return false;
+    }
     const holder = await vipHolder(c);
     if (!holder) return false;
     const view = await balancerView(c, holder);
     return JSON.stringify(Object.keys(view).sort()) === JSON.stringify(names) && Object.values(view).every((s) => s === "UP");
-  }
-
-  async function healthyOnce(): Promise<boolean | undefined> {
-    const eps = await serviceEndpoints(c);
-    if (eps?.join(",") !== all) return undefined;
-    const health = await etcdHealth(c, etcdHosts(c.outputs)[0]);
-    if (!health || !Object.values(health).every(Boolean)) return undefined;
-    // Every apiserver ready itself: after a quorum loss the Service can list an apiserver
-    // (its lease outlived the outage) before its own etcd connection is back.
-    for (const h of controlPlaneHosts(c.outputs)) if (!(await apiserverReady(c, h.address))) return undefined;
-    for (const name of ["kube-controller-manager", "kube-scheduler"]) {
-      const l = await lease(c, name);
-      if (!l || !hostOfHolder(c, l.holder)) return undefined;
-    }
-    return true;
   }
 }
 

@@ -71,6 +71,9 @@ const rotated: Record<string, string> = {};
 const config = (pairs: Record<string, string>) =>
   Object.entries({ ...(POD_API_ACCESS ? { podApiAccess: POD_API_ACCESS } : {}), ...rotated, ...pairs }).flatMap(([k, v]) => ["--config", `hakube:${k}=${v}`]);
 
+/** The stack's settings from the rolling change on (6a), with `extra` on top. */
+const UP_CONFIG = (extra: Record<string, string> = {}) => config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING, ...extra });
+
 let c: Cluster;
 const results: Record<string, ScenarioResult> = {};
 /** Every run of each scenario (the loss scenarios run HAKUBE_HA_REPEAT times; npm run bench:ha -- --repeat N). */
@@ -330,7 +333,7 @@ test("6a. a rolling apiserver flag (and etcd setting) change through pulumi up: 
 test("6b. a rolling minor upgrade v1.36 -> v1.37 through pulumi up: apiservers first, then controller-manager and scheduler, one host at a time, then the workers' kubelets", async () => {
   const before = await runningComponents(c);
   assert.ok(before.every((x) => x.version === FROM_VERSION), `every component on ${FROM_VERSION} first: ${JSON.stringify(before)}`);
-  const r = record(await rollingUp(c, "upgrade", config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING })));
+  const r = record(await rollingUp(c, "upgrade", UP_CONFIG()));
   const f = r.facts as any;
   assert.equal(f.upOk, true, f.upOutput);
   assert.deepEqual(f.versionsAfter, c.outputs.hosts.map(() => TO_VERSION), "every apiserver serves the new version");
@@ -380,7 +383,7 @@ test("6c. upgrades the version-skew policy forbids are refused at preview, and n
 });
 
 test("7. replacing the VIP holder's machine with pulumi up --replace: a new machine under the same name, its etcd member rejoined, nothing lost, the workers stay Ready", async () => {
-  const r = record(await replaceMachine(c, config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING })));
+  const r = record(await replaceMachine(c, UP_CONFIG()));
   const f = r.facts as any;
   assertRejoined(f, 3);
   assert.equal(r.acknowledgedWritesLost, 0);
@@ -391,7 +394,7 @@ test("7. replacing the VIP holder's machine with pulumi up --replace: a new mach
 });
 
 test("8. a machine lost for good (process killed, files deleted): preview --refresh shows it, pulumi up --refresh makes it anew and its member rejoins, nothing lost, the workers stay Ready", async () => {
-  const r = record(await loseMachineForGood(c, config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING })));
+  const r = record(await loseMachineForGood(c, UP_CONFIG()));
   const f = r.facts as any;
   assert.equal(f.previewOk, true);
   for (const step of [`local-${f.victim}`, `local-etcd-${f.victim}`, `local-apiserver-${f.victim}`, `local-controllers-${f.victim}`, `local-lb-${f.victim}`]) {
@@ -405,7 +408,7 @@ test("8. a machine lost for good (process killed, files deleted): preview --refr
 });
 
 test("9. services stopped by hand: preview --refresh lists exactly their steps, pulumi up --refresh starts them, and a healthy refresh preview has no changes", async () => {
-  const r = record(await repairStoppedServices(c, config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING })));
+  const r = record(await repairStoppedServices(c, UP_CONFIG()));
   const f = r.facts as any;
   assert.equal(f.previewOk, true);
   assert.deepEqual([...f.previewUpdates].sort(), [`local-controllers-${f.schedulerHost}`, `local-etcd-${f.etcdHost}`].sort(), "the steps of the stopped services, and no other");
@@ -415,8 +418,6 @@ test("9. services stopped by hand: preview --refresh lists exactly their steps, 
   assert.equal(f.healthyRefreshNoChanges, true, f.healthyRefreshOutput);
   assert.equal(r.acknowledgedWritesLost, 0);
 });
-
-const UP_CONFIG = () => config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING });
 
 /** A preview that must be refused: its exit status and the message it printed. */
 function refused(count: number): { status: number | null; output: string } {
@@ -590,21 +591,19 @@ function kubectlAs(cert: string, key: string, caPem: string): { status: number |
   }
 }
 
-/** Every key ring of the cluster: the three CAs, the Secrets encryption key and the service-account key. */
+/**
+ * Every key ring of the cluster (the three CAs, the Secrets encryption key, the
+ * service-account key) at a step of the rotation from the first key to the second. The
+ * service-account key is not dropped: its tokens may live tokenMaxHours after the switch.
+ */
 function rings(step: "add" | "switch" | "drop"): Record<string, string> {
-  const ca = (keys: string[], active: string) => JSON.stringify({ cluster: { keys, active }, etcd: { keys, active }, frontProxy: { keys, active } });
-  if (step === "add") {
-    return { certificateAuthorities: ca(["ca1", "ca2"], "ca1"), secretsEncryption: JSON.stringify({ keys: ["key1", "key2"] }), serviceAccountKeys: JSON.stringify({ keys: ["key1", "key2"] }) };
-  }
-  if (step === "switch") {
-    return {
-      certificateAuthorities: ca(["ca1", "ca2"], "ca2"),
-      secretsEncryption: JSON.stringify({ keys: ["key1", "key2"], active: "key2" }),
-      serviceAccountKeys: JSON.stringify({ keys: ["key1", "key2"], active: "key2" }),
-    };
-  }
-  // The service-account key stays: its tokens may live tokenMaxHours after the switch.
-  return { certificateAuthorities: ca(["ca2"], "ca2"), secretsEncryption: JSON.stringify({ keys: ["key2"] }), serviceAccountKeys: JSON.stringify({ keys: ["key1", "key2"], active: "key2" }) };
+  const ring = (old: string, next: string, at = step) =>
+    at === "add" ? { keys: [old, next], active: old } : at === "switch" ? { keys: [old, next], active: next } : { keys: [next], active: next };
+  return {
+    certificateAuthorities: JSON.stringify({ cluster: ring("ca1", "ca2"), etcd: ring("ca1", "ca2"), frontProxy: ring("ca1", "ca2") }),
+    secretsEncryption: JSON.stringify(ring("key1", "key2")),
+    serviceAccountKeys: JSON.stringify(ring("key1", "key2", step === "drop" ? "switch" : step)),
+  };
 }
 
 test("13. rotating every key ring at once (cluster, etcd and front-proxy CAs, Secrets encryption key, service-account key): add, switch, drop, each one pulumi up rolled host by host; out of order refused at preview; every leaf (kubelets' too) ends issued by the new CAs, every Secret on the new key, tokens signed before keep working, the new admin kubeconfig works and a client certificate from the old CA is refused", async () => {
@@ -613,7 +612,7 @@ test("13. rotating every key ring at once (cluster, etcd and front-proxy CAs, Se
     return UP_CONFIG();
   };
   /** A preview of the deployed rings with `change` on top (not deployed, not kept). */
-  const previewWith = (change: Record<string, string>) => pulumi(["preview", ...config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING, ...change })], 600_000);
+  const previewWith = (change: Record<string, string>) => pulumi(["preview", ...UP_CONFIG(change)], 600_000);
   const refresh = () => {
     c.cred.dispose();
     c = cluster(stackOutputs());
@@ -719,7 +718,7 @@ test("13. rotating every key ring at once (cluster, etcd and front-proxy CAs, Se
 
 test("2b. losing the lease holder with tuned timings (8/6/1)", async () => {
   const tune = pulumi(
-    ["up", "--yes", "--skip-preview", ...config({ kubernetesVersion: TO_VERSION, apiServerExtraFlags: FLAG, etcd: ETCD_TUNING, leaderElection: JSON.stringify(TUNED) })],
+    ["up", "--yes", "--skip-preview", ...UP_CONFIG({ leaderElection: JSON.stringify(TUNED) })],
     900_000,
   );
   assert.equal(tune.status, 0, tune.stdout.slice(-3000));

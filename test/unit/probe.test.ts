@@ -8,7 +8,7 @@ import * as http2 from "http2";
 import * as https from "https";
 import { AddressInfo } from "net";
 import * as path from "path";
-import { Probe, retryAfterOf } from "../../ops/probe";
+import { Probe, ProbeReport, retryAfterOf } from "../../ops/probe";
 import { run, tempDir } from "../helpers/tools";
 
 const dir = tempDir("probe");
@@ -25,44 +25,33 @@ before(() => {
 
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-/**
- * What the stub answers, in turn, to the writes (POST); reads (GET) always succeed. The
- * last entry repeats.
- */
+/** What the stub answers to the probe's writes (POST), in the order it sends them; reads (GET) succeed. */
 const WRITES: { status: number; retryAfter?: string }[] = [
   { status: 201 },
   { status: 429, retryAfter: "5" }, // an apiserver in its drain window
   { status: 503, retryAfter: "1" }, // an apiserver that stopped accepting requests
   { status: 503 }, // a balancer with no apiserver left
   { status: 500, retryAfter: "soon" }, // not a number of seconds: not a retry hint
-  { status: 201 },
+  { status: 201 }, // and every later write
 ];
 
-function answer(method: string, n: number): { status: number; headers: Record<string, string> } {
-  if (method === "GET") return { status: 200, headers: {} };
-  const a = WRITES[Math.min(n, WRITES.length - 1)];
-  return { status: a.status, headers: a.retryAfter ? { "retry-after": a.retryAfter } : {} };
+/** A write's place in WRITES, from its ConfigMap's name (the probe numbers read, write, ...: writes are 1, 3, 5, ...). */
+function writeIndex(name: string): number {
+  return (Number(name.split("-").pop()) - 1) / 2;
 }
 
-/** The probe's n-th write (its sequence numbers alternate read, write: 1, 3, 5, ...). */
-function writeIndex(body: string): number {
-  return (Number(JSON.parse(body).data.n) - 1) / 2;
-}
-
-async function probeAgainst(kind: "per-request" | "http2"): Promise<ReturnType<Probe["stop"]> extends Promise<infer R> ? R : never> {
+async function probeAgainst(kind: "per-request" | "http2"): Promise<ProbeReport> {
   let writes = 0;
-  const handle = (method: string, body: string, respond: (status: number, headers: Record<string, string>) => void) => {
-    if (method === "POST") writes++;
-    const a = answer(method, method === "POST" ? writeIndex(body) : 0);
-    respond(a.status, a.headers);
-  };
   type StubRequest = { method?: string; setEncoding(e: BufferEncoding): unknown; on(e: string, f: (c: string) => void): unknown };
   const onRequest = (req: StubRequest, res: { writeHead(s: number, h: Record<string, string>): { end(b: string): void } }) => {
     let body = "";
     req.setEncoding("utf8");
     req.on("data", (c: string) => (body += c));
-    req.on("end", () =>
-      handle(req.method ?? "", body, (status, headers) => res.writeHead(status, { "content-type": "application/json", ...headers }).end("{}")));
+    req.on("end", () => {
+      const a = req.method === "POST" ? WRITES[Math.min(writeIndex(JSON.parse(body).metadata.name), WRITES.length - 1)] : { status: 200 };
+      if (req.method === "POST") writes++;
+      res.writeHead(a.status, { "content-type": "application/json", ...(a.retryAfter ? { "retry-after": a.retryAfter } : {}) }).end("{}");
+    });
   };
   const server =
     kind === "http2"
@@ -94,11 +83,9 @@ for (const kind of ["per-request", "http2"] as const) {
     const report = await probeAgainst(kind);
     const writes = report.records.filter((r) => r.op === "write");
     assert.ok(writes.length >= WRITES.length, `${writes.length} writes sent`);
-    // Each write by its place in WRITES (its ConfigMap name ends in the sequence number).
-    const index = (name: string) => (Number(name.split("-").pop()) - 1) / 2;
     const first = writes
-      .filter((r) => index(r.name!) < WRITES.length)
-      .sort((a, b) => index(a.name!) - index(b.name!))
+      .filter((r) => writeIndex(r.name!) < WRITES.length)
+      .sort((a, b) => writeIndex(a.name!) - writeIndex(b.name!))
       .map((r) => [r.status, r.ok, r.retryAfterSeconds]);
     assert.deepEqual(first, [
       [201, true, undefined],
