@@ -305,7 +305,7 @@ async function leaseTakeover(c: Cluster, name: string, victim: LocalHost, cutAt:
  * section (each resource's error, which the long Outputs section after it pushes out of a
  * plain tail), then the output's end (the resource summary) and stderr's.
  */
-function upReport(up: { stdout: string; stderr: string }): string {
+export function upReport(up: { stdout: string; stderr: string }): string {
   const out = up.stdout;
   const diag = out.indexOf("\nDiagnostics:");
   const end = diag < 0 ? -1 : out.indexOf("\nOutputs:", diag);

@@ -11,7 +11,7 @@ import { allMachines, Credentials, LocalOutputs, pulumi, ROOT, run, stackOutputs
 import { collectStatus, ControlPlaneStatus, formatStatus, statusProblems } from "../../ops/status";
 import { backupList, backupNow, destroyEtcdData, setRestoreRequest } from "../../ops/backups";
 import { LOAD_ETCDCTL_ENV } from "../../ops/parse";
-import { destroyMachine, killMachine } from "../../ops/scenarios";
+import { destroyMachine, killMachine, upReport } from "../../ops/scenarios";
 import { collectCisFacts, evaluateCis, formatCisReport, tlsProbeScript } from "../../ops/cis";
 
 let outputs: LocalOutputs;
@@ -28,7 +28,7 @@ function up(): void {
   const r = pulumi(["up", "--yes", "--skip-preview", "--policy-pack", POLICY_PACK], 900_000);
   timings.upSeconds = r.seconds;
   upOutput = r.stdout + r.stderr;
-  assert.equal(r.status, 0, `pulumi up failed:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`);
+  assert.equal(r.status, 0, `pulumi up failed:\n${upReport(r)}`);
 }
 
 function destroy() {
