@@ -2,7 +2,10 @@
 // every failure and every slow answer. Two kinds, as real clients behave:
 // - "per-request": a new TCP+TLS connection for every request;
 // - "http2": one long-lived HTTP/2 connection, reused like client-go does; it is only
-//   replaced when it closes or when a ping gets no answer (client-go's health check).
+//   replaced when it closes or when a ping gets no answer (client-go's health check). Like
+//   Go's HTTP/2 transport under client-go, it sends a request again when the server refused
+//   its stream unprocessed (RST_STREAM REFUSED_STREAM, RFC 9113 8.7: "can be safely
+//   retried"), within the same timeout; the reports count these (`retriedUnprocessed`).
 // Every loop is bounded in count and in time. Writes create ConfigMaps; each one the API
 // acknowledged is checked at the end (none may be lost).
 import * as http2 from "http2";
@@ -57,6 +60,8 @@ export interface RequestRecord {
   readonly name?: string;
   /** A failed answer that asked to be retried (`retryAfterOf`): the seconds it named. */
   readonly retryAfterSeconds?: number;
+  /** HTTP/2: times the server refused this request's stream unprocessed and it was sent again. */
+  readonly retriedUnprocessed?: number;
 }
 
 export interface ProbeReport {
@@ -67,6 +72,8 @@ export interface ProbeReport {
   /** Failed requests whose answer asked to be retried (a 429 or 5xx with Retry-After, `retryAfterOf`): client-go sends these again. */
   readonly failedWithRetryAfter: number;
   readonly slowRequests: number;
+  /** Requests sent again after the server refused their stream unprocessed (HTTP/2), answered or not. */
+  readonly retriedUnprocessed: number;
   /** Longest span from the first failed request to the next success (ms). */
   readonly longestFailureMs: number;
   readonly failureWindows: { start: number; end: number }[];
@@ -80,6 +87,18 @@ export interface Answer {
   body: string;
   /** The Retry-After header in seconds, when the answer carried one. */
   retryAfterSeconds?: number;
+  /** HTTP/2: refused-unprocessed attempts before this answer. */
+  retriedUnprocessed?: number;
+}
+
+/** Attempts of one request on the HTTP/2 probe: the first and up to two after refused streams. */
+export const HTTP2_ATTEMPTS = 3;
+
+/** A request whose stream the server refused before processing it (safe to send again). */
+class RefusedStream extends Error {
+  constructor(readonly attempts: number) {
+    super(`stream refused unprocessed (NGHTTP2_REFUSED_STREAM) ${attempts} time(s)`);
+  }
 }
 
 /**
@@ -192,10 +211,15 @@ export class Probe {
         const ok = op === "read" ? a.status === 200 : a.status === 201;
         if (ok && op === "write") this.acknowledged.push(name);
         const retryAfterSeconds = ok ? undefined : retryAfterOf(a);
-        this.records.push({ at, ms: Date.now() - at, op, ok, status: a.status, error: ok ? undefined : a.body.slice(0, 200), name: op === "write" ? name : undefined, ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}) });
+        this.records.push({
+          at, ms: Date.now() - at, op, ok, status: a.status, error: ok ? undefined : a.body.slice(0, 200), name: op === "write" ? name : undefined,
+          ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}),
+          ...(a.retriedUnprocessed ? { retriedUnprocessed: a.retriedUnprocessed } : {}),
+        });
       })
       .catch((e: Error) => {
-        this.records.push({ at, ms: Date.now() - at, op, ok: false, error: e.message, name: op === "write" ? name : undefined });
+        const retriedUnprocessed = e instanceof RefusedStream ? e.attempts - 1 : 0;
+        this.records.push({ at, ms: Date.now() - at, op, ok: false, error: e.message, name: op === "write" ? name : undefined, ...(retriedUnprocessed ? { retriedUnprocessed } : {}) });
       });
     this.pending.add(p);
     void p.finally(() => this.pending.delete(p));
@@ -227,11 +251,30 @@ export class Probe {
   }
 
   /**
+   * One request over the shared HTTP/2 connection, sent again (at most HTTP2_ATTEMPTS in
+   * all, within one timeout) when the server refuses its stream unprocessed: Go's HTTP/2
+   * transport does the same for client-go (`canRetryError`: REFUSED_STREAM, or a GOAWAY
+   * that left the stream unprocessed; a refused stream's request never reached a handler).
+   */
+  private async sendHttp2(method: string, path: string, body?: string): Promise<Answer> {
+    const deadline = Date.now() + this.o.timeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const a = await this.sendHttp2Once(method, path, body, Math.max(1, deadline - Date.now()));
+        return attempt > 1 ? { ...a, retriedUnprocessed: attempt - 1 } : a;
+      } catch (e) {
+        if (!(e instanceof RefusedStream)) throw e;
+        if (attempt >= HTTP2_ATTEMPTS || Date.now() >= deadline) throw new RefusedStream(attempt);
+      }
+    }
+  }
+
+  /**
    * Like client-go: requests share the connection; a request that times out does not
    * drop it, but then a ping is sent and the connection is dropped if the ping is not
    * answered in time (client-go: ReadIdleTimeout, then PingTimeout).
    */
-  private sendHttp2(method: string, path: string, body?: string): Promise<Answer> {
+  private sendHttp2Once(method: string, path: string, body: string | undefined, timeoutMs: number): Promise<Answer> {
     const session = this.connect();
     return new Promise((resolve, reject) => {
       let data = "";
@@ -247,7 +290,7 @@ export class Probe {
         req.close(http2.constants.NGHTTP2_CANCEL);
         this.healthCheck(session);
         reject(new Error(`timeout after ${this.o.timeoutMs} ms`));
-      }, this.o.timeoutMs);
+      }, timeoutMs);
       req.setEncoding("utf8");
       req.on("response", (headers) => {
         status = Number(headers[":status"] ?? 0);
@@ -260,7 +303,7 @@ export class Probe {
       });
       req.on("error", (e) => {
         clearTimeout(timer);
-        reject(e);
+        reject(req.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM ? new RefusedStream(1) : e);
       });
       req.end(body);
     });
@@ -296,6 +339,7 @@ export class Probe {
       failedRequests: records.filter((r) => !r.ok).length,
       failedWithRetryAfter: records.filter((r) => !r.ok && r.retryAfterSeconds !== undefined).length,
       slowRequests: records.filter((r) => r.ok && r.ms > this.o.slowMs).length,
+      retriedUnprocessed: records.filter((r) => (r.retriedUnprocessed ?? 0) > 0).length,
       longestFailureMs: windows.reduce((m, w) => Math.max(m, w.end - w.start), 0),
       failureWindows: windows,
       acknowledgedWrites: [...this.acknowledged],

@@ -28,6 +28,8 @@ export interface ScenarioResult {
   failedRequests: number;
   /** Failed requests whose answer asked to be retried (Retry-After): client-go clients send these again. */
   failedWithRetryAfter: number;
+  /** Requests the HTTP/2 probe sent again after the server refused their stream unprocessed (as Go's transport does). */
+  retriedUnprocessed: number;
   longestFailureMs: number;
   acknowledgedWritesLost: number;
   acknowledgedWrites: number;
@@ -37,7 +39,7 @@ export interface ScenarioResult {
   /** Scenario-specific observations (booleans for tests, figures for the benchmark). */
   facts: Record<string, unknown>;
   /** Probe records, for per-phase checks. */
-  records: { probe: string; at: number; ok: boolean; op: string; ms: number; status?: number; error?: string; retryAfterSeconds?: number }[];
+  records: { probe: string; at: number; ok: boolean; op: string; ms: number; status?: number; error?: string; retryAfterSeconds?: number; retriedUnprocessed?: number }[];
   /**
    * The in-cluster probe's reports (a pod on a worker reading through the `kubernetes`
    * Service), on a stack with workers; its failures are not in the figures above.
@@ -258,6 +260,7 @@ export async function withProbes(
     name,
     failedRequests: reports.reduce((a, r) => a + r.failedRequests, 0),
     failedWithRetryAfter: reports.reduce((a, r) => a + r.failedWithRetryAfter, 0),
+    retriedUnprocessed: reports.reduce((a, r) => a + r.retriedUnprocessed, 0),
     longestFailureMs: reports.reduce((a, r) => Math.max(a, r.longestFailureMs), 0),
     acknowledgedWritesLost: lost,
     acknowledgedWrites: reports.reduce((a, r) => a + r.acknowledgedWrites.length, 0),
@@ -265,7 +268,7 @@ export async function withProbes(
     slowRequests: reports.reduce((a, r) => a + r.slowRequests, 0),
     probes: reports.map(({ records: _records, ...rest }) => rest),
     facts,
-    records: reports.flatMap((r) => r.records.map((x) => ({ probe: r.kind, at: x.at, ok: x.ok, op: x.op, ms: x.ms, status: x.status, error: x.error, retryAfterSeconds: x.retryAfterSeconds }))),
+    records: reports.flatMap((r) => r.records.map((x) => ({ probe: r.kind, at: x.at, ok: x.ok, op: x.op, ms: x.ms, status: x.status, error: x.error, retryAfterSeconds: x.retryAfterSeconds, retriedUnprocessed: x.retriedUnprocessed }))),
     inCluster: inClusterReports,
   };
 }

@@ -309,8 +309,9 @@ export function haproxyReadyzProblems(config: string): string[] {
         paths.push(m[1]);
       }
     }
-    if (paths.length === 0 || paths.some((p) => !isReadyzPath(p))) {
-      problems.push(`${name}: health check path is ${paths.length === 0 ? "/ (default)" : paths.join(", ")}, not ${READYZ}`);
+    const wrong = paths.filter((p) => !isReadyzPath(p)); // named alone: the others are fine
+    if (paths.length === 0 || wrong.length > 0) {
+      problems.push(`${name}: health check path is ${paths.length === 0 ? "/ (default)" : wrong.join(", ")}, not ${READYZ}`);
     }
     const defaults = pool.lines.filter((l) => /^default-server\s/.test(l)).flatMap((l) => l.split(/\s+/).slice(1));
     for (const server of pool.lines.filter((l) => /^server\s/.test(l))) {

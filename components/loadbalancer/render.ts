@@ -19,6 +19,13 @@ export function haproxyDetectionSeconds(check: HealthCheck | undefined): number 
 }
 
 export const HAPROXY_CA = "/etc/hakube/haproxy/ca.crt";
+/**
+ * What HAProxy asks each apiserver in turn: `ready`, every readiness check but `shutdown`
+ * (failing, the apiserver is marked down); then `stopping`, every check (failing while
+ * `ready` passes: only `shutdown` fails, and the apiserver gets no new connection but keeps
+ * the ones it has). Both are paths anonymous requests may ask for (`/readyz/shutdown` is not).
+ */
+export const READYZ_PATHS = { ready: "/readyz?exclude=shutdown", stopping: "/readyz" } as const;
 export const HAPROXY_MONITOR_PATH = "/hakube-healthz";
 export const KEEPALIVED_CHECK = "/etc/keepalived/hakube-check-haproxy.sh";
 /** The backend keepalived's check counts: apiservers that answer TLS, ready or not. */
@@ -92,14 +99,22 @@ export function renderHaproxyConfig(s: HaproxySettings): string {
     "backend kube-apiservers",
     "  balance roundrobin",
     "  option httpchk",
-    // Every readiness check but `shutdown`: a stopping apiserver keeps serving through its
-    // --shutdown-delay-duration, then closes its listener and ends each connection with an
-    // HTTP/2 GOAWAY once its requests are answered. Marked down only then (the connection is
-    // refused; a new connection is redispatched), its sessions are closed by then, so
-    // shutdown-sessions cuts no request in flight. A member whose etcd fails is marked
-    // down as before (the etcd checks count).
-    "  http-check send meth GET uri /readyz?exclude=shutdown ver HTTP/1.1 hdr Host kubernetes",
+    // Two checks in turn, each on its own connection (HAProxy's checks do not keep a
+    // connection alive). First every readiness check but `shutdown`: a failure (etcd's
+    // among them) marks the apiserver down after `fall` checks, and shutdown-sessions then
+    // closes its connections. Then every check: failing now means `shutdown` fails, i.e. an
+    // apiserver that was told to stop and still serves through --shutdown-delay-duration;
+    // HAProxy then takes it out of the rotation at once without marking it down (NOLB, as
+    // `disable-on-404` would): no new connection goes to it, the ones it holds finish their
+    // requests. It is marked down only when it closes its listener (the first check's
+    // connection is refused), after it ended its connections with an HTTP/2 GOAWAY, so
+    // shutdown-sessions cuts no request in flight.
+    "  http-check connect default",
+    `  http-check send meth GET uri ${READYZ_PATHS.ready} ver HTTP/1.1 hdr Host kubernetes`,
     "  http-check expect status 200",
+    "  http-check connect default",
+    `  http-check send meth GET uri ${READYZ_PATHS.stopping} ver HTTP/1.1 hdr Host kubernetes`,
+    "  http-check expect status 200 error-status L7OKC",
     `  default-server ${serverOptions}`,
     ...s.backends.map((b) => `  server ${b.name} ${b.address}:${b.port}`),
     "",

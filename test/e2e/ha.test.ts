@@ -84,7 +84,8 @@ const figures: Record<string, unknown> = {};
 
 function summary(r: ScenarioResult): string {
   const inCluster = (r.inCluster ?? []).map((x) => `${x.kind} ${x.requests} requests, ${x.failedRequests} failed, longest failure ${x.longestFailureMs} ms`).join("; ");
-  return `${r.name}: ${r.requests} requests, ${r.failedRequests} failed (${r.failedWithRetryAfter} of them with Retry-After), longest failure ${r.longestFailureMs} ms, ` +
+  return `${r.name}: ${r.requests} requests, ${r.failedRequests} failed (${r.failedWithRetryAfter} of them with Retry-After), ` +
+    `${r.retriedUnprocessed} sent again after a refused stream, longest failure ${r.longestFailureMs} ms, ` +
     `${r.acknowledgedWrites} writes acknowledged, ${r.acknowledgedWritesLost} lost; in-cluster: ${inCluster || "none"}; ` +
     JSON.stringify(r.facts, (k, v) => (k === "upOutput" ? undefined : v));
 }
@@ -191,6 +192,7 @@ after(() => {
           {
             failedRequests: r.failedRequests,
             failedWithRetryAfter: r.failedWithRetryAfter,
+            retriedUnprocessed: r.retriedUnprocessed,
             longestFailureMs: r.longestFailureMs,
             acknowledgedWritesLost: r.acknowledgedWritesLost,
             acknowledgedWrites: r.acknowledgedWrites,

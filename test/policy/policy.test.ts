@@ -306,6 +306,14 @@ describe("balancer-readyz-health-check", () => {
     const cfg = (pool: string) => `global\n  daemon\nfrontend f\n  default_backend api\nbackend api\n${pool}`;
     assert.deepEqual(haproxyReadyzProblems(cfg("  option httpchk GET /readyz\n  server a 10.0.0.1:6443 check check-ssl verify none\n")), []);
     assert.deepEqual(haproxyReadyzProblems(cfg("  option httpchk\n  http-check send meth GET uri /readyz?exclude=shutdown\n  server a 10.0.0.1:6443 check check-ssl\n")), [], "without the shutdown check only");
+    assert.deepEqual(
+      haproxyReadyzProblems(cfg("  option httpchk\n  http-check send meth GET uri /readyz?exclude=shutdown\n  http-check send meth GET uri /readyz\n  server a 10.0.0.1:6443 check check-ssl\n")),
+      [],
+      "readiness without the shutdown check, then with it",
+    );
+    assert.deepEqual(haproxyReadyzProblems(cfg("  option httpchk\n  http-check send meth GET uri /readyz\n  http-check send meth GET uri /readyz/shutdown\n  server a 10.0.0.1:6443 check check-ssl\n")), [
+      "backend api: health check path is /readyz/shutdown, not /readyz",
+    ], "every path checked counts");
     assert.deepEqual(haproxyReadyzProblems(cfg("  option httpchk\n  http-check send meth GET uri /readyz?exclude=etcd\n  server a 10.0.0.1:6443 check check-ssl\n")), [
       "backend api: health check path is /readyz?exclude=etcd, not /readyz",
     ]);

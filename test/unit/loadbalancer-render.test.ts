@@ -206,3 +206,128 @@ test("the real HAProxy: its monitor keeps the VIP while an apiserver answers TLS
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/**
+ * A stand-in apiserver on loopback over TLS: `/readyz?exclude=shutdown` answers as told,
+ * `/readyz` fails also while it is stopping, `/who` answers its name (over keep-alive
+ * connections).
+ */
+async function stubApiserver(name: string, port: number, cert: string, key: string) {
+  const https = await import("https");
+  const state = { ready: true, stopping: false };
+  const server = https.createServer({ cert: fs.readFileSync(cert), key: fs.readFileSync(key), keepAliveTimeout: 60_000 }, (req, res) => {
+    const answer = (ok: boolean, body: string) => {
+      res.writeHead(ok ? 200 : 500, { "content-type": "text/plain" });
+      res.end(body);
+    };
+    if (req.url === "/readyz?exclude=shutdown") answer(state.ready, "ok");
+    else if (req.url === "/readyz") answer(state.ready && !state.stopping, state.stopping ? "[-]shutdown failed" : "ok");
+    else if (req.url === "/who") answer(true, name);
+    else answer(false, "not found");
+  });
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  return { state, server };
+}
+
+test("the real HAProxy: an apiserver told to stop gets no new connection but keeps the ones it has, then is marked down when it stops listening", async () => {
+  const dir = tempDir("haproxy-stopping");
+  const cert = path.join(dir, "ca.crt");
+  const key = path.join(dir, "ca.key");
+  const made = run("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=apiserver",
+    "-days", "1", "-keyout", key, "-out", cert,
+  ]);
+  assert.equal(made.status, 0, made.stderr);
+  // Ports on loopback from the process id, away from the stacks' own and the test above's.
+  const base = 40000 + (process.pid % 20000);
+  const [port1, port2, frontPort, monitorPort] = [base, base + 1, base + 2, base + 3];
+  const config = renderHaproxyConfig({
+    port: frontPort,
+    monitorPort,
+    backends: [
+      { name: "cp-1", address: "127.0.0.1", port: port1 },
+      { name: "cp-2", address: "127.0.0.1", port: port2 },
+    ],
+    healthCheck: { intervalMs: 200, fall: 2, rise: 2 },
+    shutdownSessionsOnDown: true,
+    connectTimeoutMs: 500,
+    caFile: cert,
+  })
+    .replace(/^\s+(user|group) haproxy$/gm, "")
+    .replace(/stats socket \S+/, `stats socket ${path.join(dir, "admin.sock")}`)
+    .replace(`bind :${frontPort}`, `bind 127.0.0.1:${frontPort}`);
+  fs.writeFileSync(path.join(dir, "haproxy.cfg"), config);
+  const https = await import("https");
+  const { spawn } = await import("child_process");
+  const cp1 = await stubApiserver("cp-1", port1, cert, key);
+  const cp2 = await stubApiserver("cp-2", port2, cert, key);
+  const haproxy = spawn("haproxy", ["-db", "-f", path.join(dir, "haproxy.cfg")], { stdio: "ignore" });
+  const socket = path.join(dir, "admin.sock");
+  /** Waits (bounded) until cp-1's state in the traffic backend is `want`; returns the last states. */
+  const cp1Becomes = async (want: string) => {
+    let states: Record<string, string> = {};
+    for (let i = 0; i < 80 && states["kube-apiservers/cp-1"] !== want; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      states = await serverStates(socket).catch(() => ({}));
+    }
+    return states;
+  };
+  /** `/who` through HAProxy: on a new connection each, or on the keep-alive `agent`. */
+  const who = (agent: import("https").Agent | false) =>
+    new Promise<string>((resolve, reject) => {
+      const req = https.get({ host: "127.0.0.1", port: frontPort, path: "/who", ca: fs.readFileSync(cert), checkServerIdentity: () => undefined, agent }, (res) => {
+        let body = "";
+        res.on("data", (d) => (body += d));
+        res.on("end", () => resolve(`${res.statusCode} ${body}`));
+      });
+      req.setTimeout(3000, () => req.destroy(new Error("timed out")));
+      req.on("error", reject);
+    });
+  const kept = new https.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    let states = await cp1Becomes("UP");
+    assert.equal(states["kube-apiservers/cp-1"], "UP", JSON.stringify(states));
+    // A kept connection that lands on cp-1 (round robin: at most a few tries).
+    let first = "";
+    for (let i = 0; i < 6 && first !== "200 cp-1"; i++) {
+      kept.destroy();
+      first = await who(kept);
+    }
+    assert.equal(first, "200 cp-1", "a kept connection to cp-1");
+
+    cp1.state.stopping = true; // SIGTERM: serving through its shutdown delay, /readyz fails its shutdown check
+    states = await cp1Becomes("NOLB");
+    assert.equal(states["kube-apiservers/cp-1"], "NOLB", `out of the rotation, not down: ${JSON.stringify(states)}`);
+    const fresh: string[] = [];
+    for (let i = 0; i < 8; i++) fresh.push(await who(false));
+    assert.deepEqual(fresh, Array(8).fill("200 cp-2"), "every new connection goes to cp-2");
+    assert.equal(await who(kept), "200 cp-1", "the kept connection still reaches cp-1");
+
+    cp1.server.close(); // the listener closes; it would end its kept connections next
+    cp1.server.closeAllConnections();
+    states = await cp1Becomes("DOWN");
+    assert.equal(states["kube-apiservers/cp-1"], "DOWN", JSON.stringify(states));
+    assert.equal(await who(false), "200 cp-2");
+
+    // Started again: ready and no longer stopping, it takes new connections once more.
+    const again = await stubApiserver("cp-1", port1, cert, key);
+    try {
+      states = await cp1Becomes("UP");
+      assert.equal(states["kube-apiservers/cp-1"], "UP", JSON.stringify(states));
+      const served = new Set<string>();
+      for (let i = 0; i < 6; i++) served.add(await who(false));
+      assert.deepEqual([...served].sort(), ["200 cp-1", "200 cp-2"], "both serve new connections");
+    } finally {
+      again.server.closeAllConnections();
+      again.server.close();
+    }
+  } finally {
+    kept.destroy();
+    haproxy.kill("SIGKILL");
+    for (const s of [cp1, cp2]) {
+      s.server.closeAllConnections();
+      s.server.close();
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,6 +1,8 @@
 // The probes against a stub API on loopback (HTTPS and HTTP/2, a throwaway certificate):
 // every failed answer is counted, and the ones that ask to be retried (a 429 or 5xx with
-// Retry-After, as a stopping apiserver answers) are told apart for the reports.
+// Retry-After, as a stopping apiserver answers) are told apart for the reports; the HTTP/2
+// probe sends a request again when the server refuses its stream unprocessed, as Go's
+// transport does, and counts it.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "fs";
@@ -8,7 +10,7 @@ import * as http2 from "http2";
 import * as https from "https";
 import { AddressInfo } from "net";
 import * as path from "path";
-import { Probe, ProbeReport, retryAfterOf } from "../../ops/probe";
+import { HTTP2_ATTEMPTS, Probe, ProbeReport, retryAfterOf } from "../../ops/probe";
 import { run, tempDir } from "../helpers/tools";
 
 const dir = tempDir("probe");
@@ -101,3 +103,41 @@ for (const kind of ["per-request", "http2"] as const) {
     assert.deepEqual(report.acknowledgedWrites.length, writes.filter((r) => r.ok).length);
   });
 }
+
+test("the http2 probe sends a request again when the server refuses its stream unprocessed (as Go's transport does), at most HTTP2_ATTEMPTS times, and counts it", async () => {
+  // Write 1: refused once, then created. Write 2: refused every time. Others: created.
+  const attempts = new Map<number, number>();
+  const server = http2.createSecureServer({ cert: credentials.cert, key: credentials.key }, (req, res) => {
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (c: string) => (body += c));
+    req.on("end", () => {
+      if (req.method !== "POST") return void res.writeHead(200, { "content-type": "application/json" }).end("{}");
+      const i = writeIndex(JSON.parse(body).metadata.name);
+      const n = (attempts.get(i) ?? 0) + 1;
+      attempts.set(i, n);
+      if ((i === 1 && n === 1) || i === 2) return void req.stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      res.writeHead(201, { "content-type": "application/json" }).end("{}");
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const port = (server.address() as AddressInfo).port;
+    const probe = new Probe({ name: "stub-refused", kind: "http2", endpoint: `https://127.0.0.1:${port}`, credentials, namespace: "probe", intervalMs: 10, maxRequests: 10 });
+    probe.start();
+    for (let i = 0; i < 300 && attempts.size < 5; i++) await new Promise((r) => setTimeout(r, 20));
+    const report = await probe.stop();
+    const writes = new Map(report.records.filter((r) => r.op === "write").map((r) => [writeIndex(r.name!), r]));
+    assert.deepEqual([writes.get(0)?.ok, writes.get(0)?.retriedUnprocessed], [true, undefined], "write 0: answered at once");
+    assert.deepEqual([writes.get(1)?.ok, writes.get(1)?.status, writes.get(1)?.retriedUnprocessed], [true, 201, 1], "write 1: sent again once, then created");
+    assert.equal(writes.get(2)?.ok, false, "write 2: refused every time is a failure");
+    assert.equal(writes.get(2)?.retriedUnprocessed, HTTP2_ATTEMPTS - 1);
+    assert.match(writes.get(2)?.error ?? "", /REFUSED_STREAM/);
+    assert.equal(attempts.get(2), HTTP2_ATTEMPTS, "bounded: the server saw each attempt");
+    assert.equal(report.retriedUnprocessed, 2);
+    assert.equal(report.failedRequests, 1);
+    assert.ok(report.acknowledgedWrites.includes("probe-stub-refused-3"), "write 1 acknowledged");
+  } finally {
+    server.close();
+  }
+});
