@@ -363,7 +363,8 @@ func remoteRunner(ctx context.Context, in V, command string, extra map[string]st
 	if len(prefix) > 0 {
 		full = strings.Join(prefix, "\n") + "\n" + command
 	}
-	if stdin, ok := in["stdin"].(string); ok && stdin != "" {
+	stdin, _ := in["stdin"].(string)
+	if stdin != "" {
 		sess.Stdin = strings.NewReader(stdin)
 	}
 	var stdout, stderr bytes.Buffer
@@ -372,6 +373,11 @@ func remoteRunner(ctx context.Context, in V, command string, extra map[string]st
 	go func() { done <- sess.Run(full) }()
 	select {
 	case err = <-done:
+		// Run gives io.EOF only when the command exited 0 and the channel closed before all
+		// of stdin was written (the command did not read it all, e.g. `true`): it succeeded.
+		if stdin != "" && err == io.EOF {
+			err = nil
+		}
 	case <-ctx.Done():
 		_ = sess.Signal(ssh.SIGTERM)
 		err = ctx.Err()

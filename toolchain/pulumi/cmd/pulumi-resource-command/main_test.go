@@ -731,3 +731,21 @@ func TestCopyPlacement(t *testing.T) {
 		}
 	})
 }
+
+// A command that exits 0 without reading all of its stdin (`true`, as a step whose update
+// only records new inputs) succeeds: x/crypto/ssh reports io.EOF for the stdin it could not
+// write once the channel closed, which is not the command failing.
+func TestRemoteCommandThatIgnoresItsStdinSucceeds(t *testing.T) {
+	srv := startSSHD(t, true)
+	big := strings.Repeat("x", 3<<20) // beyond the 2 MiB channel window: the write outlives `true`
+	for _, c := range []struct {
+		command string
+		wantErr bool
+	}{{"true", false}, {"exit 3", true}} {
+		r := newRes(t, engine(t), remoteType)
+		err := r.create(map[string]any{"connection": srv.connection(), "create": c.command, "stdin": provkittest.Secret(big)})
+		if (err != nil) != c.wantErr {
+			t.Errorf("%s with 3 MiB on stdin: error = %v, want error %v", c.command, err, c.wantErr)
+		}
+	}
+}
