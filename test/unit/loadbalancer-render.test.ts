@@ -155,45 +155,62 @@ function monitorStatusBecomes(url: string, want: string, attempts: number): stri
   return status;
 }
 
-test("the real HAProxy: its monitor keeps the VIP while an apiserver answers TLS but none is ready, and drops it when none answers", async () => {
-  const dir = tempDir("haproxy-monitor");
-  const ca = path.join(dir, "ca.crt");
+/**
+ * The real HAProxy on loopback with hakube's config for `backends` (checks every 200 ms),
+ * in a new folder with a throwaway certificate (CN apiserver) that is both the stand-in
+ * apiservers' certificate and the CA HAProxy checks them against.
+ */
+async function realHaproxy(prefix: string, frontPort: number, monitorPort: number, backends: { name: string; port: number }[]) {
+  const dir = tempDir(prefix);
+  const cert = path.join(dir, "ca.crt");
   const key = path.join(dir, "ca.key");
   const made = run("openssl", [
     "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=apiserver",
-    "-days", "1", "-keyout", key, "-out", ca,
+    "-days", "1", "-keyout", key, "-out", cert,
   ]);
   assert.equal(made.status, 0, made.stderr);
-  // Ports on loopback from the process id, away from the stacks' own.
-  const base = 20000 + (process.pid % 20000);
-  const [apiPort, frontPort, monitorPort] = [base, base + 1, base + 2];
+  const socket = path.join(dir, "admin.sock");
   const config = renderHaproxyConfig({
     port: frontPort,
     monitorPort,
-    backends: [{ name: "cp-1", address: "127.0.0.1", port: apiPort }],
+    backends: backends.map((b) => ({ ...b, address: "127.0.0.1" })),
     healthCheck: { intervalMs: 200, fall: 2, rise: 2 },
     shutdownSessionsOnDown: true,
     connectTimeoutMs: 500,
-    caFile: ca,
+    caFile: cert,
   })
     .replace(/^\s+(user|group) haproxy$/gm, "")
-    .replace(/stats socket \S+/, `stats socket ${path.join(dir, "admin.sock")}`)
+    .replace(/stats socket \S+/, `stats socket ${socket}`)
     .replace(`bind :${frontPort}`, `bind 127.0.0.1:${frontPort}`);
   fs.writeFileSync(path.join(dir, "haproxy.cfg"), config);
   const { spawn } = await import("child_process");
+  const haproxy = spawn("haproxy", ["-db", "-f", path.join(dir, "haproxy.cfg")], { stdio: "ignore" });
+  return { dir, cert, key, socket, haproxy };
+}
+
+/** Polls HAProxy's admin socket (bounded: `attempts`, `everyMs` apart) until `server` is `want`; the last states. */
+async function stateBecomes(socket: string, server: string, want: string, attempts: number, everyMs: number): Promise<Record<string, string>> {
+  let states: Record<string, string> = {};
+  for (let i = 0; i < attempts && states[server] !== want; i++) {
+    await new Promise((r) => setTimeout(r, everyMs));
+    states = await serverStates(socket).catch(() => ({}));
+  }
+  return states;
+}
+
+test("the real HAProxy: its monitor keeps the VIP while an apiserver answers TLS but none is ready, and drops it when none answers", async () => {
+  // Ports on loopback from the process id, away from the stacks' own.
+  const base = 20000 + (process.pid % 20000);
+  const [apiPort, frontPort, monitorPort] = [base, base + 1, base + 2];
+  const h = await realHaproxy("haproxy-monitor", frontPort, monitorPort, [{ name: "cp-1", port: apiPort }]);
   // A TLS server that completes the handshake but never answers /readyz with 200: an
   // apiserver whose etcd has no leader.
-  const apiserver = spawn("openssl", ["s_server", "-quiet", "-accept", `127.0.0.1:${apiPort}`, "-cert", ca, "-key", key], { stdio: "ignore" });
-  const haproxy = spawn("haproxy", ["-db", "-f", path.join(dir, "haproxy.cfg")], { stdio: "ignore" });
+  const { spawn } = await import("child_process");
+  const apiserver = spawn("openssl", ["s_server", "-quiet", "-accept", `127.0.0.1:${apiPort}`, "-cert", h.cert, "-key", h.key], { stdio: "ignore" });
   try {
     const monitor = `http://127.0.0.1:${monitorPort}/hakube-healthz`;
-    const socket = path.join(dir, "admin.sock");
     // The /readyz backend marks its only server down (no 200 ever comes back) ...
-    let states: Record<string, string> = {};
-    for (let i = 0; i < 60 && states["kube-apiservers/cp-1"] !== "DOWN"; i++) {
-      await new Promise((r) => setTimeout(r, 250));
-      states = await serverStates(socket).catch(() => ({}));
-    }
+    const states = await stateBecomes(h.socket, "kube-apiservers/cp-1", "DOWN", 60, 250);
     assert.equal(states["kube-apiservers/cp-1"], "DOWN", JSON.stringify(states));
     assert.equal(states["kube-apiservers-alive/cp-1"], "UP", JSON.stringify(states));
     // ... and the monitor keepalived asks still says healthy: the VIP stays put.
@@ -202,8 +219,8 @@ test("the real HAProxy: its monitor keeps the VIP while an apiserver answers TLS
     assert.equal(monitorStatusBecomes(monitor, "503", 40), "503", "no apiserver answering at all fails the monitor");
   } finally {
     apiserver.kill("SIGKILL");
-    haproxy.kill("SIGKILL");
-    fs.rmSync(dir, { recursive: true, force: true });
+    h.haproxy.kill("SIGKILL");
+    fs.rmSync(h.dir, { recursive: true, force: true });
   }
 });
 
@@ -230,48 +247,19 @@ async function stubApiserver(name: string, port: number, cert: string, key: stri
 }
 
 test("the real HAProxy: an apiserver told to stop gets no new connection but keeps the ones it has, then is marked down when it stops listening", async () => {
-  const dir = tempDir("haproxy-stopping");
-  const cert = path.join(dir, "ca.crt");
-  const key = path.join(dir, "ca.key");
-  const made = run("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=apiserver",
-    "-days", "1", "-keyout", key, "-out", cert,
-  ]);
-  assert.equal(made.status, 0, made.stderr);
   // Ports on loopback from the process id, away from the stacks' own and the test above's.
   const base = 40000 + (process.pid % 20000);
   const [port1, port2, frontPort, monitorPort] = [base, base + 1, base + 2, base + 3];
-  const config = renderHaproxyConfig({
-    port: frontPort,
-    monitorPort,
-    backends: [
-      { name: "cp-1", address: "127.0.0.1", port: port1 },
-      { name: "cp-2", address: "127.0.0.1", port: port2 },
-    ],
-    healthCheck: { intervalMs: 200, fall: 2, rise: 2 },
-    shutdownSessionsOnDown: true,
-    connectTimeoutMs: 500,
-    caFile: cert,
-  })
-    .replace(/^\s+(user|group) haproxy$/gm, "")
-    .replace(/stats socket \S+/, `stats socket ${path.join(dir, "admin.sock")}`)
-    .replace(`bind :${frontPort}`, `bind 127.0.0.1:${frontPort}`);
-  fs.writeFileSync(path.join(dir, "haproxy.cfg"), config);
+  const h = await realHaproxy("haproxy-stopping", frontPort, monitorPort, [
+    { name: "cp-1", port: port1 },
+    { name: "cp-2", port: port2 },
+  ]);
+  const { cert, key } = h;
   const https = await import("https");
-  const { spawn } = await import("child_process");
   const cp1 = await stubApiserver("cp-1", port1, cert, key);
   const cp2 = await stubApiserver("cp-2", port2, cert, key);
-  const haproxy = spawn("haproxy", ["-db", "-f", path.join(dir, "haproxy.cfg")], { stdio: "ignore" });
-  const socket = path.join(dir, "admin.sock");
-  /** Waits (bounded) until cp-1's state in the traffic backend is `want`; returns the last states. */
-  const cp1Becomes = async (want: string) => {
-    let states: Record<string, string> = {};
-    for (let i = 0; i < 80 && states["kube-apiservers/cp-1"] !== want; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      states = await serverStates(socket).catch(() => ({}));
-    }
-    return states;
-  };
+  /** cp-1's state in the traffic backend becoming `want` (bounded); the last states. */
+  const cp1Becomes = (want: string) => stateBecomes(h.socket, "kube-apiservers/cp-1", want, 80, 100);
   /** `/who` through HAProxy: on a new connection each, or on the keep-alive `agent`. */
   const who = (agent: import("https").Agent | false) =>
     new Promise<string>((resolve, reject) => {
@@ -323,11 +311,11 @@ test("the real HAProxy: an apiserver told to stop gets no new connection but kee
     }
   } finally {
     kept.destroy();
-    haproxy.kill("SIGKILL");
+    h.haproxy.kill("SIGKILL");
     for (const s of [cp1, cp2]) {
       s.server.closeAllConnections();
       s.server.close();
     }
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(h.dir, { recursive: true, force: true });
   }
 });

@@ -42,16 +42,22 @@ function writeIndex(name: string): number {
   return (Number(name.split("-").pop()) - 1) / 2;
 }
 
-async function probeAgainst(kind: "per-request" | "http2"): Promise<ProbeReport> {
-  let writes = 0;
-  type StubRequest = { method?: string; setEncoding(e: BufferEncoding): unknown; on(e: string, f: (c: string) => void): unknown };
+/** What a stub answers a write: a status (with Retry-After), or (HTTP/2) its stream refused unprocessed. */
+type WriteAnswer = { status: number; retryAfter?: string } | "refuse";
+
+/**
+ * A probe of `kind` against a stub API on loopback: reads succeed, each write is answered
+ * by `answer` (from its place among the writes) until `enough()` holds (bounded in time).
+ */
+async function probeAgainst(kind: "per-request" | "http2", o: { name: string; maxRequests: number; answer: (write: number) => WriteAnswer; enough: () => boolean }): Promise<ProbeReport> {
+  type StubRequest = { method?: string; setEncoding(e: BufferEncoding): unknown; on(e: string, f: (c: string) => void): unknown; stream?: http2.ServerHttp2Stream };
   const onRequest = (req: StubRequest, res: { writeHead(s: number, h: Record<string, string>): { end(b: string): void } }) => {
     let body = "";
     req.setEncoding("utf8");
     req.on("data", (c: string) => (body += c));
     req.on("end", () => {
-      const a = req.method === "POST" ? WRITES[Math.min(writeIndex(JSON.parse(body).metadata.name), WRITES.length - 1)] : { status: 200 };
-      if (req.method === "POST") writes++;
+      const a = req.method === "POST" ? o.answer(writeIndex(JSON.parse(body).metadata.name)) : { status: 200 };
+      if (a === "refuse") return void req.stream!.close(http2.constants.NGHTTP2_REFUSED_STREAM);
       res.writeHead(a.status, { "content-type": "application/json", ...(a.retryAfter ? { "retry-after": a.retryAfter } : {}) }).end("{}");
     });
   };
@@ -62,9 +68,9 @@ async function probeAgainst(kind: "per-request" | "http2"): Promise<ProbeReport>
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   try {
     const port = (server.address() as AddressInfo).port;
-    const probe = new Probe({ name: `stub-${kind}`, kind, endpoint: `https://127.0.0.1:${port}`, credentials, namespace: "probe", intervalMs: 10, maxRequests: WRITES.length * 2 + 4 });
+    const probe = new Probe({ name: o.name, kind, endpoint: `https://127.0.0.1:${port}`, credentials, namespace: "probe", intervalMs: 10, maxRequests: o.maxRequests });
     probe.start();
-    for (let i = 0; i < 300 && writes < WRITES.length + 1; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 300 && !o.enough(); i++) await new Promise((r) => setTimeout(r, 20));
     return await probe.stop();
   } finally {
     if ("closeAllConnections" in server) (server as https.Server).closeAllConnections();
@@ -82,7 +88,13 @@ test("retryAfterOf: a 429 or 5xx with Retry-After in seconds is one client-go se
 
 for (const kind of ["per-request", "http2"] as const) {
   test(`the ${kind} probe counts every failed answer and tells the ones with Retry-After apart`, async () => {
-    const report = await probeAgainst(kind);
+    let answered = 0;
+    const report = await probeAgainst(kind, {
+      name: `stub-${kind}`,
+      maxRequests: WRITES.length * 2 + 4,
+      answer: (i) => (answered++, WRITES[Math.min(i, WRITES.length - 1)]),
+      enough: () => answered >= WRITES.length + 1,
+    });
     const writes = report.records.filter((r) => r.op === "write");
     assert.ok(writes.length >= WRITES.length, `${writes.length} writes sent`);
     const first = writes
@@ -107,37 +119,24 @@ for (const kind of ["per-request", "http2"] as const) {
 test("the http2 probe sends a request again when the server refuses its stream unprocessed (as Go's transport does), at most HTTP2_ATTEMPTS times, and counts it", async () => {
   // Write 1: refused once, then created. Write 2: refused every time. Others: created.
   const attempts = new Map<number, number>();
-  const server = http2.createSecureServer({ cert: credentials.cert, key: credentials.key }, (req, res) => {
-    let body = "";
-    req.setEncoding("utf8");
-    req.on("data", (c: string) => (body += c));
-    req.on("end", () => {
-      if (req.method !== "POST") return void res.writeHead(200, { "content-type": "application/json" }).end("{}");
-      const i = writeIndex(JSON.parse(body).metadata.name);
+  const report = await probeAgainst("http2", {
+    name: "stub-refused",
+    maxRequests: 10,
+    answer: (i) => {
       const n = (attempts.get(i) ?? 0) + 1;
       attempts.set(i, n);
-      if ((i === 1 && n === 1) || i === 2) return void req.stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
-      res.writeHead(201, { "content-type": "application/json" }).end("{}");
-    });
+      return (i === 1 && n === 1) || i === 2 ? "refuse" : { status: 201 };
+    },
+    enough: () => attempts.size >= 5,
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  try {
-    const port = (server.address() as AddressInfo).port;
-    const probe = new Probe({ name: "stub-refused", kind: "http2", endpoint: `https://127.0.0.1:${port}`, credentials, namespace: "probe", intervalMs: 10, maxRequests: 10 });
-    probe.start();
-    for (let i = 0; i < 300 && attempts.size < 5; i++) await new Promise((r) => setTimeout(r, 20));
-    const report = await probe.stop();
-    const writes = new Map(report.records.filter((r) => r.op === "write").map((r) => [writeIndex(r.name!), r]));
-    assert.deepEqual([writes.get(0)?.ok, writes.get(0)?.retriedUnprocessed], [true, undefined], "write 0: answered at once");
-    assert.deepEqual([writes.get(1)?.ok, writes.get(1)?.status, writes.get(1)?.retriedUnprocessed], [true, 201, 1], "write 1: sent again once, then created");
-    assert.equal(writes.get(2)?.ok, false, "write 2: refused every time is a failure");
-    assert.equal(writes.get(2)?.retriedUnprocessed, HTTP2_ATTEMPTS - 1);
-    assert.match(writes.get(2)?.error ?? "", /REFUSED_STREAM/);
-    assert.equal(attempts.get(2), HTTP2_ATTEMPTS, "bounded: the server saw each attempt");
-    assert.equal(report.retriedUnprocessed, 2);
-    assert.equal(report.failedRequests, 1);
-    assert.ok(report.acknowledgedWrites.includes("probe-stub-refused-3"), "write 1 acknowledged");
-  } finally {
-    server.close();
-  }
+  const writes = new Map(report.records.filter((r) => r.op === "write").map((r) => [writeIndex(r.name!), r]));
+  assert.deepEqual([writes.get(0)?.ok, writes.get(0)?.retriedUnprocessed], [true, undefined], "write 0: answered at once");
+  assert.deepEqual([writes.get(1)?.ok, writes.get(1)?.status, writes.get(1)?.retriedUnprocessed], [true, 201, 1], "write 1: sent again once, then created");
+  assert.equal(writes.get(2)?.ok, false, "write 2: refused every time is a failure");
+  assert.equal(writes.get(2)?.retriedUnprocessed, HTTP2_ATTEMPTS - 1);
+  assert.match(writes.get(2)?.error ?? "", /REFUSED_STREAM/);
+  assert.equal(attempts.get(2), HTTP2_ATTEMPTS, "bounded: the server saw each attempt");
+  assert.equal(report.retriedUnprocessed, 2);
+  assert.equal(report.failedRequests, 1);
+  assert.ok(report.acknowledgedWrites.includes("probe-stub-refused-3"), "write 1 acknowledged");
 });
