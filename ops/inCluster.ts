@@ -89,9 +89,10 @@ export function parseProbeRecords(text: string): RequestRecord[] {
   for (const line of text.split("\n")) {
     if (!line.trim()) continue;
     try {
-      const r = JSON.parse(line) as { at: number; ms: number; op: string; ok: boolean; status?: number; error?: string };
+      const r = JSON.parse(line) as { at: number; ms: number; op: string; ok: boolean; status?: number; error?: string; retryAfter?: number };
       if (typeof r.at === "number" && typeof r.ms === "number" && typeof r.ok === "boolean") {
-        records.push({ at: r.at, ms: r.ms, op: "read", ok: r.ok, status: r.status || undefined, error: r.error });
+        const retryAfterSeconds = typeof r.retryAfter === "number" ? r.retryAfter : undefined;
+        records.push({ at: r.at, ms: r.ms, op: "read", ok: r.ok, status: r.status || undefined, error: r.error, ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }) });
       }
     } catch {
       // the line a stopped container was writing

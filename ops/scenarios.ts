@@ -152,13 +152,13 @@ export async function balancerView(c: Cluster, host: LocalHost): Promise<Record<
  * Leases held, and the balancer holding the VIP sending to every apiserver (each UP in its
  * HAProxy, none in a transition). Returns the time it took.
  */
-export async function waitHealthy(c: Cluster, timeoutMs = 120_000): Promise<number> {
+export async function waitHealthy(c: Cluster, timeoutMs = 120_000, passesWanted = 2): Promise<number> {
   const all = controlPlaneHosts(c.outputs).map((h) => h.address).sort().join(",");
   const names = controlPlaneHosts(c.outputs).map((h) => h.name).sort();
   let passes = 0;
   const { ms } = await waitFor("the control plane to be fully healthy", timeoutMs, 1000, async () => {
     passes = (await healthyNow()) ? passes + 1 : 0;
-    return passes >= 2 ? true : undefined;
+    return passes >= passesWanted ? true : undefined;
   });
   return ms;
 
@@ -213,6 +213,7 @@ export async function withProbes(
   const evidence = (opts.evidence ?? /^(lose|kill)-/.test(name)) ? new Evidence(c.cred, c.outputs.hosts, c.outputs.virtualIp) : undefined;
   await evidence?.start(opts.maxDurationMs ?? 300_000);
   const startedAt = Date.now();
+  facts.startedAt = startedAt;
   // A scenario run again (a benchmark's repetitions) writes ConfigMaps of its own names.
   const run = (runsOf.get(name) ?? 0) + 1;
   runsOf.set(name, run);
@@ -747,6 +748,8 @@ export async function loseMachineForGood(c: Cluster, upArgs: string[]): Promise<
       facts.previewSeconds = preview.seconds;
       // The resources the preview would update or replace ("~" / "+-" lines).
       facts.previewChanges = [...preview.stdout.matchAll(/^ (?:~|\+-) +\S+ (\S+) (?:update|replace)\b/gm)].map((m) => m[1]);
+      // From here on the work is planned: the repair (ops/availability.ts holds it to its budget).
+      facts.plannedFrom = Date.now();
       await upUntilHealthy(c, facts, ["--refresh", ...upArgs], 900_000);
       await sleep(3000);
     },
@@ -774,6 +777,7 @@ export async function repairStoppedServices(c: Cluster, upArgs: string[]): Promi
       facts.previewOk = preview.status === 0;
       facts.previewSeconds = preview.seconds;
       facts.previewUpdates = [...preview.stdout.matchAll(/^ ~ +\S+ (\S+) update\b/gm)].map((m) => m[1]);
+      facts.plannedFrom = Date.now();
       const up = await pulumiAsync(["up", "--yes", "--skip-preview", "--refresh", ...upArgs], 900_000);
       facts.upSeconds = up.seconds;
       facts.upOk = up.status === 0;

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The HA benchmark: the fault scenarios of test/e2e/ha.test.ts on the local stack, with
-# probes, written to bench/results/ha.json and printed as tables (ops/benchReport.ts).
+# The HA benchmark: the probed scenarios of the end-to-end suite (test/e2e/cluster.test.ts)
+# on the local stack, the loss scenarios repeated. Every repetition is kept: one record per
+# scenario run (failures by kind, longest window, VIP failover, Lease takeover, ...) in
+# bench/results/runs/<run id>/ (ops/records.ts), and docs/reliability.md is generated
+# again from every committed run (npm run report). Commit the run's folder with the page.
 #   bash scripts/bench-ha.sh [--repeat N] [--only REGEX]
 #   --repeat N   run each loss scenario (1-4, 11, 2b) N times in one run, for the tail (default 1)
-#   --only RE    only the scenarios whose test name matches RE (node --test-name-pattern)
+#   --only RE    only the tests whose name matches RE (node --test-name-pattern); the cluster
+#                is brought up and torn down around them as in the suite
 #   --pod-api-access balancer|service
 #                where the in-cluster probe's connections to the kubernetes Service go
 #                (WorkerPool.podApiAccess; default balancer)
@@ -24,10 +28,11 @@ done
 [ "$repeat" -le 50 ] || die "--repeat takes a count from 1 to 50, got '$repeat'"
 cd "$HAKUBE_ROOT"
 npx tsc -p tsconfig.json
-out=bench/results/ha.json
-[ -z "$only" ] || out=bench/results/ha-partial.json
-say "HA benchmark: loss scenarios $repeat time(s) each${only:+, only /$only/}; results into $out"
+export HAKUBE_RUN_ID="bench-$(date -u +%Y%m%dT%H%MZ)-$(git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)"
+export HAKUBE_RUN_PURPOSE="bench: --repeat $repeat${only:+ --only $only}${access:+ --pod-api-access $access}"
+say "HA benchmark: loss scenarios $repeat time(s) each${only:+, only /$only/}; records into bench/results/runs/$HAKUBE_RUN_ID"
 status=0
-HAKUBE_HA_POD_API_ACCESS=$access HAKUBE_HA_REPEAT=$repeat HAKUBE_BENCH_OUT=$out node --test --test-reporter=spec ${only:+--test-name-pattern="$only"} build/test/e2e/ha.test.js || status=$?
-node build/ops/benchReport.js "$out"
+HAKUBE_HA_POD_API_ACCESS=$access HAKUBE_HA_REPEAT=$repeat node --test --test-reporter=spec ${only:+--test-name-pattern="$only"} build/test/e2e/cluster.test.js || status=$?
+node build/ops/report.js
+say "records in bench/results/runs/$HAKUBE_RUN_ID; docs/reliability.md generated from every committed run and this one"
 exit "$status"

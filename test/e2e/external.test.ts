@@ -12,6 +12,14 @@ import { controlPlaneHosts, etcdHosts, pulumi, ROOT, run, stackOutputs } from ".
 import { Cluster, cluster, etcdMembers, replaceMachine, waitHealthy } from "../../ops/scenarios";
 import { LOAD_ETCDCTL_ENV } from "../../ops/parse";
 import { assertRejoined } from "../helpers/rejoined";
+import { checkAvailability, suiteBound, visibleFailures } from "../../ops/availability";
+import { scenarioRecord, writeScenarioRecord, writeSuiteRecord } from "../../ops/records";
+import * as fs from "fs";
+import * as yaml from "js-yaml";
+
+const STACK_CONFIG = (yaml.load(fs.readFileSync(path.join(ROOT, "stacks", "Pulumi.local-external.yaml"), "utf8")) as { config: Record<string, string> }).config;
+/** The longest failure window any probe may see (ops/bounds.ts: from the stack's timings). */
+const BOUND = suiteBound(Number(STACK_CONFIG["hakube:advertIntervalSeconds"] ?? 0.5));
 
 let c: Cluster;
 const figures: Record<string, unknown> = {};
@@ -28,6 +36,8 @@ before(() => {
 after(() => {
   c?.cred.dispose();
   const down = run("bash", [path.join(ROOT, "scripts", "local-down.sh")], { timeoutMs: 600_000 });
+  figures.localDownSeconds = down.seconds;
+  writeSuiteRecord("local-external", figures);
   console.log(`local-external: ${JSON.stringify(figures)}; local-down ${down.seconds} s, exit ${down.status}`);
   assert.equal(down.status, 0, `local-down left something:\n${down.stdout.slice(-3000)}\n${down.stderr.slice(-2000)}`);
 });
@@ -56,6 +66,8 @@ test("external topology: etcd runs on its own machines only, the apiservers on t
 test("replacing an etcd machine with pulumi up --replace: a new machine, its member removed and re-added as a learner, promoted, nothing lost", async () => {
   const r = await replaceMachine(c, [], async (cl) => etcdHosts(cl.outputs)[1], "replace-etcd-machine");
   const f = r.facts as any;
+  const a = checkAvailability(r, BOUND);
+  writeScenarioRecord(scenarioRecord(r, a, "replacing an etcd machine"));
   console.log(
     `replace-etcd-machine: ${r.requests} requests, ${r.failedRequests} failed, longest failure ${r.longestFailureMs} ms, ` +
       `${r.acknowledgedWrites} writes acknowledged, ${r.acknowledgedWritesLost} lost; up ${f.upSeconds} s, healthy after ${f.healthyAfterMs} ms`,
@@ -64,5 +76,6 @@ test("replacing an etcd machine with pulumi up --replace: a new machine, its mem
   assert.equal(f.victim, "etcd-2");
   assertRejoined(f, 3);
   assert.equal(r.acknowledgedWritesLost, 0);
+  assert.deepEqual(a.problems, [], `over the bounds of ops/availability.ts; the first visible failures: ${visibleFailures(r)}`);
   await waitHealthy(c);
 });

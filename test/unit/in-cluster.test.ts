@@ -31,15 +31,18 @@ test("in-cluster probe records: parsed and sorted, a torn line dropped; windows 
     '{"at":1100,"ms":4,"op":"read","ok":true,"status":200}',
     '{"at":3400,"ms":7,"op":"read","ok":true,"status":200}',
     '{"at":3500,"ms":3,"op":"read","ok":false,"status":503,"error":"HTTP 503"}',
+    '{"at":3550,"ms":3,"op":"read","ok":false,"status":429,"error":"HTTP 429","retryAfter":5}',
     '{"at":3600,"ms":',
   ].join("\n");
   const records = parseProbeRecords(text);
-  assert.deepEqual(records.map((r) => r.at), [1000, 1100, 1300, 3400, 3500]);
+  assert.deepEqual(records.map((r) => r.at), [1000, 1100, 1300, 3400, 3500, 3550]);
   assert.equal(records[4].status, 503);
-  assert.deepEqual(failureWindowsOf(records), [{ start: 1300, end: 3407 }, { start: 3500, end: 3503 }]);
+  assert.equal(records[4].retryAfterSeconds, undefined);
+  assert.equal(records[5].retryAfterSeconds, 5, "the Retry-After the answer carried (client-go sends it again)");
+  assert.deepEqual(failureWindowsOf(records), [{ start: 1300, end: 3407 }, { start: 3500, end: 3553 }]);
   const report = inClusterReport("http2", "worker-1", records);
-  assert.equal(report.requests, 5);
-  assert.equal(report.failedRequests, 2);
+  assert.equal(report.requests, 6);
+  assert.equal(report.failedRequests, 3);
   assert.equal(report.longestFailureMs, 2107);
   assert.deepEqual(inClusterReport("per-request", "worker-1", []).failureWindows, []);
 });

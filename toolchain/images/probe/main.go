@@ -11,7 +11,8 @@
 //	                                  GET PATH through the kubernetes Service at a fixed
 //	                                  rate, one JSON line per request to FILE:
 //	                                  {"at": ms since epoch, "ms": duration, "op": "read",
-//	                                   "ok": bool, "status": code, "error": text}
+//	                                   "ok": bool, "status": code, "error": text,
+//	                                   "retryAfter": seconds of a Retry-After header}
 //
 // Every loop is bounded in count and in time.
 package main
@@ -28,6 +29,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -146,22 +148,28 @@ func apiClient(timeout time.Duration, fresh bool) (*http.Client, error) {
 
 // apiGet sends one GET with the pod's token (read on every request: the kubelet rotates it).
 func apiGet(client *http.Client, path string) (int, []byte, error) {
+	status, body, _, err := apiGetWithHeader(client, path)
+	return status, body, err
+}
+
+// apiGetWithHeader is apiGet that also returns the answer's headers (nil on an error).
+func apiGetWithHeader(client *http.Client, path string) (int, []byte, http.Header, error) {
 	token, err := os.ReadFile(serviceAccountDir + "/token")
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	req, err := http.NewRequest(http.MethodGet, apiBase+path, nil)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	return resp.StatusCode, body, err
+	return resp.StatusCode, body, resp.Header, err
 }
 
 func api(args []string) error {
@@ -191,6 +199,9 @@ type record struct {
 	Ok     bool   `json:"ok"`
 	Status int    `json:"status,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// RetryAfter is the seconds a failed answer's Retry-After header asked for (client-go
+	// sends a 429 or 5xx carrying one again on its own).
+	RetryAfter *int `json:"retryAfter,omitempty"`
 }
 
 func loop(args []string) error {
@@ -223,8 +234,11 @@ func loop(args []string) error {
 	defer tick.Stop()
 	for n := 0; n < *maxRequests && time.Now().Before(deadline); n++ {
 		start := time.Now()
-		status, _, err := apiGet(client, *path)
+		status, _, header, err := apiGetWithHeader(client, *path)
 		r := record{At: start.UnixMilli(), Ms: time.Since(start).Milliseconds(), Op: "read", Status: status}
+		if v, convErr := strconv.Atoi(strings.TrimSpace(header.Get("Retry-After"))); convErr == nil && status != http.StatusOK {
+			r.RetryAfter = &v
+		}
 		switch {
 		case err != nil:
 			r.Error = err.Error()

@@ -1,0 +1,211 @@
+// Availability, asserted in one place: what every probed scenario of the end-to-end suite
+// may cost its clients, and the check that holds each run to it.
+//
+// Every scenario runs probes through the VIP (a new connection per request, and one kept
+// HTTP/2 connection) and, on a stack with workers, a pod's two clients through the
+// `kubernetes` Service (ops/scenarios.ts `withProbes`). Each history is checked the same way:
+// - the longest failure window (first failed request to the next success) of every probe
+//   stays under the loss bound (ops/bounds.ts, derived from VRRP, HAProxy and etcd timings):
+//   a lost machine may cost that much, planned work no more;
+// - planned work (a rolling change, an upgrade, a replacement, a repair, a resize, a
+//   renewal, a rotation step) is held to a budget of failures a client-go caller would see.
+//   A failed request is one of three kinds:
+//     * resent after a refused stream: the server refused the HTTP/2 stream unprocessed
+//       (REFUSED_STREAM) and the request was sent again and answered, as Go's transport
+//       does: not a failure at all (counted apart);
+//     * retry-after: a 429 or 5xx carrying Retry-After, which client-go sends again on its
+//       own (an apiserver in its shutdown drain window answers so): not seen by a caller;
+//     * visible: every other failure (timeouts, resets, refused connections, 5xx without
+//       Retry-After): what a client-go caller gets as an error.
+//   The budget is 0 visible failures for every planned change: hakube restarts one host at
+//   a time behind readiness gates, HAProxy takes a stopping apiserver out of the rotation
+//   before it stops (NOLB for the whole shutdown delay), and the apiserver's graceful
+//   shutdown answers what it can no longer serve with Retry-After; nothing in that design
+//   lets a request fail where a client would see it. Where a scenario's planned part starts
+//   after an unplanned fault (8: a machine lost, then the repair; 9: services stopped by
+//   hand, then the repair), the budget applies from `facts.plannedFrom` on.
+// - etcd's quorum lost by design (5) has no window bound: writes must fail while two of three
+//   members are stopped; its test asserts that they fail, and that they all succeed again
+//   after recovery.
+import { availabilityBound, Bound } from "./bounds";
+
+export type ScenarioKind = "loss" | "planned" | "quorum-loss";
+
+export interface Expectation {
+  readonly kind: ScenarioKind;
+  /** Visible failures allowed in the planned part (planned and repaired-loss scenarios). */
+  readonly visibleBudget?: number;
+  /** What the scenario does, for the reports. */
+  readonly what: string;
+}
+
+/**
+ * Every probed scenario of the suite, by the name its result carries (ops/scenarios.ts).
+ * A result whose name is not here fails the check: a new scenario needs its line.
+ */
+export const EXPECTATIONS: readonly { readonly name: RegExp; readonly expect: Expectation }[] = [
+  { name: /^lose-quiet-machine$/, expect: { kind: "loss", what: "1. a machine holding neither VIP nor Lease loses its link" } },
+  { name: /^lose-lease-holder-default$/, expect: { kind: "loss", what: "2. the Lease holder loses its link (default leader election)" } },
+  { name: /^lose-lease-holder-tuned$/, expect: { kind: "loss", what: "2b. the Lease holder loses its link (tuned leader election 8/6/1)" } },
+  { name: /^lose-vip-holder$/, expect: { kind: "loss", what: "3. the VIP holder loses its link" } },
+  { name: /^kill-apiserver$/, expect: { kind: "loss", what: "4. kill -9 of one kube-apiserver" } },
+  { name: /^lose-everything-holder$/, expect: { kind: "loss", what: "11. the machine holding VIP, both Leases and etcd leadership loses its link" } },
+  { name: /^etcd-quorum$/, expect: { kind: "quorum-loss", what: "5. etcd members stopped one, then two (quorum lost by design), then started" } },
+  { name: /^lose-machine-for-good$/, expect: { kind: "loss", visibleBudget: 0, what: "8. a machine lost for good, then pulumi up --refresh makes it anew" } },
+  { name: /^repair-stopped-services$/, expect: { kind: "loss", visibleBudget: 0, what: "9. etcd and kube-scheduler stopped by hand, then pulumi up --refresh" } },
+  { name: /^rolling-upgrade$/, expect: { kind: "planned", visibleBudget: 0, what: "6. the minor upgrade with an apiserver flag, an etcd setting and tuned leader election, rolled" } },
+  { name: /^rolling-renew-leaves$/, expect: { kind: "planned", visibleBudget: 0, what: "12. every leaf certificate renewed, rolled" } },
+  { name: /^rolling-rings-(add|switch|drop)$/, expect: { kind: "planned", visibleBudget: 0, what: "13. every key ring rotated: one step, rolled" } },
+  { name: /^replace-machine$/, expect: { kind: "planned", visibleBudget: 0, what: "7. the VIP holder's machine replaced (pulumi up --replace)" } },
+  { name: /^replace-etcd-machine$/, expect: { kind: "planned", visibleBudget: 0, what: "local-external: an etcd machine replaced" } },
+  { name: /^resize-3-to-5$/, expect: { kind: "planned", visibleBudget: 0, what: "10b. grow 3 -> 5" } },
+  { name: /^resize-5-to-3$/, expect: { kind: "planned", visibleBudget: 0, what: "10c. shrink 5 -> 3" } },
+];
+
+export function expectationOf(name: string): Expectation | undefined {
+  return EXPECTATIONS.find((e) => e.name.test(name))?.expect;
+}
+
+/** The timings the local stacks run with, from which the loss bound is derived. */
+export function suiteBound(advertIntervalSeconds: number): Bound {
+  return availabilityBound({
+    advertIntervalSeconds,
+    electionTimeoutMs: 1200, // the larger of the two etcd settings the suite runs (etcd's default 1000, the rolled 1200)
+    probeTimeoutMs: 2000,
+  });
+}
+
+/** One request of a probe's history, as the probes record it. */
+export interface HistoryRecord {
+  readonly at: number;
+  readonly ms: number;
+  readonly ok: boolean;
+  readonly status?: number;
+  readonly error?: string;
+  readonly retryAfterSeconds?: number;
+  readonly retriedUnprocessed?: number;
+}
+
+export type FailureKind = "retry-after" | "visible";
+
+/** How a failed request counts (see the top of this file); undefined for a success. */
+export function failureKind(r: HistoryRecord): FailureKind | undefined {
+  if (r.ok) return undefined;
+  const retried = r.retryAfterSeconds !== undefined && (r.status === 429 || (r.status ?? 0) >= 500);
+  return retried ? "retry-after" : "visible";
+}
+
+export interface ProbeHistory {
+  /** e.g. "vip per-request", "in-cluster http2". */
+  readonly probe: string;
+  readonly records: readonly HistoryRecord[];
+}
+
+export interface ProbeAvailability {
+  readonly probe: string;
+  readonly requests: number;
+  readonly failed: number;
+  readonly retryAfter: number;
+  readonly visible: number;
+  /** Visible failures sent at or after the planned part's start. */
+  readonly visiblePlanned: number;
+  readonly resentAfterRefusedStream: number;
+  readonly longestWindowMs: number;
+  /** When the longest window started, ms after the first request. */
+  readonly longestWindowAtMs?: number;
+}
+
+export function probeAvailability(h: ProbeHistory, plannedFrom = -Infinity): ProbeAvailability {
+  const records = [...h.records].sort((a, b) => a.at - b.at);
+  let longest = 0;
+  let longestAt: number | undefined;
+  let open: number | undefined;
+  for (const r of records) {
+    if (!r.ok && open === undefined) open = r.at;
+    if (r.ok && open !== undefined) {
+      if (r.at + r.ms - open > longest) [longest, longestAt] = [r.at + r.ms - open, open];
+      open = undefined;
+    }
+  }
+  if (open !== undefined) {
+    const last = records[records.length - 1];
+    if (last.at + last.ms - open > longest) [longest, longestAt] = [last.at + last.ms - open, open];
+  }
+  const kinds = records.map(failureKind);
+  return {
+    probe: h.probe,
+    requests: records.length,
+    failed: records.filter((r) => !r.ok).length,
+    retryAfter: kinds.filter((k) => k === "retry-after").length,
+    visible: kinds.filter((k) => k === "visible").length,
+    visiblePlanned: records.filter((r, i) => kinds[i] === "visible" && r.at >= plannedFrom).length,
+    resentAfterRefusedStream: records.filter((r) => (r.retriedUnprocessed ?? 0) > 0).length,
+    longestWindowMs: longest,
+    longestWindowAtMs: longestAt === undefined || records.length === 0 ? undefined : longestAt - records[0].at,
+  };
+}
+
+/** What the check needs of a scenario's result (ops/scenarios.ts ScenarioResult). */
+export interface ProbedRun {
+  readonly name: string;
+  readonly records: readonly (HistoryRecord & { probe: string })[];
+  readonly inCluster?: readonly { kind: string; records: readonly HistoryRecord[] }[];
+  readonly facts: Record<string, unknown>;
+}
+
+/** Every probe's history of a run: the VIP's two probes, then the pod's two clients. */
+export function histories(r: ProbedRun): ProbeHistory[] {
+  const vip = [...new Set(r.records.map((x) => x.probe))].map((probe) => ({ probe: `vip ${probe}`, records: r.records.filter((x) => x.probe === probe) }));
+  const pod = (r.inCluster ?? []).map((x) => ({ probe: `in-cluster ${x.kind}`, records: x.records }));
+  return [...vip, ...pod];
+}
+
+export interface Availability {
+  readonly expectation?: Expectation;
+  readonly boundMs: number;
+  readonly probes: readonly ProbeAvailability[];
+  readonly problems: readonly string[];
+}
+
+/**
+ * The check: every probe's longest window under the bound (loss and planned scenarios),
+ * the planned part's visible failures within the budget, and an expectation for every
+ * scenario. Returns the measures and the problems (empty: the run is within its bounds).
+ */
+export function checkAvailability(r: ProbedRun, bound: Bound): Availability {
+  const expectation = expectationOf(r.name);
+  const plannedFrom = typeof r.facts.plannedFrom === "number" ? r.facts.plannedFrom : -Infinity;
+  const probes = histories(r).map((h) => probeAvailability(h, plannedFrom));
+  const problems: string[] = [];
+  if (!expectation) {
+    problems.push(`${r.name}: no availability expectation (add its line to EXPECTATIONS in ops/availability.ts)`);
+  } else {
+    if (probes.length === 0) problems.push(`${r.name}: no probe history to check`);
+    for (const p of probes) {
+      if (p.requests === 0) problems.push(`${r.name} ${p.probe}: no request recorded`);
+      if (expectation.kind !== "quorum-loss" && p.longestWindowMs > bound.ms) {
+        problems.push(`${r.name} ${p.probe}: a failure window of ${p.longestWindowMs} ms (from ${p.longestWindowAtMs} ms in) is over the bound of ${bound.ms} ms`);
+      }
+    }
+    if (expectation.visibleBudget !== undefined) {
+      const visible = probes.reduce((a, p) => a + p.visiblePlanned, 0);
+      if (visible > expectation.visibleBudget) {
+        const where = probes.filter((p) => p.visiblePlanned > 0).map((p) => `${p.probe} ${p.visiblePlanned}`).join(", ");
+        problems.push(`${r.name}: ${visible} failed requests a client-go caller would see (${where}) over the budget of ${expectation.visibleBudget}`);
+      }
+    }
+  }
+  return { expectation, boundMs: bound.ms, probes, problems };
+}
+
+/** The first visible failures of a run, for a failed check's message. */
+export function visibleFailures(r: ProbedRun, max = 12): string {
+  const t0 = Math.min(...histories(r).flatMap((h) => h.records.map((x) => x.at)));
+  const plannedFrom = typeof r.facts.plannedFrom === "number" ? r.facts.plannedFrom : -Infinity;
+  return JSON.stringify(
+    histories(r)
+      .flatMap((h) => h.records.filter((x) => failureKind(x) === "visible" && x.at >= plannedFrom).map((x) => ({ probe: h.probe, atMs: x.at - t0, ms: x.ms, status: x.status, error: x.error?.slice(0, 100) })))
+      .sort((a, b) => a.atMs - b.atMs)
+      .slice(0, max),
+  );
+}
