@@ -61,6 +61,8 @@ function byStart(a: ScenarioRecord, b: ScenarioRecord): number {
 }
 
 function verdict(r: ScenarioRecord): string {
+  const open = r.openProblems ?? [];
+  if (r.problems.length === 0 && open.length > 0) return `over, open defect: ${shorten(open[0], 110)}${open.length > 1 ? ` (+${open.length - 1} more)` : ""}`;
   if (r.problems.length === 0) return "ok";
   const more = r.problems.length > 1 ? ` (+${r.problems.length - 1} more)` : "";
   return `over: ${shorten(r.problems[0], 120)}${more}`;
@@ -69,7 +71,7 @@ function verdict(r: ScenarioRecord): string {
 function scenarioTable(records: ScenarioRecord[]): string[] {
   const count = new Map<string, number>();
   for (const r of records) count.set(r.scenario, (count.get(r.scenario) ?? 0) + 1);
-  const head = ["scenario", "what", "kind", "requests", "failed", "retry-after", "visible", "resent", "window (ms)", "bound (ms)", "budget", "`pulumi up` (s)", "until healthy (s)", "writes acked", "lost", "verdict"];
+  const head = ["scenario", "what", "kind", "requests", "failed", "retry-after", "client-go resends", "visible", "resent", "window (ms)", "bound (ms)", "budget", "`pulumi up` (s)", "until healthy (s)", "writes acked", "lost", "verdict"];
   return table(
     head,
     records.map((r) => [
@@ -79,6 +81,7 @@ function scenarioTable(records: ScenarioRecord[]): string[] {
       r.requests,
       r.failed,
       r.retryAfter,
+      r.clientGoResends ?? 0,
       // The budget holds only from the planned part on: say so where that differs from the whole.
       r.visibleBudget !== undefined && r.visiblePlanned !== r.visible ? `${r.visible} (${r.visiblePlanned} planned)` : r.visible,
       r.resentAfterRefusedStream,
@@ -211,7 +214,8 @@ function summary(runs: { id: string; records: ScenarioRecord[] }[]): string[] {
     const recs = of.flatMap((r) => r.records.filter((x) => x.scenario === name));
     const visible = recs.map((x) => x.visible);
     const windows = recs.map((x) => x.longestWindowMs);
-    const over = of.filter((r) => r.records.some((x) => x.scenario === name && x.problems.length > 0)).map((r) => r.id);
+    // Over a bound, open defects included (they are reported, not failed).
+    const over = of.filter((r) => r.records.some((x) => x.scenario === name && x.problems.length + (x.openProblems ?? []).length > 0)).map((r) => r.id);
     return [name, of.length, recs.length, num(median(visible)), Math.max(...visible), num(median(windows)), Math.max(...windows), over.length === 0 ? "0" : `${over.length} (${over.join(", ")})`];
   });
   return [
@@ -237,7 +241,8 @@ export function renderReliability(runs: RunRecords[]): string {
     "`npm run test:e2e` (and `npm run bench:ha`), each of which writes a run folder; commit that folder, then the page.",
     "",
     "Columns: *failed* counts every failed request; *retry-after* the answers carrying Retry-After, which client-go",
-    "sends again on its own; *visible* what a client-go caller sees as an error (\"n (m planned)\": m of them in the",
+    "sends again on its own; *client-go resends* the reads whose connection was reset or closed under them, which",
+    "client-go's request() sends again (IsConnectionReset, IsProbableEOF; never a write); *visible* what a client-go caller sees as an error (\"n (m planned)\": m of them in the",
     "planned part, which the budget holds); *resent* the HTTP/2 requests sent again after REFUSED_STREAM (answered:",
     "not failures); *window* the longest failure window over all probes, VIP and in-cluster; *bound* the loss bound",
     "from `ops/bounds.ts` (none while etcd's quorum is lost by design); *budget* the visible failures allowed in planned work.",

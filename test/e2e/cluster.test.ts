@@ -165,6 +165,8 @@ function record(r: ScenarioResult, defer = false): ScenarioResult {
   writeScenarioRecord(scenarioRecord(r, a, currentTest));
   r.facts.availabilityProblems = a.problems;
   console.log(summary(r));
+  // A bound the table marks open (a known defect): said here and in the record, not failed on.
+  for (const p of a.openProblems) console.log(`open defect, over its bound (ops/availability.ts): ${p}; the first visible failures: ${visibleFailures(r)}`);
   if (!defer) assertAvailable([r]);
   return r;
 }
@@ -246,8 +248,10 @@ const started = new Map<string, number>();
 beforeEach(async (t) => {
   currentTest = t.name;
   started.set(t.name, Date.now());
-  // The teardown checks start from what they test, not from a healthy cluster.
-  if (!destroyed && c && !/^(destroy|after every machine)/.test(t.name)) await assertHealthyStart();
+  // Every numbered scenario (what the probes measure) starts from a cluster checked healthy;
+  // the checks of the deployed stack only read, and the backup and restore tests check the
+  // cluster they leave themselves. (A check before every test cost about 5 min of the suite.)
+  if (!destroyed && c && /^\d/.test(t.name)) await assertHealthyStart();
 });
 afterEach((t) => {
   testSeconds[t.name] = Math.round((Date.now() - (started.get(t.name) ?? Date.now())) / 100) / 10;
@@ -381,7 +385,8 @@ test("a second preview reports no changes, and the HA policy pack runs with it a
   const r = pulumi(["preview", "--expect-no-changes", "--diff", "--policy-pack", POLICY_PACK, ...UP_CONFIG()], 300_000);
   figures.noChangePreviewSeconds = r.seconds;
   assert.equal(r.status, 0, `preview found changes or failed:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`);
-  assert.match(r.stdout + r.stderr, /hakube-ha@v0\.1\.0/, "the policy pack reported");
+  // A preview lists the packs it ran in a table: "hakube-ha|local|<folder>  0.1.0".
+  assert.match(r.stdout + r.stderr, /Policy Packs run:[\s\S]*\bhakube-ha\|local\|\S+ +0\.1\.0\b/, "the policy pack ran");
   assert.doesNotMatch(r.stdout + r.stderr, /\[mandatory\]/);
 });
 

@@ -4,7 +4,7 @@
 // again) do not count against a planned change's budget.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { checkAvailability, EXPECTATIONS, failureKind, HistoryRecord, ProbedRun, suiteBound } from "../../ops/availability";
+import { checkAvailability, EXPECTATIONS, failureKind, failuresOf, HistoryRecord, ProbedRun, suiteBound } from "../../ops/availability";
 
 const BOUND = suiteBound(0.3);
 const T0 = 1_800_000_000_000;
@@ -59,15 +59,26 @@ test("a loss within its bound passes; its failures are not held to a budget", ()
   assert.equal(a.probes[0].visible, 20);
 });
 
-test("planned work: a 429 with Retry-After and a stream refused then answered cost nothing; one reset costs the budget", () => {
+test("planned work: a 429 with Retry-After and a stream refused then answered cost nothing; one timed-out request costs the budget", () => {
   const gentle = history(60, (t) => (t === 30_000 ? { status: 429, retryAfterSeconds: 5, error: "HTTP 429" } : undefined)).map((r, i) => (i === 400 ? { ...r, retriedUnprocessed: 1 } : r));
   const ok = checkAvailability(run("rolling-upgrade", gentle), BOUND);
   assert.deepEqual(ok.problems, []);
   assert.equal(ok.probes[0].retryAfter, 1);
   assert.equal(ok.probes[0].resentAfterRefusedStream, 1);
-  const reset = history(60, (t) => (t === 30_000 ? { error: "socket hang up" } : undefined));
+  const reset = history(60, (t) => (t === 30_000 ? { ms: 2000, error: "timeout after 2000 ms" } : undefined));
   const bad = checkAvailability(run("rolling-upgrade", reset), BOUND);
   assert.match(bad.problems.join("\n"), /1 failed requests a client-go caller would see/);
+});
+
+test("a read whose connection was reset or closed under it is sent again by client-go; a write is not, nor a timeout or a refused connection", () => {
+  const lost = (op: string, error: string) => failureKind({ at: 0, ms: 1, ok: false, op, error });
+  for (const error of ["read ECONNRESET", "Get \"https://kubernetes.default.svc/api\": read tcp 10.244.1.12:33812->10.96.0.1:443: read: connection reset by peer", "socket hang up", "unexpected EOF", "http2: client connection lost"]) {
+    assert.equal(lost("read", error), "client-go-resends", error);
+    assert.equal(lost("write", error), "visible", `a write: ${error}`);
+  }
+  assert.equal(lost("read", "timeout after 2000 ms"), "visible");
+  assert.equal(lost("read", "connect ECONNREFUSED 10.213.7.100:8443"), "visible");
+  assert.equal(failureKind({ at: 0, ms: 1, ok: false, op: "read", status: 500, error: "EOF in body" }), "visible", "an answer is not a lost connection");
 });
 
 test("a 503 without Retry-After and a 429 without it are visible; a 404 with Retry-After is too", () => {
@@ -80,13 +91,39 @@ test("a 503 without Retry-After and a 429 without it are visible; a 404 with Ret
 
 test("a repair after a loss: failures of the loss are free, those after plannedFrom count", () => {
   const early = history(60, (t) => (t >= 5_000 && t < 6_000 ? { error: "connect ECONNREFUSED" } : undefined));
-  assert.deepEqual(checkAvailability(run("repair-stopped-services", early, history(60), { plannedFrom: T0 + 10_000 }), BOUND).problems, []);
+  assert.deepEqual(checkAvailability(run("lose-machine-for-good", early, history(60), { plannedFrom: T0 + 10_000 }), BOUND).problems, []);
   const late = history(60, (t) => (t === 40_000 ? { error: "connect ECONNREFUSED" } : undefined));
-  assert.equal(checkAvailability(run("repair-stopped-services", late, history(60), { plannedFrom: T0 + 10_000 }), BOUND).problems.length, 1);
+  assert.equal(checkAvailability(run("lose-machine-for-good", late, history(60), { plannedFrom: T0 + 10_000 }), BOUND).problems.length, 1);
 });
 
 test("etcd's quorum lost by design has no window bound", () => {
   assert.deepEqual(checkAvailability(run("etcd-quorum", history(60, outage(10_000, 30_000))), BOUND).problems, []);
+});
+
+test("planned work: a reset read costs nothing, a reset write costs the budget; the records list every failure with its kind", () => {
+  const read = history(60, (t) => (t === 30_000 ? { op: "read", error: "read ECONNRESET" } : undefined));
+  assert.deepEqual(checkAvailability(run("rolling-upgrade", read), BOUND).problems, []);
+  const write = history(60, (t) => (t === 30_000 ? { op: "write", error: "read ECONNRESET" } : undefined));
+  assert.match(checkAvailability(run("rolling-upgrade", write), BOUND).problems.join("\n"), /1 failed requests a client-go caller would see/);
+  const failures = failuresOf(run("rolling-upgrade", write));
+  assert.deepEqual(failures.map((f) => [f.probe, f.op, f.atMs, f.kind]), [["vip per-request", "write", 30_000, "visible"]]);
+});
+
+test("a bound the table marks open is reported apart and does not fail the run; the scenario's other bounds still do", () => {
+  const resets = history(60, (t) => (t >= 30_000 && t < 30_500 ? { op: "write", error: "read ECONNRESET" } : undefined));
+  const shrink = checkAvailability(run("resize-5-to-3", resets), BOUND);
+  assert.deepEqual(shrink.problems, []);
+  assert.match(shrink.openProblems.join("\n"), /resize-5-to-3: 5 failed requests a client-go caller would see/);
+  // 9's budget is open, its window is not: a 10 s outage still fails it.
+  const long = checkAvailability(run("repair-stopped-services", history(60, outage(20_000, 30_000))), BOUND);
+  assert.match(long.problems.join("\n"), /repair-stopped-services vip per-request: a failure window/);
+});
+
+test("every open bound names its defect, and only the scenarios listed have one", () => {
+  const open = EXPECTATIONS.filter((e) => e.expect.open).map((e) => e.name.source);
+  assert.deepEqual(open, ["^repair-stopped-services$", "^resize-5-to-3$"]);
+  for (const e of EXPECTATIONS) for (const why of Object.values(e.expect.open ?? {})) assert.ok(why.length > 40, e.name.source);
+  for (const e of EXPECTATIONS) if ((e.expect.visibleBudget ?? 0) > 0) assert.ok((e.expect.budgetWhy ?? "").length > 40, `${e.name.source}: a budget above 0 says why`);
 });
 
 test("a scenario with no line in the table, or no history, fails the check", () => {
