@@ -650,8 +650,6 @@ export async function rollingUp(c: Cluster, label: string, upArgs: string[], env
       facts.upSeconds = up.seconds;
       facts.upOk = up.status === 0;
       if (up.status !== 0) facts.upOutput = upReport(up);
-      // With HAKUBE_HA_DEBUG_DIR, the whole run's output goes into the scenario's record.
-      if (process.env.HAKUBE_HA_DEBUG_DIR) facts.upLog = up.stdout;
       await sleep(3000);
       done = true;
       await sampler;

@@ -28,7 +28,8 @@ done
 [ "$repeat" -le 50 ] || die "--repeat takes a count from 1 to 50, got '$repeat'"
 cd "$HAKUBE_ROOT"
 npx tsc -p tsconfig.json
-export HAKUBE_RUN_ID="bench-$(date -u +%Y%m%dT%H%MZ)-$(git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)"
+HAKUBE_RUN_ID=$(run_id bench-)
+export HAKUBE_RUN_ID
 export HAKUBE_RUN_PURPOSE="bench: --repeat $repeat${only:+ --only $only}${access:+ --pod-api-access $access}"
 say "HA benchmark: loss scenarios $repeat time(s) each${only:+, only /$only/}; records into bench/results/runs/$HAKUBE_RUN_ID"
 status=0

@@ -9,9 +9,7 @@ set -euo pipefail
 become_root "$0" "$@"
 cd "$HAKUBE_ROOT"
 npx tsc -p tsconfig.json
-if [ -z "${HAKUBE_RUN_ID:-}" ]; then
-  HAKUBE_RUN_ID="$(date -u +%Y%m%dT%H%MZ)-$(git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)"
-fi
+HAKUBE_RUN_ID=${HAKUBE_RUN_ID:-$(run_id)}
 export HAKUBE_RUN_ID
 say "end-to-end run $HAKUBE_RUN_ID: records into ${HAKUBE_RESULTS_DIR:-bench/results/runs/$HAKUBE_RUN_ID}"
 mapfile -t files < <(find build/test/e2e -name '*.test.js' | sort)

@@ -8,6 +8,12 @@ _hakube_t0=${_hakube_t0:-$(date +%s)}
 say() { printf '[hakube %4ss] %s\n' "$(( $(date +%s) - _hakube_t0 ))" "$*"; }
 die() { printf 'hakube: %s\n' "$*" >&2; exit 1; }
 
+# run_id [PREFIX]: a new id for a run of the tests, <UTC time>-<commit> (ops/records.ts reads
+# it from HAKUBE_RUN_ID; every file of one run shares it, so its records land in one folder).
+run_id() {
+  printf '%s%s-%s\n' "${1:-}" "$(date -u +%Y%m%dT%H%MZ)" "$(git -C "$HAKUBE_ROOT" rev-parse --short=7 HEAD 2>/dev/null || echo unknown)"
+}
+
 require_root() {
   [ "$(id -u)" -eq 0 ] || die "run as root (sudo): local machines need network namespaces, a bridge and systemd-nspawn"
 }

@@ -108,7 +108,7 @@ function summary(r: ScenarioResult): string {
   return `${r.name}: ${r.requests} requests, ${r.failedRequests} failed (${r.failedWithRetryAfter} of them with Retry-After), ` +
     `${r.retriedUnprocessed} sent again after a refused stream, longest failure ${r.longestFailureMs} ms, ` +
     `${r.acknowledgedWrites} writes acknowledged, ${r.acknowledgedWritesLost} lost; in-cluster: ${inCluster || "none"}; ` +
-    JSON.stringify(r.facts, (k, v) => (["upOutput", "upLog", "longestWindowEvidence", "evidenceInSpan"].includes(k) ? undefined : v));
+    JSON.stringify(r.facts, (k, v) => (["upOutput", "longestWindowEvidence", "evidenceInSpan"].includes(k) ? undefined : v));
 }
 
 /**
@@ -1097,10 +1097,6 @@ test("13. rotating every key ring at once (cluster, etcd and front-proxy CAs, Se
   };
   /** A preview of the deployed rings with `change` on top (not deployed, not kept). */
   const previewWith = (change: Record<string, string>) => pulumi(["preview", ...UP_CONFIG(change)], 600_000);
-  const refresh = () => {
-    c.cred.dispose();
-    c = cluster(stackOutputs());
-  };
   const cp = c.outputs.hosts;
   const serverFiles = ["/etc/kubernetes/pki/apiserver.crt", "/etc/etcd/pki/peer.crt", "/etc/etcd/pki/server.crt", "/etc/kubernetes/pki/front-proxy-client.crt"];
 
