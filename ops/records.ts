@@ -77,6 +77,8 @@ export interface ScenarioRecord {
   readonly failed: number;
   readonly retryAfter: number;
   readonly clientGoResends: number;
+  /** No answer within the probe's timeout (absent in records before 2026-12-07 20:00). */
+  readonly stalled?: number;
   readonly visible: number;
   readonly visiblePlanned: number;
   readonly resentAfterRefusedStream: number;
@@ -111,7 +113,7 @@ export function scenarioRecord(
 ): ScenarioRecord {
   const repetition = (repetitions.get(r.name) ?? 0) + 1;
   repetitions.set(r.name, repetition);
-  const sum = (k: "requests" | "failed" | "retryAfter" | "clientGoResends" | "visible" | "visiblePlanned" | "resentAfterRefusedStream") => a.probes.reduce((s, p) => s + p[k], 0);
+  const sum = (k: "requests" | "failed" | "retryAfter" | "clientGoResends" | "stalled" | "visible" | "visiblePlanned" | "resentAfterRefusedStream") => a.probes.reduce((s, p) => s + p[k], 0);
   const healthy = r.facts.healthyAfterMs;
   return {
     schema: RECORD_SCHEMA,
@@ -129,6 +131,7 @@ export function scenarioRecord(
     failed: sum("failed"),
     retryAfter: sum("retryAfter"),
     clientGoResends: sum("clientGoResends"),
+    stalled: sum("stalled"),
     visible: sum("visible"),
     visiblePlanned: sum("visiblePlanned"),
     resentAfterRefusedStream: sum("resentAfterRefusedStream"),

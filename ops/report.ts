@@ -71,7 +71,7 @@ function verdict(r: ScenarioRecord): string {
 function scenarioTable(records: ScenarioRecord[]): string[] {
   const count = new Map<string, number>();
   for (const r of records) count.set(r.scenario, (count.get(r.scenario) ?? 0) + 1);
-  const head = ["scenario", "what", "kind", "requests", "failed", "retry-after", "client-go resends", "visible", "resent", "window (ms)", "bound (ms)", "budget", "`pulumi up` (s)", "until healthy (s)", "writes acked", "lost", "verdict"];
+  const head = ["scenario", "what", "kind", "requests", "failed", "retry-after", "client-go resends", "stalled", "visible", "resent", "window (ms)", "bound (ms)", "budget", "`pulumi up` (s)", "until healthy (s)", "writes acked", "lost", "verdict"];
   return table(
     head,
     records.map((r) => [
@@ -82,6 +82,7 @@ function scenarioTable(records: ScenarioRecord[]): string[] {
       r.failed,
       r.retryAfter,
       r.clientGoResends ?? 0,
+      r.stalled ?? "-",
       // The budget holds only from the planned part on: say so where that differs from the whole.
       r.visibleBudget !== undefined && r.visiblePlanned !== r.visible ? `${r.visible} (${r.visiblePlanned} planned)` : r.visible,
       r.resentAfterRefusedStream,
@@ -242,7 +243,10 @@ export function renderReliability(runs: RunRecords[]): string {
     "",
     "Columns: *failed* counts every failed request; *retry-after* the answers carrying Retry-After, which client-go",
     "sends again on its own; *client-go resends* the reads whose connection was reset or closed under them, which",
-    "client-go's request() sends again (IsConnectionReset, IsProbableEOF; never a write); *visible* what a client-go caller sees as an error (\"n (m planned)\": m of them in the",
+    "client-go's request() sends again (IsConnectionReset, IsProbableEOF; never a write); *stalled* the requests the probe stopped",
+    "waiting for at its own 2 s timeout, which a client-go caller (no timeout by default) still waits for: latency, held by the",
+    "window bound, not the budget (\"-\": a record from before they were counted apart, when they counted as visible);",
+    "*visible* what a client-go caller sees as an error (\"n (m planned)\": m of them in the",
     "planned part, which the budget holds); *resent* the HTTP/2 requests sent again after REFUSED_STREAM (answered:",
     "not failures); *window* the longest failure window over all probes, VIP and in-cluster; *bound* the loss bound",
     "from `ops/bounds.ts` (none while etcd's quorum is lost by design); *budget* the visible failures allowed in planned work.",

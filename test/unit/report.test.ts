@@ -36,6 +36,7 @@ function record(run: RunInfo, scenario: string, repetition: number, over: Partia
     failed: 0,
     retryAfter: 0,
     clientGoResends: 0,
+    stalled: 0,
     visible: 0,
     visiblePlanned: 0,
     resentAfterRefusedStream: 0,
@@ -104,7 +105,7 @@ test("the page names both runs and their commits, newest first", () => {
 
 test("a record over its bound shows its first problem, shortened; the others are ok", () => {
   assert.ok(page.includes(`| over: ${overBound.slice(0, 119)}… |`));
-  assert.match(page, /\| rolling-upgrade \| rolling-upgrade happens \| planned \| 400 \| 0 \| 0 \| 0 \| 0 \| 0 \| 0 \| 6000 \| 0 \| 95\.4 \| 3\.2 \| 50 \| 0 \| ok \|/);
+  assert.match(page, /\| rolling-upgrade \| rolling-upgrade happens \| planned \| 400 \| 0 \| 0 \| 0 \| 0 \| 0 \| 0 \| 0 \| 6000 \| 0 \| 95\.4 \| 3\.2 \| 50 \| 0 \| ok \|/);
 });
 
 test("the summary counts runs, medians, worst and the runs over their bounds", () => {
