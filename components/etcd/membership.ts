@@ -68,6 +68,18 @@ export function membershipChangeProblem(
   const got = `got "${desired.length} host(s)" (${change})`;
   const byName = new Map(looks.map((l) => [l.name, l]));
   const staying = deployed.filter((n) => desired.includes(n));
+  // Members join the running cluster through the ones that stay: without a quorum of them,
+  // the new members would find none to join and start an empty cluster of their own, and
+  // the removed members' deletes would take the data with them. Refused, however healthy.
+  const quorum = Math.floor(deployed.length / 2) + 1;
+  if (staying.length < quorum) {
+    return (
+      `invalid argument ${argument}: ${got}; expected a change that keeps a quorum of the deployed etcd members (at least ${quorum} of ${deployed.join(", ")}); ` +
+      `it keeps ${staying.length}${staying.length ? `: ${staying.join(", ")}` : ""}. Applied, new members would start an empty cluster and the removed ones' data would be deleted. ` +
+      `Migrate one member at a time instead: each pulumi up adds or renames hosts so that most deployed members stay (e.g. 3 -> 5, then 5 -> 3 on the new names), ` +
+      `or take a backup and restore it into the new cluster (README, Backups and restore)`
+    );
+  }
   const unhealthy = staying
     .map((n) => byName.get(n) ?? { name: n, unreachable: "not looked at" })
     .filter((l) => l.unreachable !== undefined || !l.healthy)

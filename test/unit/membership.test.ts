@@ -19,6 +19,23 @@ test("a healthy cluster may grow 3 -> 5 and shrink 5 -> 3", () => {
   assert.equal(membershipChangeProblem(ARG, five, three, five.map(ok)), undefined);
 });
 
+test("refused: a change that keeps no quorum of the deployed members (every host renamed, stacked to external etcd, 3 -> another 3, 5 keeping 2), the healthiest cluster included; the message says how to migrate", () => {
+  const all = ["cp-1", "cp-2", "cp-3", "cp-4", "cp-5", "etcd-1", "etcd-2", "etcd-3"].map(ok);
+  const cases: [string[], string[], RegExp][] = [
+    [three, ["etcd-1", "etcd-2", "etcd-3"], /got "3 host\(s\)" \(adding etcd-1, etcd-2, etcd-3, removing cp-1, cp-2, cp-3\); expected a change that keeps a quorum of the deployed etcd members \(at least 2 of cp-1, cp-2, cp-3\); it keeps 0/],
+    [three, ["cp-1", "x-2", "x-3"], /keeps 1: cp-1/],
+    [five, ["cp-1", "cp-2", "n-3"], /at least 3 of cp-1, cp-2, cp-3, cp-4, cp-5\); it keeps 2: cp-1, cp-2/],
+  ];
+  for (const [deployed, desired, message] of cases) {
+    const p = membershipChangeProblem(ARG, deployed, desired, all);
+    assert.match(p ?? "", new RegExp(`^invalid argument controlPlaneHosts \\(stacked etcd\\): `));
+    assert.match(p ?? "", message);
+    assert.match(p ?? "", /new members would start an empty cluster and the removed ones' data would be deleted.*one member at a time/);
+  }
+  // Keeping a quorum stays allowed: one host renamed out of three (2 stay), 5 -> 3.
+  assert.equal(membershipChangeProblem(ARG, three, ["cp-1", "cp-2", "cp-9"], all), undefined);
+});
+
 test("refused: a member that stays is unhealthy or does not answer", () => {
   const p = membershipChangeProblem(ARG, three, five, [ok("cp-1"), { name: "cp-2", healthy: false, learners: [] }, { name: "cp-3", unreachable: "over SSH: connection refused" }]);
   assert.equal(
