@@ -13,7 +13,12 @@ export interface Host {
   readonly name: string;
   /** IPv4 address the other hosts and the balancer reach this host at. */
   readonly address: pulumi.Input<string>;
-  /** SSH connection (holds a private key: pass it as a secret). */
+  /**
+   * SSH connection (holds a private key: pass it as a secret). Its `hostKey` (the host's
+   * public SSH key, authorized_keys format, e.g. "ssh-ed25519 AAAA...") is required: every
+   * connection verifies the host's key, and a host answering with another is refused
+   * before anything is sent to it.
+   */
   readonly connection: pulumi.Input<HostConnection>;
   /**
    * Identity of the machine behind the name, which changes when the machine is replaced

@@ -6,6 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { allowStackNetwork, assertSafeDestination } from "./guard";
+import { hostKeyAlgorithms, hostKeyProblem, knownHostsLine } from "../components/observe/ssh";
 import type { CertificateExpiry } from "../components/pki/clusterPki";
 
 export const ROOT = path.resolve(__dirname, "..", "..");
@@ -20,6 +21,8 @@ export interface LocalHost {
   dir?: string;
   /** "etcd" for a machine of an external etcd cluster; control plane otherwise. */
   role?: "control-plane" | "etcd";
+  /** Its SSH host key (public), pinned by every SSH connection the tools make. */
+  hostKey?: string;
 }
 
 /** The machines running an apiserver (all of them on a stacked stack). */
@@ -125,6 +128,14 @@ export function stackOutputs(): LocalOutputs {
   return JSON.parse(r.stdout) as LocalOutputs;
 }
 
+/** What OpenSSH prints when the host's key is not the pinned one. */
+const HOST_KEY_REFUSED = /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No (ED25519|ECDSA|RSA) host key is known/i;
+
+/** A run refused before any connection (no host key to verify the machine by). */
+function refusedRun(message: string): Run {
+  return { status: 255, stdout: "", stderr: message, seconds: 0 };
+}
+
 export class Credentials {
   readonly dir: string;
   readonly kubeconfig: string;
@@ -152,28 +163,100 @@ export class Credentials {
     return run(path.join(TOOLCHAIN_BIN, "kubectl"), ["--kubeconfig", this.kubeconfig, "--request-timeout=10s", ...args], { input, timeoutMs });
   }
 
-  /** Runs a bash script on a machine as root (the script travels on stdin). */
+  /**
+   * Runs a bash script on a machine as root (the script travels on stdin), its host key
+   * verified. A key that does not match is tried once more with the key the stack's state
+   * holds now (a machine made anew since these credentials were made), never learnt from
+   * the machine.
+   */
   ssh(address: string, script: string, timeoutMs = 60_000): Run {
     assertSafeDestination(address);
-    return run("ssh", this.sshArgs(address), { input: script, timeoutMs });
+    const once = () => {
+      const argv = this.sshArgsOrProblem(address);
+      return typeof argv === "string" ? refusedRun(argv) : run("ssh", argv, { input: script, timeoutMs });
+    };
+    const r = once();
+    if (r.status === 255 && HOST_KEY_REFUSED.test(r.stderr)) {
+      this.stale.add(address);
+      return once();
+    }
+    return r;
   }
 
-  sshAsync(address: string, script: string, timeoutMs = 60_000): Promise<Run> {
+  async sshAsync(address: string, script: string, timeoutMs = 60_000): Promise<Run> {
     assertSafeDestination(address);
-    return runAsync("ssh", this.sshArgs(address), { input: script, timeoutMs });
+    const once = () => {
+      const argv = this.sshArgsOrProblem(address);
+      return typeof argv === "string" ? Promise.resolve(refusedRun(argv)) : runAsync("ssh", argv, { input: script, timeoutMs });
+    };
+    const r = await once();
+    if (r.status === 255 && HOST_KEY_REFUSED.test(r.stderr)) {
+      this.stale.add(address);
+      return once();
+    }
+    return r;
   }
 
+  private readonly stale = new Set<string>();
+  private readonly hostKeys = new Map<string, string>();
+  private lastRead = 0;
+
+  private sshArgsOrProblem(address: string): string[] | string {
+    try {
+      return this.sshArgs(address);
+    } catch (e) {
+      return (e as Error).message;
+    }
+  }
+
+  /**
+   * ssh's arguments for a machine of the stack: its host key pinned from the stack's state
+   * (the key its provisioning made on this host), strict checking. A machine the stack does
+   * not list, or lists without a key, is refused before any connection.
+   */
   private sshArgs(address: string): string[] {
+    const pinned = this.knownHostsFor(address);
     return [
+        "-F", "/dev/null",
         "-i", this.sshKey,
         "-o", "BatchMode=yes",
-        "-o", "StrictHostKeyChecking=no",
-        "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "IdentitiesOnly=yes",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", `UserKnownHostsFile=${pinned.file}`,
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "CheckHostIP=no",
+        "-o", `HostKeyAlgorithms=${hostKeyAlgorithms(pinned.hostKey)}`,
         "-o", "LogLevel=ERROR",
         "-o", "ConnectTimeout=5",
         `root@${address}`,
         "bash -s",
     ];
+  }
+
+  /**
+   * The pinned key of a machine and a known-hosts file holding only it. Machines made anew
+   * (a replacement, a repair, a restore onto new machines) get new keys: the stack's
+   * outputs are read again once when the address is unknown or its key changed there.
+   */
+  private knownHostsFor(address: string): { hostKey: string; file: string } {
+    let hostKey = this.hostKeys.get(address) ?? allMachines(this.outputs).find((h) => h.address === address)?.hostKey;
+    // At most one read of the state per 20 s: a machine being replaced answers with its new
+    // key before the stack's outputs name it, and the evidence loops ask every second.
+    if ((!hostKey || this.stale.has(address)) && Date.now() - this.lastRead > 20_000) {
+      this.lastRead = Date.now();
+      try {
+        for (const h of allMachines(stackOutputs())) if (h.hostKey) this.hostKeys.set(h.address, h.hostKey);
+      } catch {
+        // keep what is known
+      }
+      hostKey = this.hostKeys.get(address) ?? hostKey;
+    }
+    this.stale.delete(address);
+    const problem = hostKeyProblem(hostKey);
+    if (problem) throw new Error(`refused to connect to ${address}: ${problem} (the stack's outputs list no key for it: run \`bash scripts/local-up.sh\`)`);
+    const file = path.join(this.dir, `known_hosts-${address}`);
+    fs.writeFileSync(file, `${knownHostsLine(address, 22, hostKey!)}\n`, { mode: 0o600 });
+    return { hostKey: hostKey!, file };
   }
 
   dispose(): void {

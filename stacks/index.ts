@@ -143,6 +143,7 @@ function local() {
         veth: h.veth,
         netns: h.netns,
         dir: h.dir,
+        hostKey: h.hostKey,
         role: h.name.startsWith("etcd-") ? "etcd" : "control-plane",
       })),
     backupKey: cluster.backups?.backupKey,
@@ -151,10 +152,10 @@ function local() {
     lastBackup: cluster.backups?.lastBackup,
     // Every certificate's end of validity and renewal time, soonest first.
     certificateExpiry: cluster.pki.certificateExpiry(),
-    storageHosts: (machines.groups.s3 ?? []).map((h) => ({ name: h.name, address: h.address, veth: h.veth, netns: h.netns, dir: h.dir })),
+    storageHosts: (machines.groups.s3 ?? []).map((h) => ({ name: h.name, address: h.address, veth: h.veth, netns: h.netns, dir: h.dir, hostKey: h.hostKey })),
     workers: (workers?.workers ?? []).map((w) => {
       const m = machines.groups.worker.find((h) => h.name === w.host.name)!;
-      return { name: m.name, address: m.address, veth: m.veth, netns: m.netns, dir: m.dir, podCidr: w.podCidr };
+      return { name: m.name, address: m.address, veth: m.veth, netns: m.netns, dir: m.dir, hostKey: m.hostKey, podCidr: w.podCidr };
     }),
     clusterDns: dns?.serviceIp,
   };
@@ -163,7 +164,7 @@ function local() {
 /** Structured config of the SSH access; the bastion's key is the secret `hakube:bastionPrivateKey`. */
 interface SshConfig {
   readonly publicAddresses?: boolean;
-  readonly bastion?: { host: string; user: string; port?: number; securityGroupId?: string; cidr?: string };
+  readonly bastion?: { host: string; user: string; hostKey: string; port?: number; securityGroupId?: string; cidr?: string };
 }
 
 function sshAccess(ssh: SshConfig | undefined): AwsSshAccess | undefined {

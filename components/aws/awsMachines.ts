@@ -4,6 +4,7 @@ import * as tls from "@pulumi/tls";
 import { Host, HostConnection } from "../types";
 import { invalid, requireCidr, requireInteger } from "../validation";
 import { Cidr } from "../net";
+import { hostKeyProblem } from "../observe/ssh";
 import { AwsImageFilter, amiFilters, cloudInit, debian12Amd64, MAX_ZONES, spreadAcrossZones } from "./awsRender";
 import { createVpc, PodRoute } from "./vpc";
 import { planPodRanges } from "../workers/workerPool";
@@ -31,6 +32,8 @@ export interface AwsBastion {
   readonly user: pulumi.Input<string>;
   /** The bastion's SSH private key (pass it as a secret). */
   readonly privateKey: pulumi.Input<string>;
+  /** The bastion's public SSH host key ("ssh-ed25519 AAAA..."): every connection through it verifies it. */
+  readonly hostKey: pulumi.Input<string>;
   /** @default 22 */
   readonly port?: number;
   /** SSH to the hosts is allowed from this security group (a bastion inside the VPC). */
@@ -152,8 +155,11 @@ export class AwsMachines extends pulumi.ComponentResource {
     if (args.ssh && !bastion && !publicAddresses) {
       invalid(this, "ssh", Object.keys(args.ssh), "{ bastion: {...} } or { publicAddresses: true }");
     }
-    if (bastion && (bastion.host === undefined || bastion.user === undefined || bastion.privateKey === undefined)) {
-      invalid(this, "ssh.bastion", Object.keys(bastion), "host, user and privateKey");
+    if (bastion && (bastion.host === undefined || bastion.user === undefined || bastion.privateKey === undefined || bastion.hostKey === undefined)) {
+      invalid(this, "ssh.bastion", Object.keys(bastion), "host, user, privateKey and hostKey");
+    }
+    if (bastion && typeof bastion.hostKey === "string" && hostKeyProblem(bastion.hostKey)) {
+      invalid(this, "ssh.bastion.hostKey", bastion.hostKey, "the bastion's public SSH host key in authorized_keys format, e.g. \"ssh-ed25519 AAAA...\" (its /etc/ssh/ssh_host_ed25519_key.pub, fetched out of band): every connection through it verifies it");
     }
     const bastionCidr = bastion?.cidr === undefined ? undefined : requireNarrowCidr(this, "ssh.bastion.cidr", bastion.cidr, allowAnywhere);
     const rootVolumeSizeGb = args.rootVolumeSizeGb ?? 30;
@@ -286,15 +292,17 @@ export class AwsMachines extends pulumi.ComponentResource {
         ? pulumi.output(image.amiId)
         : aws.ec2.getAmiOutput({ mostRecent: true, owners: [...image.owners], filters: amiFilters(image) }, { parent: this }).id;
 
-    const connect = (instance: aws.ec2.Instance): pulumi.Output<HostConnection> => {
+    const connect = (instance: aws.ec2.Instance, hostKey: tls.PrivateKey): pulumi.Output<HostConnection> => {
       const base = {
         host: publicAddresses ? instance.publicIp : instance.privateIp,
         user: "root",
         privateKey: key.privateKeyOpenssh,
+        // The host key its user data installed: verified from the first connection on.
+        hostKey: hostKey.publicKeyOpenssh.apply((k) => k.trim()),
         // A new instance answers SSH (with root's key in place) once cloud-init has run.
         dialErrorLimit: 60,
       };
-      const proxy = bastion && { host: bastion.host, user: bastion.user, privateKey: bastion.privateKey, port: bastion.port ?? 22 };
+      const proxy = bastion && { host: bastion.host, user: bastion.user, privateKey: bastion.privateKey, hostKey: bastion.hostKey, port: bastion.port ?? 22 };
       return pulumi.secret(pulumi.output(proxy ? { ...base, proxy } : base)) as pulumi.Output<HostConnection>;
     };
 
@@ -303,6 +311,13 @@ export class AwsMachines extends pulumi.ComponentResource {
       let previous: aws.ec2.Instance | undefined;
       return spreadAcrossZones(count, this.hostSubnetIds.length).map((zone, i) => {
         const hostName = `${prefix}-${i + 1}`;
+        // The host's SSH key, made here so that the first connection can verify it; a
+        // replaced instance gets a new one (the key is replaced with it).
+        const hostKey = new tls.PrivateKey(
+          `${name}-${hostName}-host-key`,
+          { algorithm: "ED25519" },
+          { parent: this, additionalSecretOutputs: ["privateKeyOpenssh", "privateKeyPem", "privateKeyPemPkcs8"] },
+        );
         const instance = new aws.ec2.Instance(
           `${name}-${hostName}`,
           {
@@ -319,7 +334,8 @@ export class AwsMachines extends pulumi.ComponentResource {
             metadataOptions: { httpEndpoint: "enabled", httpTokens: "required", httpPutResponseHopLimit: 1 },
             iamInstanceProfile: role.includes("etcd") ? args.etcdInstanceProfile : undefined,
             rootBlockDevice: { encrypted: true, volumeType: "gp3", volumeSize: rootVolumeSizeGb, deleteOnTermination: true },
-            userData: cloudInit(hostName),
+            // Holds the host's private key: a secret in the state.
+            userData: pulumi.secret(pulumi.all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh]).apply(([privateKeyOpenssh, publicKeyOpenssh]) => cloudInit(hostName, { privateKeyOpenssh, publicKeyOpenssh }))),
             tags: { ...tags, Name: `${name}-${hostName}`, "hakube:role": role, "hakube:host": hostName },
             volumeTags: { ...tags, Name: `${name}-${hostName}` },
           },
@@ -337,7 +353,7 @@ export class AwsMachines extends pulumi.ComponentResource {
           },
         );
         previous = instance;
-        return { instance, host: { name: hostName, address: instance.privateIp, connection: connect(instance), instance: instance.id } as Host };
+        return { instance, host: { name: hostName, address: instance.privateIp, connection: connect(instance, hostKey), instance: instance.id } as Host };
       });
     };
     const instanceType = args.instanceType ?? "m7i.large";

@@ -63,20 +63,37 @@ export function spreadAcrossZones(count: number, zoneCount: number): number[] {
   return Array.from({ length: count }, (_, i) => i % zoneCount);
 }
 
+/** A host's SSH host key, made in Pulumi (the private half a secret) and installed by user data. */
+export interface HostKeyPair {
+  /** OpenSSH private key (ed25519). */
+  readonly privateKeyOpenssh: string;
+  /** The public key, authorized_keys format: what every connection to the host pins. */
+  readonly publicKeyOpenssh: string;
+}
+
 /**
  * cloud-init user data of a host. hakube's remote steps run as root (systemctl,
  * /etc/kubernetes, /var/lib/etcd without sudo), so root logs in with the stack's key:
  * `disable_root: false` makes cloud-init install the EC2 key pair for root as well as
  * for the image's default user (Debian: `admin`, Ubuntu: `ubuntu`), and the sshd
- * drop-in allows root with a key only, never a password.
+ * drop-in allows root with a key only, never a password. The host's SSH key is the one
+ * given (made in Pulumi, so every connection can verify it from the first): the image's
+ * keys are deleted, no other is generated, and sshd offers only that one.
  */
-export function cloudInit(hostname: string): string {
+export function cloudInit(hostname: string, hostKey: HostKeyPair): string {
+  const indent = (text: string, by: string) => text.trim().split("\n").map((l) => `${by}${l}`).join("\n");
   return [
     "#cloud-config",
     `hostname: ${hostname}`,
     "preserve_hostname: false",
     "disable_root: false",
     "ssh_pwauth: false",
+    "ssh_deletekeys: true",
+    "ssh_genkeytypes: []",
+    "ssh_keys:",
+    "  ed25519_private: |",
+    indent(hostKey.privateKeyOpenssh, "    "),
+    `  ed25519_public: ${hostKey.publicKeyOpenssh.trim()}`,
     "package_update: false",
     "packages: [curl, ca-certificates]",
     "write_files:",
@@ -85,6 +102,7 @@ export function cloudInit(hostname: string): string {
     "    content: |",
     "      PermitRootLogin prohibit-password",
     "      PasswordAuthentication no",
+    "      HostKey /etc/ssh/ssh_host_ed25519_key",
     "runcmd:",
     "  - [systemctl, try-reload-or-restart, ssh.service]",
     "",

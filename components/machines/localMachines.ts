@@ -11,6 +11,7 @@ import { invalid, requireCidr, requireInteger } from "../validation";
 import {
   baseImageScript,
   defaultImagePackages,
+  HOST_KEY_LINE,
   machineCreateScript,
   machineDeleteScript,
   machineUpdateScript,
@@ -67,6 +68,8 @@ export interface LocalMachine extends Host {
   readonly netns: string;
   /** The machine's root file system on the host (its pid file and log sit beside it). */
   readonly dir: string;
+  /** Its SSH host key (public), which every connection to it verifies. */
+  readonly hostKey: pulumi.Output<string>;
 }
 
 /**
@@ -218,6 +221,11 @@ export class LocalMachines extends pulumi.ComponentResource {
         // The old machine goes first: both use the same folder, namespace and address.
         { parent: this, dependsOn: [image, bridge], deleteBeforeReplace: true },
       );
+      const hostKey = machine.stdout.apply((out) => {
+        const k = HOST_KEY_LINE.exec(out)?.[1];
+        if (!k) throw new Error(`local machine ${machineName}: its create or update printed no host key (hakube-hostkey line); its output: ${out.slice(-500)}`);
+        return k;
+      });
       return {
         name: machineName,
         address,
@@ -225,9 +233,10 @@ export class LocalMachines extends pulumi.ComponentResource {
         netns: spec.netns,
         dir: spec.dir,
         instance: machine.stdout.apply((out) => /^hakube-instance (\S+)$/m.exec(out)?.[1] ?? ""),
-        // The connection waits for the machine to answer SSH.
+        hostKey,
+        // The connection waits for the machine to answer SSH, and verifies its host key.
         connection: pulumi.secret(
-          machine.stdout.apply(() => ({ host: address, user: "root", privateKey: key.privateKeyOpenssh, dialErrorLimit: 30 })),
+          hostKey.apply((k) => ({ host: address, user: "root", privateKey: key.privateKeyOpenssh, hostKey: k, dialErrorLimit: 30 })),
         ),
       };
     });

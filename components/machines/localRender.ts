@@ -266,6 +266,7 @@ for i in $(seq 1 $(( ${m.bootTimeoutSeconds} * 2 ))); do
   if timeout 1 bash -c 'exec 3<>/dev/tcp/${m.address}/22' 2>/dev/null; then
     echo "hakube: machine ${m.name} at ${m.address} answers SSH"
     echo "hakube-instance $(cat ${q(m.dir)}.instance)"
+    ${hostKeyLine(m)}
     booted=1
     break
   fi
@@ -277,6 +278,17 @@ if [ "$booted" != 1 ]; then
   tail -n 30 ${q(m.dir)}.log >&2 || true
   exit 1
 fi`;
+}
+
+/**
+ * The machine's SSH host key (public, ed25519), printed for the connection to pin: read
+ * from the machine's files on this host, where provisioning made it (ssh-keygen -A in the
+ * machine's folder), never learnt over the network.
+ */
+export const HOST_KEY_LINE = /^hakube-hostkey (ssh-ed25519 [A-Za-z0-9+/=]+)$/m;
+
+function hostKeyLine(m: MachineSpec): string {
+  return `echo "hakube-hostkey $(cut -d ' ' -f 1,2 ${q(`${m.dir}/etc/ssh/ssh_host_ed25519_key.pub`)})"`;
 }
 
 /** Namespace and link of a machine whose nspawn process is gone (its files are kept). */
@@ -334,5 +346,6 @@ if [ "$running" != 1 ]; then
   exit 0
 fi
 echo "hakube: machine ${m.name} kept; its authorized key refreshed (other machine changes need destroy and up)"
-echo "hakube-instance $(cat ${q(m.dir)}.instance)"`;
+echo "hakube-instance $(cat ${q(m.dir)}.instance)"
+${hostKeyLine(m)}`;
 }

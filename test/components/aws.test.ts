@@ -41,7 +41,7 @@ before(async () => {
           etcdCount: 5,
           vpc: { cidrBlock: "10.40.0.0/16" },
           adminCidr: "10.8.0.0/16",
-          ssh: { bastion: { host: "203.0.113.10", user: "admin", privateKey: pulumi.secret("BASTION-KEY"), cidr: "10.8.0.10/32" } },
+          ssh: { bastion: { host: "203.0.113.10", user: "admin", privateKey: pulumi.secret("BASTION-KEY"), hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIbastion", cidr: "10.8.0.10/32" } },
         },
         false,
       ),
@@ -229,7 +229,16 @@ test("hosts: private addresses, root over SSH with a secret key (public address 
   assert.equal(connection.host, address);
   assert.equal(connection.user, "root");
   assert.match(connection.privateKey, /OPENSSH PRIVATE KEY/);
-  assert.deepEqual(connection.proxy, { host: "203.0.113.10", user: "admin", privateKey: "BASTION-KEY", port: 22 });
+  assert.deepEqual(connection.proxy, { host: "203.0.113.10", user: "admin", privateKey: "BASTION-KEY", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIbastion", port: 22 });
+  // The host key is made in Pulumi for each host, installed by its user data (a secret),
+  // and pinned by the connection.
+  assert.equal(connection.hostKey, "ssh-ed25519 mock-prod-cp-1-host-key");
+  assert.ok(find("prod-cp-1-host-key").additionalSecretOutputs.includes("privateKeyOpenssh"));
+  assert.equal(await isSecret(find("prod-cp-1").props.userData), true);
+  const userData = await valueOf<string>(find("prod-cp-1").props.userData);
+  assert.match(userData, /ed25519_private: \|\n {4}-----BEGIN OPENSSH PRIVATE KEY-----\n {4}mock-prod-cp-1-host-key/);
+  assert.match(userData, /ed25519_public: ssh-ed25519 mock-prod-cp-1-host-key\n/);
+  assert.notEqual((await valueOf<any>(prod.machines.controlPlaneHosts[1].connection)).hostKey, connection.hostKey, "each host its own key");
   const devConnection = await valueOf<any>(dev.machines.controlPlaneHosts[1].connection);
   assert.match(devConnection.host, /^203\.0\.113\.\d+$/);
   assert.equal(devConnection.proxy, undefined);
@@ -343,7 +352,7 @@ test("bad input to AwsMachines is rejected at preview with the argument, the val
     /invalid argument availabilityZones: got \["eu-central-1a","eu-central-1b"\]; expected 3 to 4 different zone names/,
   );
   rejects(
-    machines({ ssh: { bastion: { host: "b", user: "admin", privateKey: "k", cidr: "0.0.0.0/0" } } }),
+    machines({ ssh: { bastion: { host: "b", user: "admin", privateKey: "k", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIbastion", cidr: "0.0.0.0/0" } } }),
     /invalid argument ssh\.bastion\.cidr: got "0\.0\.0\.0\/0"/,
   );
 });

@@ -60,6 +60,12 @@ test("LocalMachines groups: several kinds on one bridge, each group from its own
     assert.match(update, /machine etcd-2 is gone: making it anew/);
     assert.match(update, /machine etcd-2 is not running: booting it again from its files/);
     assert.equal(byName("lm-etcd-2").deleteBeforeReplace, true);
+    // Every connection pins the host key the machine's own create printed (read from its
+    // files on this host), each machine its own.
+    const connections = await Promise.all(m.hosts.map((h) => valueOf<any>(h.connection)));
+    assert.deepEqual(connections.map((c) => c.hostKey), m.hosts.map((h) => `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAImocklm${h.name.replace("-", "")}`));
+    assert.match(await valueOf<string>(byName("lm-cp-1").props.create), /echo "hakube-hostkey \$\(cut -d ' ' -f 1,2 '[^']*\/cp-1\/etc\/ssh\/ssh_host_ed25519_key\.pub'\)"/);
+    assert.match(update, /hakube-hostkey/);
   } finally {
     process.getuid = original;
   }

@@ -25,6 +25,7 @@ import { backupList, backupNow, destroyEtcdData, setRestoreRequest } from "../..
 import { LOAD_ETCDCTL_ENV } from "../../ops/parse";
 import { collectCisFacts, evaluateCis, formatCisReport, tlsProbeScript } from "../../ops/cis";
 import { assertSafeDestination } from "../../ops/guard";
+import { runOverSsh } from "../../components/observe/ssh";
 import { credentialsFromKubeconfig } from "../../ops/probe";
 import { renderKubeconfig } from "../../components/pki/kubeconfig";
 import { RENEWAL_CLOCK_SKEW_ENV } from "../../components/pki/renewal";
@@ -379,6 +380,27 @@ test("the Pulumi state file holds no private key or kubeconfig in plain text", (
   assert.doesNotMatch(state, /client-key-data/);
   assert.ok(!state.includes(Buffer.from(`-----BEGIN EC ${"PRIVATE"} KEY`).toString("base64").slice(0, 20)), "no base64 key either");
   assert.match(state, /"4dabf18193072939515e22adb298388d"/, "secrets are stored as Pulumi secrets");
+});
+
+test("SSH: every machine has a host key of its own, pinned in the state; a machine answering with another key is refused and nothing reaches it", async () => {
+  const machines = allMachines(c.outputs);
+  const keys = machines.map((h) => h.hostKey ?? "");
+  assert.ok(keys.every((k) => /^ssh-ed25519 [A-Za-z0-9+/]+=*$/.test(k)), JSON.stringify(keys));
+  assert.equal(new Set(keys).size, machines.length, "no two machines share a host key");
+  const [first, second] = c.outputs.hosts;
+  const target = { host: first.address, user: "root", privateKey: c.outputs.sshPrivateKey };
+  const marker = `/root/hakube-host-key-test-${process.pid}`;
+  // The observers' client (HostObservation, EtcdMembership): the right key runs the script ...
+  const ok = await runOverSsh({ ...target, hostKey: first.hostKey }, "echo pinned-ok", 30_000);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.stdout.trim(), "pinned-ok");
+  // ... another machine's key (a machine in the middle) is refused, the script never runs.
+  const wrong = await runOverSsh({ ...target, hostKey: second.hostKey }, `touch ${marker}`, 30_000);
+  assert.equal(wrong.code, -1);
+  assert.match(wrong.stderr, /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/);
+  const none = await runOverSsh(target, `touch ${marker}`, 30_000);
+  assert.match(none.stderr, /no host key in the connection/);
+  assert.equal(c.cred.ssh(first.address, `test -e ${marker} && echo reached || echo untouched`).stdout.trim(), "untouched");
 });
 
 test("a second preview reports no changes, and the HA policy pack runs with it and finds no violation", () => {
@@ -921,7 +943,7 @@ function assertResized(r: ScenarioResult, names: string[]): void {
   assert.equal(r.acknowledgedWritesLost, 0);
 }
 
-test("10a. unsafe resizes are refused at preview with the argument and the value, and nothing changes", async () => {
+test("10a. unsafe resizes, and a move of stacked etcd to hosts of its own (it keeps no member), are refused at preview with the argument and the value, and nothing changes", async () => {
   const victim = c.outputs.hosts[1];
   await c.cred.sshAsync(victim.address, "systemctl stop etcd.service", 60_000);
   try {
@@ -939,6 +961,12 @@ test("10a. unsafe resizes are refused at preview with the argument and the value
     assert.match(r.output, new RegExp(`invalid argument controlPlaneHosts \\(stacked etcd\\): got "${count} host\\(s\\)"; expected an odd number of etcd members from 3 to 7`));
   }
   assert.equal(fs.existsSync(`${path.dirname(c.outputs.hosts[0].dir!)}/cp-4`), false, "no machine made for a refused resize");
+  // Moving stacked etcd to hosts of its own keeps none of the deployed members: the new ones
+  // would start an empty cluster and the old ones' data would be deleted. Refused at preview.
+  const move = pulumi(["preview", "--config", "hakube:etcdCount=3", ...UP_CONFIG()], 300_000);
+  assert.notEqual(move.status, 0);
+  assert.match(`${move.stdout}\n${move.stderr}`, /expected a change that keeps a quorum of the deployed etcd members \(at least 2 of cp-1, cp-2, cp-3\); it keeps 0\./);
+  assert.equal(fs.existsSync(`${path.dirname(c.outputs.hosts[0].dir!)}/etcd-1`), false, "no machine made for a refused move");
 });
 
 test("10b. growing 3 -> 5 with one pulumi up: each new member joins as a learner and is promoted, nothing lost", async () => {

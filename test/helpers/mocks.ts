@@ -63,6 +63,10 @@ pulumi.runtime.setMocks(
           break;
         case "command:local:Command":
           state.stdout = Buffer.alloc(32, 9).toString("base64");
+          // A local machine prints the host key its provisioning made (LocalMachines pins it).
+          if (String(args.inputs.create ?? "").includes("hakube-hostkey")) {
+            state.stdout = `hakube-instance mock-${args.name}\nhakube-hostkey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAImock${args.name.replace(/[^A-Za-z0-9]/g, "")}`;
+          }
           break;
         case "command:remote:Command":
           state.stdout = "";

@@ -38,8 +38,12 @@ test("image filters: Debian 12 from Debian's account by default, Ubuntu 24.04 fr
   assert.match(ubuntu2404Amd64.name, /noble-24\.04-amd64/);
 });
 
-test("cloud-init lets root log in with the key only (golden)", () => {
-  const text = cloudInit("cp-2");
+test("cloud-init lets root log in with the key only, and installs the host key made in Pulumi as the only one (golden)", () => {
+  const hostKey = {
+    privateKeyOpenssh: "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAfake\nBBBBfake\n-----END OPENSSH PRIVATE KEY-----\n",
+    publicKeyOpenssh: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIfake\n",
+  };
+  const text = cloudInit("cp-2", hostKey);
   assertGolden("aws-cloud-init.yaml", text);
   assert.ok(text.startsWith("#cloud-config\n"));
   const doc = yaml.load(text) as Record<string, any>;
@@ -48,6 +52,11 @@ test("cloud-init lets root log in with the key only (golden)", () => {
   assert.equal(doc.hostname, "cp-2");
   assert.match(doc.write_files[0].content, /^PermitRootLogin prohibit-password$/m);
   assert.match(doc.write_files[0].content, /^PasswordAuthentication no$/m);
+  assert.equal(doc.ssh_keys.ed25519_private, hostKey.privateKeyOpenssh);
+  assert.equal(doc.ssh_keys.ed25519_public, hostKey.publicKeyOpenssh.trim());
+  assert.equal(doc.ssh_deletekeys, true);
+  assert.deepEqual(doc.ssh_genkeytypes, []);
+  assert.match(doc.write_files[0].content, /^HostKey \/etc\/ssh\/ssh_host_ed25519_key$/m);
 });
 
 test("NLB detection time is interval x unhealthy threshold", () => {

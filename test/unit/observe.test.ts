@@ -7,7 +7,8 @@ import * as fs from "fs";
 import * as path from "path";
 import { judge, Known, noRepairs, OBSERVE_SCRIPT, parseObservation, recordStepFunction, repairLine } from "../../components/observe/observe";
 import { hostObservationProvider } from "../../components/observe/hostObservation";
-import { sshArgv } from "../../components/observe/ssh";
+import { hostKeyProblem, knownHostsLine, runOverSsh, sshArgv } from "../../components/observe/ssh";
+import * as net from "net";
 import { localMachineProblem, localMachinesStateProvider, observeLocalMachines } from "../../components/machines/localState";
 import { command } from "../../components/remote/shell";
 import { stubsDisposedAfterTests } from "../helpers/stubs";
@@ -127,10 +128,43 @@ test("host observation: no packet while the stack's bridge is missing; a new ins
 });
 
 test("ssh argv: the key is a file, never a value on the command line; a bastion goes through ProxyCommand", () => {
-  const argv = sshArgv({ host: "10.0.1.5", user: "admin", privateKey: "SECRET", proxy: { host: "bastion", user: "ops" } }, { key: "/t/key", proxyKey: "/t/pk" });
+  const argv = sshArgv(
+    { host: "10.0.1.5", user: "admin", privateKey: "SECRET", hostKey: "ssh-ed25519 AAAAhost", proxy: { host: "bastion", user: "ops", hostKey: "ssh-rsa AAAAjump" } },
+    { key: "/t/key", proxyKey: "/t/pk", knownHosts: "/t/known_hosts" },
+  );
   assert.ok(!argv.join(" ").includes("SECRET"));
   assert.deepEqual(argv.slice(-3), ["admin@10.0.1.5", "bash", "-s"]);
   assert.ok(argv.includes("/t/key"));
   const proxy = argv.find((a) => a.startsWith("ProxyCommand="));
   assert.match(proxy ?? "", /ssh .* -i \/t\/pk -p 22 -W %h:%p ops@bastion$/);
+  // Both hops verify the pinned key: strict checking against the one known-hosts file.
+  const options = (a: string[]) => a.filter((_, i) => a[i - 1] === "-o");
+  assert.ok(options(argv).includes("StrictHostKeyChecking=yes") && options(argv).includes("UserKnownHostsFile=/t/known_hosts"));
+  assert.ok(options(argv).includes("HostKeyAlgorithms=ssh-ed25519"));
+  assert.ok(!argv.some((a) => /StrictHostKeyChecking=(no|accept-new)|UserKnownHostsFile=\/dev\/null/.test(a)), "no option that skips the check");
+  assert.match(proxy ?? "", /StrictHostKeyChecking=yes .*UserKnownHostsFile=\/t\/known_hosts -o HostKeyAlgorithms=rsa-sha2-512,rsa-sha2-256/);
+  assert.equal(knownHostsLine("10.0.1.5", 22, "ssh-ed25519 AAAAhost comment"), "10.0.1.5 ssh-ed25519 AAAAhost");
+  assert.equal(knownHostsLine("10.0.1.5", 2222, "ssh-ed25519 AAAAhost"), "[10.0.1.5]:2222 ssh-ed25519 AAAAhost");
+});
+
+test("ssh: a connection without the host's key, or with a malformed one, is refused before anything is sent (no TCP connection at all)", async () => {
+  const seen: string[] = [];
+  const server = net.createServer((sock) => {
+    sock.on("data", (d) => seen.push(d.toString()));
+    sock.on("error", () => undefined);
+    setTimeout(() => sock.destroy(), 200);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  try {
+    for (const hostKey of [undefined, "not-a-key", "ssh-ed25519 AAAA\nssh-ed25519 BBBB"]) {
+      const r = await runOverSsh({ host: "127.0.0.1", port, privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----", hostKey }, "touch /tmp/should-not-run", 5000);
+      assert.equal(r.code, -1);
+      assert.match(r.stderr, /refused to connect to 127\.0\.0\.1: (no host key in the connection|the connection's hostKey is not one public key)/);
+    }
+    assert.deepEqual(seen, [], "nothing reached the host");
+  } finally {
+    server.close();
+  }
+  assert.equal(hostKeyProblem("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA"), undefined);
 });

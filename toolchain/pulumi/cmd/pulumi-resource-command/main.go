@@ -7,8 +7,12 @@
 // of `triggers` replaces; `delete` runs on delete; with addPreviousOutputInEnv (default
 // true) the previous stdout and stderr, when not empty, are in PULUMI_COMMAND_STDOUT
 // and PULUMI_COMMAND_STDERR. remote.CopyToRemote copies again only when its source or
-// remotePath changed. The upstream provider's module is not served by the Go module
-// proxy here; see toolchain/README.md.
+// remotePath changed. Unlike upstream, every SSH connection verifies the host's key:
+// connection.hostKey is required and the host must present exactly that key (see
+// dial); a change of the connection that changes nothing but hostKey (a new pin for the
+// same host: hostKey added to a stack made before it was required, or a host's key
+// rotated) is stored but runs no command and copies nothing. The upstream provider's
+// module is not served by the Go module proxy here; see toolchain/README.md.
 package main
 
 import (
@@ -25,6 +29,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,8 +43,9 @@ var version = "0.0.0-dev"
 
 type V = provkit.Values
 
-// Inputs whose change is an in-place update (which runs `update`, or `create`);
-// `triggers` replaces (the SDK also sets replaceOnChanges on it).
+// Inputs whose change is an in-place update (which runs `update`, or `create`, except
+// for a remote command's new hostKey pin alone: see onlyHostKeyChanged); `triggers`
+// replaces (the SDK also sets replaceOnChanges on it).
 var commandUpdatable = []string{"create", "update", "delete", "environment", "dir", "interpreter", "stdin",
 	"logging", "addPreviousOutputInEnv", "connection", "assetPaths", "archivePaths"}
 
@@ -70,7 +76,10 @@ func newServer(local, remote runner, copier func(context.Context, V) error) *pro
 				Validate:  validateConnection,
 				Secrets:   []string{"connection"},
 				Create:    func(ctx context.Context, _ string, in V) (string, V, error) { return runCreate(ctx, in, remote) },
-				Update: func(ctx context.Context, _, _ string, st, _, ni V, _ []string) (V, error) {
+				Update: func(ctx context.Context, _, _ string, st, oi, ni V, ch []string) (V, error) {
+					if onlyHostKeyChanged(oi, ni, ch) {
+						return previousOutputs(st), nil
+					}
 					return runUpdate(ctx, st, ni, remote)
 				},
 				Delete: func(ctx context.Context, _, _ string, st V) error { return runDelete(ctx, st, remote) },
@@ -83,8 +92,8 @@ func newServer(local, remote runner, copier func(context.Context, V) error) *pro
 					return newID(), V{}, copier(ctx, in)
 				},
 				// As upstream: copy again only when the source or the destination changed;
-				// a new connection alone (another address or key for the machine) copies
-				// nothing.
+				// a new connection alone (another address or key for the machine, or a new
+				// hostKey pin) copies nothing, and the new connection is stored.
 				Update: func(ctx context.Context, _, _ string, _, _, ni V, ch []string) (V, error) {
 					for _, c := range ch {
 						if c == "source" || c == "remotePath" {
@@ -134,6 +143,37 @@ func previousEnv(in, state V) map[string]string {
 	return env
 }
 
+// previousOutputs are the outputs of the state, kept when nothing runs.
+func previousOutputs(state V) V {
+	return V{"stdout": provkit.Str(state, "stdout"), "stderr": provkit.Str(state, "stderr")}
+}
+
+// onlyHostKeyChanged says whether the change from the old inputs to the new ones is a new
+// pin of the host's key and nothing else: `connection` is the only input that changed,
+// and of its fields only hostKey (added or changed; a field set to null counts as
+// absent). The host is the same, so nothing needs to run on it again; the new
+// connection is stored all the same, and used from then on (by Delete too).
+func onlyHostKeyChanged(oldIn, newIn V, changed []string) bool {
+	if len(changed) != 1 || changed[0] != "connection" {
+		return false
+	}
+	o, oOK := oldIn["connection"].(map[string]any)
+	n, nOK := newIn["connection"].(map[string]any)
+	if !oOK || !nOK {
+		return false
+	}
+	withoutHostKey := func(conn V) V {
+		out := V{}
+		for k, v := range conn {
+			if k != "hostKey" && v != nil {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	return reflect.DeepEqual(withoutHostKey(o), withoutHostKey(n))
+}
+
 func runCreate(ctx context.Context, in V, run runner) (string, V, error) {
 	out := V{"stdout": "", "stderr": ""}
 	if c := provkit.Str(in, "create"); c != "" {
@@ -147,10 +187,11 @@ func runCreate(ctx context.Context, in V, run runner) (string, V, error) {
 }
 
 // runUpdate runs on every update, whichever input changed (the engine calls it only
-// when Diff found a change): `update`, or `create` when there is no update command;
-// with neither, the previous outputs stay.
+// when Diff found a change; a remote command whose connection changed only in hostKey
+// does not call it): `update`, or `create` when there is no update command; with
+// neither, the previous outputs stay.
 func runUpdate(ctx context.Context, state, in V, run runner) (V, error) {
-	prev := V{"stdout": provkit.Str(state, "stdout"), "stderr": provkit.Str(state, "stderr")}
+	prev := previousOutputs(state)
 	c := provkit.Str(in, "update")
 	if c == "" {
 		c = provkit.Str(in, "create")
@@ -239,13 +280,68 @@ func validateConnection(in V) map[string]string {
 		}
 		return nil
 	}
+	p := map[string]string{}
 	if h, ok := conn["host"]; ok && h == "" {
-		return map[string]string{"connection.host": "is required"}
+		p["connection.host"] = "is required"
 	}
 	if _, ok := conn["proxy"].(map[string]any); ok {
-		return map[string]string{"connection.proxy": "is not supported by hakube's command provider"}
+		p["connection.proxy"] = "is not supported by hakube's command provider"
 	}
-	return nil
+	// The failure is on connection.hostKey, not on connection: the engine prints the
+	// value of the property that failed, and the connection holds the private key.
+	// Present but nil is a value unknown at preview: it is checked once known.
+	if hk, present := conn["hostKey"]; !present || hk != nil {
+		if _, err := hostKeyOf(conn); err != nil {
+			p["connection.hostKey"] = err.Error()
+		}
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	return p
+}
+
+// hostKeyFormat says what connection.hostKey holds.
+const hostKeyFormat = `the host's public SSH key in authorized_keys format ("ssh-ed25519 AAAA...", as in the host's /etc/ssh/ssh_host_ed25519_key.pub)`
+
+// hostKeyOf reads connection.hostKey, the one key the host must present. Its errors
+// complete "connection.hostKey ..." and never repeat the value (it may be a private key
+// given by mistake).
+func hostKeyOf(conn V) (ssh.PublicKey, error) {
+	v, present := conn["hostKey"]
+	s, isString := v.(string)
+	switch {
+	case !present || v == nil || isString && strings.TrimSpace(s) == "":
+		return nil, errors.New("is required: " + hostKeyFormat + "; hakube verifies every host's key and connects to no host without it")
+	case !isString:
+		return nil, errors.New("must be a string: " + hostKeyFormat)
+	}
+	pk, _, options, rest, err := ssh.ParseAuthorizedKey([]byte(s))
+	if err != nil {
+		return nil, fmt.Errorf("must be %s: %v", hostKeyFormat, err)
+	}
+	if len(options) > 0 {
+		// Also a known_hosts line, whose host names parse as options.
+		return nil, errors.New("must be the key alone, without options or host names before it: " + hostKeyFormat)
+	}
+	if _, _, _, _, err := ssh.ParseAuthorizedKey(rest); err == nil {
+		return nil, errors.New("holds more than one key: give the one key the host must present, " + hostKeyFormat)
+	}
+	return pk, nil
+}
+
+// hostKeyAlgorithms are the host key algorithms to offer for a pinned key: only those
+// of its type, so that a server with several host keys (OpenSSH has an RSA, an ECDSA
+// and an ed25519 key by default) presents the pinned one. An RSA key signs with
+// SHA-512, SHA-256 or, for old servers, SHA-1.
+func hostKeyAlgorithms(pk ssh.PublicKey) []string {
+	switch pk.Type() {
+	case ssh.KeyAlgoRSA:
+		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
+	case ssh.CertAlgoRSAv01:
+		return []string{ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01, ssh.CertAlgoRSAv01}
+	}
+	return []string{pk.Type()}
 }
 
 // validateCopy checks a CopyToRemote's connection and source: an asset from a file or
@@ -276,6 +372,9 @@ func validateCopy(in V) map[string]string {
 
 // dial connects over SSH with the connection's retry policy (dialErrorLimit tries,
 // -1 for no limit, perDialTimeout seconds each), for machines that are still booting.
+// The host must present connection.hostKey; a host that does not is refused at once
+// (it is not retried) and is sent nothing: the key is checked in the key exchange,
+// before any authentication.
 func dial(ctx context.Context, in V) (*ssh.Client, error) {
 	conn := provkit.Obj(in, "connection")
 	host := provkit.Str(conn, "host")
@@ -283,6 +382,13 @@ func dial(ctx context.Context, in V) (*ssh.Client, error) {
 	user := provkit.Str(conn, "user")
 	if user == "" {
 		user = "root"
+	}
+	if _, ok := conn["proxy"].(map[string]any); ok {
+		return nil, provkit.Errorf("connection.proxy is not supported by hakube's command provider")
+	}
+	pinned, err := hostKeyOf(conn)
+	if err != nil {
+		return nil, provkit.Errorf("connection.hostKey %v", err)
 	}
 	var auths []ssh.AuthMethod
 	if k := provkit.Str(conn, "privateKey"); k != "" {
@@ -304,16 +410,20 @@ func dial(ctx context.Context, in V) (*ssh.Client, error) {
 	if len(auths) == 0 {
 		return nil, provkit.Errorf("connection: give privateKey or password (SSH agents are not supported by hakube's command provider)")
 	}
-	hostKey := ssh.InsecureIgnoreHostKey()
-	if hk := provkit.Str(conn, "hostKey"); hk != "" {
-		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(hk))
-		if err != nil {
-			return nil, provkit.Errorf("connection.hostKey: %v", err)
+	// refused is why the host's key was not accepted; such a host is not tried again.
+	var refused error
+	fixed := ssh.FixedHostKey(pinned)
+	checkHostKey := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+		if err := fixed(hostname, remote, key); err != nil {
+			refused = fmt.Errorf("the host presented the key %s %s, which did not match connection.hostKey (%s %s)",
+				key.Type(), ssh.FingerprintSHA256(key), pinned.Type(), ssh.FingerprintSHA256(pinned))
+			return refused
 		}
-		hostKey = ssh.FixedHostKey(pk)
+		return nil
 	}
 	timeout := time.Duration(provkit.Num(conn, "perDialTimeout", 15)) * time.Second
-	cfg := &ssh.ClientConfig{User: user, Auth: auths, HostKeyCallback: hostKey, Timeout: timeout}
+	cfg := &ssh.ClientConfig{User: user, Auth: auths, HostKeyCallback: checkHostKey,
+		HostKeyAlgorithms: hostKeyAlgorithms(pinned), Timeout: timeout}
 	limit := int(provkit.Num(conn, "dialErrorLimit", 10))
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	var lastErr error
@@ -323,6 +433,14 @@ func dial(ctx context.Context, in V) (*ssh.Client, error) {
 			return client, nil
 		}
 		lastErr = err
+		var negotiation *ssh.AlgorithmNegotiationError
+		if refused == nil && errors.As(err, &negotiation) && negotiation.What == "host key" {
+			refused = fmt.Errorf("the host has no %s host key (it offers %s), so it cannot present connection.hostKey (%s)",
+				pinned.Type(), strings.Join(negotiation.RequestedAlgorithms, ", "), ssh.FingerprintSHA256(pinned))
+		}
+		if refused != nil {
+			return nil, provkit.Errorf("ssh to %s@%s refused: %v; nothing was sent to the host", user, addr, refused)
+		}
 		var authErr *ssh.ServerAuthError
 		if errors.As(err, &authErr) || strings.Contains(err.Error(), "unable to authenticate") {
 			break

@@ -33,10 +33,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
+	"hakube.local/toolchain/pulumi/internal/provkit"
 	"hakube.local/toolchain/pulumi/internal/provkit/provkittest"
 )
 
@@ -536,7 +538,7 @@ func TestRemoteCommandFailureFails(t *testing.T) {
 
 func TestCopyCheckWantsAPathOrTextSource(t *testing.T) {
 	r := newRes(t, engine(t), copyType)
-	conn := map[string]any{"host": "h"}
+	conn := map[string]any{"host": "h", "hostKey": authorizedKey(t, newHostKey(t, "ssh-ed25519"))}
 	cases := map[string]map[string]any{
 		"no source":  {"connection": conn, "remotePath": "/x"},
 		"URI asset":  {"connection": conn, "remotePath": "/x", "source": resource.NewProperty(&resource.Asset{URI: "https://example.com/x"})},
@@ -748,4 +750,411 @@ func TestRemoteCommandThatIgnoresItsStdinSucceeds(t *testing.T) {
 			t.Errorf("%s with 3 MiB on stdin: error = %v, want error %v", c.command, err, c.wantErr)
 		}
 	}
+}
+
+// Host keys. hakube verifies every host it connects to: connection.hostKey (the host's
+// public key, authorized_keys format) is required, the host must present exactly that
+// key, and a host that does not is sent nothing (no authentication, so no password or
+// key signature; no command; no stdin; no file).
+
+// hostKeyFailure checks inputs as a preview does (unknown values allowed) and returns
+// the reason of the check failure on connection.hostKey, if any; it fails the test on
+// failures on other properties.
+func hostKeyFailure(t *testing.T, typ string, in map[string]any) (string, bool) {
+	t.Helper()
+	urn := provkittest.URN(typ, "check")
+	resp, err := engine(t).Check(ctx, plugin.CheckRequest{URN: urn, Name: urn.Name(), Type: tokens.Type(typ),
+		News: provkittest.Props(in), AllowUnknowns: true})
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	failures := resp.Failures
+	reason, found := "", false
+	for _, f := range failures {
+		if f.Property != "connection.hostKey" {
+			t.Errorf("check failure on %q (%s); want failures on connection.hostKey only", f.Property, f.Reason)
+			continue
+		}
+		reason, found = f.Reason, true
+	}
+	return reason, found
+}
+
+// Check refuses a connection without hostKey or with a malformed one, for remote
+// commands and copies alike, on the property connection.hostKey (a failure on
+// `connection` would make the engine print the whole connection, private key
+// included). Values unknown at preview pass.
+func TestRemoteCheckWantsAHostKey(t *testing.T) {
+	key := authorizedKey(t, newHostKey(t, "ssh-ed25519"))
+	other := authorizedKey(t, newHostKey(t, "ssh-ed25519"))
+	text, err := resource.NewTextAsset("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs := func(typ string, conn any) map[string]any {
+		if typ == copyType {
+			return map[string]any{"connection": conn, "remotePath": "/x", "source": resource.NewProperty(text)}
+		}
+		return map[string]any{"connection": conn, "create": "true"}
+	}
+	conn := func(kv ...any) map[string]any {
+		return with(map[string]any{"host": "10.0.0.1", "user": "root", "privateKey": "k"}, kv...)
+	}
+	unknown := resource.MakeComputed(resource.NewProperty(""))
+	for _, typ := range []string{remoteType, copyType} {
+		t.Run(typ, func(t *testing.T) {
+			refused := []struct {
+				name string
+				conn any
+				want []string // in the reason
+			}{
+				{"no hostKey", conn(), []string{"is required", "public SSH key", "authorized_keys", "verifies every host"}},
+				{"empty hostKey", conn("hostKey", ""), []string{"is required", "authorized_keys"}},
+				{"secret connection without hostKey", provkittest.Secret(conn()), []string{"is required"}},
+				{"not a key", conn("hostKey", "AAAAC3NzaC1lZDI1NTE5"), []string{"authorized_keys"}},
+				{"a private key", conn("hostKey", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n-----END OPENSSH PRIVATE KEY-----\n"), []string{"authorized_keys"}},
+				{"a number", conn("hostKey", 7.0), []string{"authorized_keys"}},
+				{"two keys", conn("hostKey", key+"\n"+other+"\n"), []string{"one key"}},
+				{"a known_hosts line", conn("hostKey", "10.0.0.1 "+key), []string{"authorized_keys"}},
+			}
+			for _, c := range refused {
+				reason, found := hostKeyFailure(t, typ, inputs(typ, c.conn))
+				if !found {
+					t.Errorf("%s: no check failure on connection.hostKey", c.name)
+					continue
+				}
+				for _, w := range c.want {
+					if !strings.Contains(reason, w) {
+						t.Errorf("%s: reason %q does not say %q", c.name, reason, w)
+					}
+				}
+				for _, v := range []string{"AAAAC3NzaC1lZDI1NTE5", "PRIVATE", "b3Bl", "10.0.0.1"} {
+					if strings.Contains(reason, v) {
+						t.Errorf("%s: reason %q echoes the value (%s)", c.name, reason, v)
+					}
+				}
+			}
+			accepted := map[string]any{
+				"a key":                     conn("hostKey", key),
+				"a key with a comment":      conn("hostKey", key+" root@machine\n"),
+				"a key unknown at preview":  conn("hostKey", unknown),
+				"a connection unknown":      unknown,
+				"a secret connection":       provkittest.Secret(conn("hostKey", key)),
+				"a host unknown at preview": conn("hostKey", key, "host", unknown),
+			}
+			for name, c := range accepted {
+				if reason, found := hostKeyFailure(t, typ, inputs(typ, c)); found {
+					t.Errorf("%s: check failure %q", name, reason)
+				}
+			}
+		})
+	}
+}
+
+// A remote command whose connection has no hostKey (the state of a resource made
+// before hostKey was required, which Delete uses without a Check) is refused when it
+// dials: the server is not even contacted.
+func TestRemoteWithoutHostKeyRunsNothing(t *testing.T) {
+	srv := startSSHD(t, true)
+	for name, conn := range map[string]map[string]any{
+		"no hostKey":        with(srv.connection(), "hostKey", nil),
+		"malformed hostKey": with(srv.connection(), "hostKey", "ssh-ed25519 not-base64"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := newRes(t, engine(t), remoteType)
+			r.id = "made-before"
+			r.inputs = provkittest.Props(map[string]any{"connection": conn, "create": "true", "delete": "echo deleting"})
+			r.state = provkittest.Props(map[string]any{"connection": conn, "create": "true", "delete": "echo deleting",
+				"stdout": "", "stderr": ""})
+			err := r.delete()
+			if err == nil {
+				t.Fatal("delete over a connection without a valid hostKey succeeded")
+			}
+			for _, w := range []string{"connection.hostKey", "authorized_keys"} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if got := srv.commands(); len(got) != 0 {
+				t.Errorf("the server ran %q", got)
+			}
+			if auths, sessions := srv.contacts(); auths != 0 || sessions != 0 {
+				t.Errorf("the server saw %d authentications and %d sessions, want none", auths, sessions)
+			}
+		})
+	}
+	t.Run("copy", func(t *testing.T) {
+		dest := filepath.Join(t.TempDir(), "copied")
+		err := copyToRemote(ctx, V{"connection": with(srv.connection(), "hostKey", nil),
+			"source": provkit.Asset{Text: "text"}, "remotePath": dest})
+		if err == nil || !strings.Contains(err.Error(), "connection.hostKey") {
+			t.Errorf("copy without hostKey: error %v, want one naming connection.hostKey", err)
+		}
+		if _, err := os.Stat(dest); err == nil {
+			t.Error("the file was copied")
+		}
+		if auths, sessions := srv.contacts(); auths != 0 || sessions != 0 {
+			t.Errorf("the server saw %d authentications and %d sessions, want none", auths, sessions)
+		}
+	})
+}
+
+// A host that presents another key than hostKey (or has no key of its type) is
+// refused at once, not retried as a machine still booting, and is sent nothing: no
+// password, no command, no stdin, no file.
+func TestRemoteHostKeyMismatchIsRefusedAtOnce(t *testing.T) {
+	impostor := startSSHDWith(t, sshdOptions{acceptEnv: true, password: "pw"})
+	otherEd25519 := authorizedKey(t, newHostKey(t, "ssh-ed25519"))
+	ecdsaKey := authorizedKey(t, newHostKey(t, "ecdsa-sha2-nistp256"))
+	base := with(impostor.connection(), "dialErrorLimit", 5.0, "perDialTimeout", 5.0)
+	cases := []struct {
+		name string
+		conn map[string]any
+		want string
+	}{
+		{"another key, key auth", with(base, "hostKey", otherEd25519), "did not match connection.hostKey"},
+		{"another key, password auth", with(base, "hostKey", otherEd25519, "privateKey", nil, "password", "pw"), "did not match connection.hostKey"},
+		{"no key of the pinned type", with(base, "hostKey", ecdsaKey), "no ecdsa-sha2-nistp256 host key"},
+	}
+	dir := t.TempDir()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			mark := filepath.Join(dir, "ran")
+			start := time.Now()
+			r := newRes(t, engine(t), remoteType)
+			err := r.create(map[string]any{"connection": c.conn, "create": "cat > " + mark, "stdin": provkittest.Secret("secret-stdin")})
+			took := time.Since(start)
+			if err == nil {
+				t.Fatal("create on a host with another key succeeded")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q does not say %q", err, c.want)
+			}
+			if took > 3*time.Second {
+				t.Errorf("refusal took %v: the dial was retried", took)
+			}
+			cp := newRes(t, engine(t), copyType)
+			dest := filepath.Join(dir, "copied")
+			err = cp.create(map[string]any{"connection": c.conn, "source": provkitText(t, "file"), "remotePath": dest})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("copy error %v, want one that says %q", err, c.want)
+			}
+			for _, p := range []string{mark, dest} {
+				if _, err := os.Stat(p); err == nil {
+					t.Errorf("%s exists: the host was sent something", p)
+				}
+			}
+			if got := impostor.commands(); len(got) != 0 {
+				t.Errorf("the host ran %q", got)
+			}
+			if auths, sessions := impostor.contacts(); auths != 0 || sessions != 0 {
+				t.Errorf("the host saw %d authentications and %d sessions, want none", auths, sessions)
+			}
+		})
+	}
+}
+
+// A server holding several host keys (OpenSSH's default: rsa, ecdsa, ed25519) is
+// asked for the pinned one, whichever it is.
+func TestRemoteHostKeyPinsOneOfSeveral(t *testing.T) {
+	types := []string{"ssh-rsa", "ecdsa-sha2-nistp256", "ssh-ed25519"}
+	srv := startSSHDWith(t, sshdOptions{acceptEnv: true, hostKeyTypes: types})
+	for _, typ := range types {
+		t.Run(typ, func(t *testing.T) {
+			conn := with(srv.connection(), "hostKey", srv.hostKeys[typ])
+			r := newRes(t, engine(t), remoteType)
+			r.mustCreate(map[string]any{"connection": conn, "create": "echo pinned-" + typ})
+			if got := r.out("stdout"); got != "pinned-"+typ {
+				t.Errorf("stdout = %q", got)
+			}
+			dest := filepath.Join(t.TempDir(), "copied")
+			cp := newRes(t, engine(t), copyType)
+			cp.mustCreate(map[string]any{"connection": conn, "source": provkitText(t, typ), "remotePath": dest})
+			if got := readFile(t, dest); got != typ {
+				t.Errorf("copied %q", got)
+			}
+		})
+	}
+}
+
+// Re-pinning a host. hostKey is hakube's own (upstream has none), and a new pin for
+// the same host changes nothing on it: hostKey added to every connection of a stack made
+// before it was required, or the pin of a host whose key was rotated. Such a change of
+// the connection alone is still a change of `connection` for Diff, so that the new
+// connection is stored (and used from then on, by Delete too), but Update runs no
+// command and keeps stdout and stderr; otherwise every remote command of an old stack
+// would run its update on every host at once. A change of anything else with it runs
+// the update as any other change does.
+
+// stateHostKey is connection.hostKey in the resource's state (its outputs).
+func stateHostKey(t *testing.T, r *res) string {
+	t.Helper()
+	v, ok := r.state["connection"]
+	if ok && v.IsSecret() {
+		v = v.SecretValue().Element
+	}
+	if !ok || !v.IsObject() {
+		t.Fatalf("no connection object in the state %v", r.state)
+	}
+	s, ok := provkittest.Str(v.ObjectValue(), "hostKey")
+	if !ok {
+		t.Fatalf("no connection.hostKey in the state")
+	}
+	return s
+}
+
+// checkRepinned checks the diff of a change of the connection alone and the state the
+// update left: the new pin stored in a secret connection, stdout and stderr kept.
+func checkRepinned(t *testing.T, r *res, d plugin.DiffResult, hostKey, stdout string) {
+	t.Helper()
+	if d.Changes != plugin.DiffSome || len(d.ReplaceKeys) != 0 || !slices.Equal(d.ChangedKeys, []resource.PropertyKey{"connection"}) {
+		t.Errorf("diff %+v, want an update of connection alone", d)
+	}
+	if got := stateHostKey(t, r); got != hostKey {
+		t.Errorf("connection.hostKey in the state = %q, want the new pin %q", got, hostKey)
+	}
+	if !provkittest.IsSecret(r.state, "connection") {
+		t.Error("connection output is not secret")
+	}
+	if got := r.out("stdout"); got != stdout {
+		t.Errorf("stdout = %q, want the previous %q", got, stdout)
+	}
+	if got := r.out("stderr"); got != "previous-stderr" {
+		t.Errorf("stderr = %q, want the previous one", got)
+	}
+}
+
+func TestRemoteHostKeyOnlyChangeRunsNothing(t *testing.T) {
+	const ed, ec = "ssh-ed25519", "ecdsa-sha2-nistp256"
+	t.Run("pin changed", func(t *testing.T) {
+		srv := startSSHDWith(t, sshdOptions{acceptEnv: true, hostKeyTypes: []string{ed, ec}})
+		deleted := filepath.Join(t.TempDir(), "deleted")
+		in := map[string]any{"connection": with(srv.connection(), "hostKey", srv.hostKeys[ed]),
+			"create": "echo create-ran; echo previous-stderr >&2", "update": "echo update-ran",
+			"delete": `echo "deleted after $PULUMI_COMMAND_STDOUT" > ` + deleted}
+		r := newRes(t, engine(t), remoteType)
+		r.mustCreate(in)
+
+		d := r.mustUpdate(with(in, "connection", with(srv.connection(), "hostKey", srv.hostKeys[ec])))
+		if got := srv.commands(); len(got) != 1 {
+			t.Errorf("the host ran %q, want only the create: a new pin alone runs nothing", got)
+		}
+		checkRepinned(t, r, d, srv.hostKeys[ec], "create-ran")
+
+		// The host drops its old key: Delete must dial with the new pin.
+		srv.dropHostKey(ed)
+		if err := r.delete(); err != nil {
+			t.Fatalf("delete after re-pinning: %v", err)
+		}
+		if got := strings.TrimSpace(readFile(t, deleted)); got != "deleted after create-ran" {
+			t.Errorf("delete wrote %q", got)
+		}
+	})
+	t.Run("pin added to a resource made before hostKey", func(t *testing.T) {
+		srv := startSSHD(t, true)
+		deleted := filepath.Join(t.TempDir(), "deleted")
+		in := map[string]any{"connection": srv.connection(), "create": "echo create-ran", "update": "echo update-ran",
+			"delete": `echo "deleted after $PULUMI_COMMAND_STDOUT" > ` + deleted}
+		unpinned := with(in, "connection", with(srv.connection(), "hostKey", nil))
+		r := newRes(t, engine(t), remoteType)
+		r.id = "made-before"
+		r.inputs = provkittest.Props(unpinned)
+		r.state = provkittest.Props(with(unpinned, "connection", provkittest.Secret(unpinned["connection"]),
+			"stdout", "made-before", "stderr", "previous-stderr"))
+
+		d := r.mustUpdate(in)
+		if got := srv.commands(); len(got) != 0 {
+			t.Errorf("the host ran %q, want nothing: adding the pin runs nothing", got)
+		}
+		checkRepinned(t, r, d, srv.hostKey, "made-before")
+		if err := r.delete(); err != nil {
+			t.Fatalf("delete after pinning: %v", err)
+		}
+		if got := strings.TrimSpace(readFile(t, deleted)); got != "deleted after made-before" {
+			t.Errorf("delete wrote %q", got)
+		}
+	})
+}
+
+// A new pin together with a change of another connection field or of another input
+// runs the update, on the new connection.
+func TestRemoteHostKeyChangeWithOtherChangesRunsUpdate(t *testing.T) {
+	const ed, ec = "ssh-ed25519", "ecdsa-sha2-nistp256"
+	for name, change := range map[string]func(in, repinned map[string]any) map[string]any{
+		"another connection field": func(in, repinned map[string]any) map[string]any {
+			return with(in, "connection", with(repinned, "user", "deploy"))
+		},
+		"another input": func(in, repinned map[string]any) map[string]any {
+			return with(in, "connection", repinned, "environment", map[string]any{"NEW": "1"})
+		},
+		"a connection setting": func(in, repinned map[string]any) map[string]any {
+			return with(in, "connection", with(repinned, "perDialTimeout", 6.0))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := startSSHDWith(t, sshdOptions{acceptEnv: true, hostKeyTypes: []string{ed, ec}})
+			in := map[string]any{"connection": with(srv.connection(), "hostKey", srv.hostKeys[ed]),
+				"create": "echo create-ran", "update": "echo update-ran"}
+			r := newRes(t, engine(t), remoteType)
+			r.mustCreate(in)
+			srv.dropHostKey(ed)
+			d := r.mustUpdate(change(in, with(srv.connection(), "hostKey", srv.hostKeys[ec])))
+			if d.Changes != plugin.DiffSome || len(d.ReplaceKeys) != 0 {
+				t.Fatalf("diff %+v, want an update", d)
+			}
+			if got := srv.commands(); len(got) != 2 || !strings.Contains(got[1], "update-ran") {
+				t.Errorf("the host ran %q, want the create and then the update", got)
+			}
+			if got := r.out("stdout"); got != "update-ran" {
+				t.Errorf("stdout = %q, want update-ran", got)
+			}
+			if got := stateHostKey(t, r); got != srv.hostKeys[ec] {
+				t.Errorf("connection.hostKey in the state = %q, want the new pin", got)
+			}
+		})
+	}
+}
+
+// A copy re-pinned copies nothing and stores the new pin, which the next copy uses.
+func TestCopyHostKeyOnlyChangeCopiesNothing(t *testing.T) {
+	const ed, ec = "ssh-ed25519", "ecdsa-sha2-nistp256"
+	srv := startSSHDWith(t, sshdOptions{acceptEnv: true, hostKeyTypes: []string{ed, ec}})
+	dest := filepath.Join(t.TempDir(), "copied")
+	in := map[string]any{"connection": with(srv.connection(), "hostKey", srv.hostKeys[ed]),
+		"source": provkitText(t, "one"), "remotePath": dest}
+	r := newRes(t, engine(t), copyType)
+	r.mustCreate(in)
+	if err := os.Remove(dest); err != nil {
+		t.Fatal(err)
+	}
+
+	repinned := with(srv.connection(), "hostKey", srv.hostKeys[ec])
+	d := r.mustUpdate(with(in, "connection", repinned))
+	if d.Changes != plugin.DiffSome || len(d.ReplaceKeys) != 0 || !slices.Equal(d.ChangedKeys, []resource.PropertyKey{"connection"}) {
+		t.Errorf("diff %+v, want an update of connection alone", d)
+	}
+	if _, err := os.Stat(dest); err == nil || len(srv.commands()) != 1 {
+		t.Errorf("a new pin alone copied again (%q)", srv.commands())
+	}
+	if got := stateHostKey(t, r); got != srv.hostKeys[ec] {
+		t.Errorf("connection.hostKey in the state = %q, want the new pin", got)
+	}
+	if !provkittest.IsSecret(r.state, "connection") {
+		t.Error("connection output is not secret")
+	}
+
+	srv.dropHostKey(ed)
+	r.mustUpdate(with(in, "connection", repinned, "source", provkitText(t, "two")))
+	if got := readFile(t, dest); got != "two" {
+		t.Errorf("after a source change the remote file holds %q", got)
+	}
+}
+
+func provkitText(t *testing.T, s string) resource.PropertyValue {
+	t.Helper()
+	a, err := resource.NewTextAsset(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resource.NewProperty(a)
 }

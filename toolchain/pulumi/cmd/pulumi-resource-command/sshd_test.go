@@ -2,14 +2,19 @@ package main
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 
@@ -17,17 +22,44 @@ import (
 )
 
 // testSSHD is a small SSH server for the tests (no sshd is needed on the machine): it
-// accepts one client key, runs each `exec` request with /bin/sh on this machine,
-// connects stdin, stdout and stderr, reports the exit status, and accepts `env`
-// requests only when acceptEnv is set (like sshd's AcceptEnv).
+// accepts one client key (and a password when one is set), runs each `exec` request
+// with /bin/sh on this machine, connects stdin, stdout and stderr, reports the exit
+// status, and accepts `env` requests only when acceptEnv is set (like sshd's
+// AcceptEnv). It holds one host key per type it was started with (an ed25519 key
+// unless told otherwise; dropHostKey retires one), and counts what clients got to do:
+// authentication attempts and sessions, so a test can see that a refused host was sent
+// nothing.
 type testSSHD struct {
 	addr      string
 	port      int
 	keyPEM    string // the client's private key (OpenSSH PEM)
 	acceptEnv bool
+	password  string // accepted as well as the key when not empty
+	// hostKey is the public half of the server's first host key in authorized_keys
+	// format, as connection.hostKey wants it; hostKeys has every host key by type
+	// ("ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa").
+	hostKey  string
+	hostKeys map[string]string
 
-	mu    sync.Mutex
-	execs []string // commands run, in order
+	mu       sync.Mutex
+	signers  []ssh.Signer // the host keys presented to new connections, in order
+	execs    []string     // commands run, in order
+	auths    int          // authentication attempts (key or password), accepted or not
+	sessions int          // session channels opened
+}
+
+// dropHostKey makes the server stop presenting its host key of type typ to new
+// connections, as a host whose old key was removed after a rotation.
+func (s *testSSHD) dropHostKey(typ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.signers[:0]
+	for _, signer := range s.signers {
+		if signer.PublicKey().Type() != typ {
+			kept = append(kept, signer)
+		}
+	}
+	s.signers = kept
 }
 
 func (s *testSSHD) commands() []string {
@@ -36,15 +68,76 @@ func (s *testSSHD) commands() []string {
 	return append([]string(nil), s.execs...)
 }
 
+// contacts returns how many authentication attempts and sessions clients made.
+func (s *testSSHD) contacts() (auths, sessions int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.auths, s.sessions
+}
+
+type sshdOptions struct {
+	acceptEnv bool
+	password  string
+	// hostKeyTypes are the host keys to make, in the order the server offers them:
+	// "ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa". Default: one ed25519 key.
+	hostKeyTypes []string
+}
+
 func startSSHD(t *testing.T, acceptEnv bool) *testSSHD {
 	t.Helper()
-	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
+	return startSSHDWith(t, sshdOptions{acceptEnv: acceptEnv})
+}
+
+// newHostKey makes a private key of an SSH key type.
+func newHostKey(t *testing.T, typ string) crypto.Signer {
+	t.Helper()
+	var (
+		k   crypto.Signer
+		err error
+	)
+	switch typ {
+	case ssh.KeyAlgoED25519:
+		_, k, err = ed25519.GenerateKey(rand.Reader)
+	case ssh.KeyAlgoECDSA256:
+		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case ssh.KeyAlgoRSA:
+		k, err = rsa.GenerateKey(rand.Reader, 2048)
+	default:
+		t.Fatalf("no host key type %q in the test server", typ)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	hostSigner, err := ssh.NewSignerFromKey(hostPriv)
+	return k
+}
+
+// authorizedKey is the public half of k as one authorized_keys line (no newline).
+func authorizedKey(t *testing.T, k crypto.Signer) string {
+	t.Helper()
+	pub, err := ssh.NewPublicKey(k.Public())
 	if err != nil {
 		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
+}
+
+func startSSHDWith(t *testing.T, o sshdOptions) *testSSHD {
+	t.Helper()
+	if len(o.hostKeyTypes) == 0 {
+		o.hostKeyTypes = []string{ssh.KeyAlgoED25519}
+	}
+	s := &testSSHD{addr: "127.0.0.1", acceptEnv: o.acceptEnv, password: o.password, hostKeys: map[string]string{}}
+	for _, typ := range o.hostKeyTypes {
+		k := newHostKey(t, typ)
+		signer, err := ssh.NewSignerFromKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.signers = append(s.signers, signer)
+		s.hostKeys[typ] = authorizedKey(t, k)
+		if s.hostKey == "" {
+			s.hostKey = s.hostKeys[typ]
+		}
 	}
 	clientPub, clientPriv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -58,33 +151,55 @@ func startSSHD(t *testing.T, acceptEnv bool) *testSSHD {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &ssh.ServerConfig{
-		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			if bytes.Equal(key.Marshal(), allowed.Marshal()) {
-				return nil, nil
-			}
-			return nil, errors.New("unknown key")
-		},
+	s.keyPEM = string(pem.EncodeToMemory(block))
+	// Each connection gets the host keys the server holds when it is accepted.
+	config := func() *ssh.ServerConfig {
+		cfg := &ssh.ServerConfig{
+			PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+				s.countAuth()
+				if bytes.Equal(key.Marshal(), allowed.Marshal()) {
+					return nil, nil
+				}
+				return nil, errors.New("unknown key")
+			},
+			PasswordCallback: func(_ ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
+				s.countAuth()
+				if s.password != "" && string(password) == s.password {
+					return nil, nil
+				}
+				return nil, errors.New("wrong password")
+			},
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, signer := range s.signers {
+			cfg.AddHostKey(signer)
+		}
+		return cfg
 	}
-	cfg.AddHostKey(hostSigner)
 
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lis.Close() })
-	s := &testSSHD{addr: "127.0.0.1", port: lis.Addr().(*net.TCPAddr).Port,
-		keyPEM: string(pem.EncodeToMemory(block)), acceptEnv: acceptEnv}
+	s.port = lis.Addr().(*net.TCPAddr).Port
 	go func() {
 		for {
 			c, err := lis.Accept()
 			if err != nil {
 				return
 			}
-			go s.serve(c, cfg)
+			go s.serve(c, config())
 		}
 	}()
 	return s
+}
+
+func (s *testSSHD) countAuth() {
+	s.mu.Lock()
+	s.auths++
+	s.mu.Unlock()
 }
 
 func (s *testSSHD) serve(c net.Conn, cfg *ssh.ServerConfig) {
@@ -103,6 +218,9 @@ func (s *testSSHD) serve(c net.Conn, cfg *ssh.ServerConfig) {
 		if err != nil {
 			continue
 		}
+		s.mu.Lock()
+		s.sessions++
+		s.mu.Unlock()
 		go s.session(ch, creqs)
 	}
 }
@@ -164,8 +282,9 @@ func (s *testSSHD) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 	}
 }
 
-// connection is the remote connection input for this server, as the SDK sends it.
+// connection is the remote connection input for this server, as the SDK sends it,
+// pinning the server's (first) host key.
 func (s *testSSHD) connection() map[string]any {
-	return map[string]any{"host": s.addr, "port": float64(s.port), "user": "root",
+	return map[string]any{"host": s.addr, "port": float64(s.port), "user": "root", "hostKey": s.hostKey,
 		"privateKey": s.keyPEM, "dialErrorLimit": float64(1), "perDialTimeout": float64(5)}
 }
