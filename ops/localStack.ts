@@ -7,6 +7,7 @@ import * as os from "os";
 import * as path from "path";
 import { allowStackNetwork, assertSafeDestination } from "./guard";
 import { hostKeyAlgorithms, hostKeyProblem, knownHostsLine } from "../components/observe/ssh";
+import { HOST_KEY_LINE } from "../components/machines/localRender";
 import type { CertificateExpiry } from "../components/pki/clusterPki";
 
 export const ROOT = path.resolve(__dirname, "..", "..");
@@ -131,6 +132,31 @@ export function stackOutputs(): LocalOutputs {
 /** What OpenSSH prints when the host's key is not the pinned one. */
 const HOST_KEY_REFUSED = /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No (ED25519|ECDSA|RSA) host key is known/i;
 
+/**
+ * Every machine's host key as the stack's state holds it now, by address: the stdout of
+ * each machine's command (`hakube-hostkey ...`, components/machines/localRender.ts), at the
+ * address its create script gives the machine (machines a resize added included). Empty
+ * when the state cannot be read.
+ */
+export function hostKeysInState(): Map<string, string> {
+  const keys = new Map<string, string>();
+  const r = pulumi(["stack", "export"], 120_000);
+  if (r.status !== 0) return keys;
+  let resources: { urn?: string; inputs?: { create?: unknown }; outputs?: { stdout?: unknown } }[] = [];
+  try {
+    resources = JSON.parse(r.stdout)?.deployment?.resources ?? [];
+  } catch {
+    return keys;
+  }
+  for (const res of resources) {
+    const key = typeof res.outputs?.stdout === "string" ? HOST_KEY_LINE.exec(res.outputs.stdout)?.[1] : undefined;
+    if (!key || !res.urn?.includes("command:local:Command::")) continue;
+    const address = typeof res.inputs?.create === "string" ? /^ip -n \S+ addr add (\d+\.\d+\.\d+\.\d+)\//m.exec(res.inputs.create)?.[1] : undefined;
+    if (address) keys.set(address, key);
+  }
+  return keys;
+}
+
 /** A run refused before any connection (no host key to verify the machine by). */
 function refusedRun(message: string): Run {
   return { status: 255, stdout: "", stderr: message, seconds: 0 };
@@ -235,20 +261,17 @@ export class Credentials {
 
   /**
    * The pinned key of a machine and a known-hosts file holding only it. Machines made anew
-   * (a replacement, a repair, a restore onto new machines) get new keys: the stack's
-   * outputs are read again once when the address is unknown or its key changed there.
+   * (a replacement, a repair, a restore onto new machines, a reboot) get new keys: when
+   * the address has none or its key was refused, the keys are read again from the stack's
+   * state (`pulumi stack export`: each machine's create printed its key, read from its files
+   * on this host; the state has it as soon as the machine is made, before the `pulumi up`
+   * that makes it ends), at most once every 5 s. Never learnt from the machine.
    */
   private knownHostsFor(address: string): { hostKey: string; file: string } {
     let hostKey = this.hostKeys.get(address) ?? allMachines(this.outputs).find((h) => h.address === address)?.hostKey;
-    // At most one read of the state per 20 s: a machine being replaced answers with its new
-    // key before the stack's outputs name it, and the evidence loops ask every second.
-    if ((!hostKey || this.stale.has(address)) && Date.now() - this.lastRead > 20_000) {
+    if ((!hostKey || this.stale.has(address)) && Date.now() - this.lastRead > 5_000) {
       this.lastRead = Date.now();
-      try {
-        for (const h of allMachines(stackOutputs())) if (h.hostKey) this.hostKeys.set(h.address, h.hostKey);
-      } catch {
-        // keep what is known
-      }
+      for (const [a, k] of hostKeysInState()) this.hostKeys.set(a, k);
       hostKey = this.hostKeys.get(address) ?? hostKey;
     }
     this.stale.delete(address);
