@@ -125,7 +125,7 @@ echo "hakube: etcd member $name joined and was promoted"`,
   // A member leaving the cluster (a resize down, or the last step of a destroy): leadership
   // handed to another started voter first, then `member remove` through the others (etcd's
   // strict reconfiguration check refuses one that would cost quorum; then this fails and
-  // the member keeps running), and only then is it stopped and its data wiped. A member
+  // the member keeps running), and only then is it stopped and its data moved aside. A member
   // with no other member answering (the last one, or a cluster already lost) just stops.
   shellFunction(
     "hakube_etcd_leave",
@@ -156,7 +156,14 @@ else
   echo "hakube: no other etcd member answers with a quorum: stopping $name without a membership change"
 fi
 systemctl disable --now etcd.service 2>/dev/null || true
-if [ -n "$data" ] && [ "$data" != / ]; then rm -rf "$data"; fi
-echo "hakube: etcd member $name stopped and its data removed"`,
+# Moved aside, never deleted here: no member may start from it again (a later join starts
+# from an empty folder), and it is still there should the change have been a mistake.
+if [ -n "$data" ] && [ "$data" != / ] && [ -e "$data" ]; then
+  aside="$data.left-$(date -u +%Y%m%dT%H%M%SZ)"
+  mv "$data" "$aside"
+  echo "hakube: etcd member $name stopped; its data moved aside to $aside"
+else
+  echo "hakube: etcd member $name stopped"
+fi`,
   ),
 ].join("\n");

@@ -162,7 +162,12 @@ ${command(["hakube_etcd_leave", "cp-2", url(2, 2380), url(2, 2379), data, 2, 0])
 }
 const allHealthy = { [url(1, 2379)]: true, [url(2, 2379)]: true, [url(3, 2379)]: true, "https://127.0.0.1:2379": true };
 
-test("a member leaving: removed through the others before it is stopped, then its data wiped", () => {
+/** The folders beside the data directory that a leave moved it to. */
+function movedAside(data: string): string[] {
+  return fs.readdirSync(path.dirname(data)).filter((f) => f.startsWith(`${path.basename(data)}.left-`));
+}
+
+test("a member leaving: removed through the others before it is stopped, then its data moved aside (never deleted in the same step)", () => {
   const c = leaving(allHealthy);
   const r = c.run();
   assert.equal(r.status, 0, r.stderr);
@@ -172,7 +177,12 @@ test("a member leaving: removed through the others before it is stopped, then it
   const stopped = s.log.findIndex((l) => l.startsWith("systemctl disable --now etcd.service"));
   assert.ok(removed >= 0 && stopped > removed, `removed, then stopped: ${s.log.join(" | ")}`);
   assert.ok(!s.log.some((l) => l.startsWith("move-leader")), "a follower hands nothing over");
-  assert.equal(fs.existsSync(c.data), false);
+  assert.equal(fs.existsSync(c.data), false, "no data left where a new member would start from it");
+  const aside = movedAside(c.data);
+  assert.equal(aside.length, 1, `moved aside once: ${aside}`);
+  assert.match(aside[0], /^data\.left-\d{8}T\d{6}Z$/);
+  assert.ok(fs.existsSync(path.join(path.dirname(c.data), aside[0], "member")), "the member's files kept");
+  assert.match(r.stdout, /etcd member cp-2 stopped; its data moved aside to .*data\.left-/);
 });
 
 test("a leader leaving hands leadership to another started voter first", () => {
@@ -204,6 +214,8 @@ test("the last member (no other answers) stops without a membership change", () 
   const s = c.fake.state();
   assert.equal(s.members.length, 3);
   assert.ok(s.log.some((l) => l.startsWith("systemctl disable --now etcd.service")));
+  // The last member holds the only copy: kept.
+  assert.equal(movedAside(c.data).length, 1);
 });
 
 test("a member add refused while the cluster settles (\"unhealthy cluster\" right after a promotion) is retried, and made once", () => {
