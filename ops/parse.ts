@@ -36,3 +36,21 @@ export function isEtcdLeader(s: EtcdEndpointStatus): boolean {
 export function hostOfEndpoint(hosts: readonly LocalHost[], endpoint: string): LocalHost | undefined {
   return hosts.find((h) => endpoint.includes(`//${h.address}:`));
 }
+
+/** One resource step of a `pulumi up`, as its progress display ends it ("created (12s)"). */
+export interface StepTime {
+  readonly step: string;
+  readonly op: string;
+  readonly seconds: number;
+}
+
+/**
+ * The slowest resource steps of a `pulumi up`'s output (the non-interactive display ends
+ * each with its operation and whole seconds), slowest first: where an up's time goes.
+ */
+export function slowestSteps(upStdout: string, max = 8): StepTime[] {
+  const steps: StepTime[] = [];
+  const re = /^\s*\S{0,3}\s+\S+ (\S+) (created replacement|deleted original|created|updated|deleted|replaced) \((\d+)s\)/gm;
+  for (const m of upStdout.matchAll(re)) steps.push({ step: m[1], op: m[2], seconds: Number(m[3]) });
+  return steps.sort((a, b) => b.seconds - a.seconds).slice(0, max);
+}

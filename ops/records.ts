@@ -3,6 +3,7 @@
 // bench/results/runs/<run id>/ unless HAKUBE_RESULTS_DIR names another. The committed
 // folders are what the docs' figures are generated from (npm run report, ops/report.ts):
 // no figure is typed by hand, and each names its run.
+import type { StepTime } from "./parse";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -89,6 +90,8 @@ export interface ScenarioRecord {
   readonly acknowledgedWrites: number;
   readonly acknowledgedWritesLost: number;
   readonly upSeconds?: number;
+  /** The `pulumi up`'s slowest resource steps, slowest first (ops/parse.ts slowestSteps). */
+  readonly slowestSteps?: readonly StepTime[];
   readonly timeUntilHealthyMs?: number;
   /** The scenario's facts that are figures or short words (no outputs, samples or evidence). */
   readonly facts: Record<string, number | string | boolean>;
@@ -141,6 +144,7 @@ export function scenarioRecord(
     acknowledgedWrites: r.acknowledgedWrites,
     acknowledgedWritesLost: r.acknowledgedWritesLost,
     upSeconds: typeof r.facts.upSeconds === "number" ? r.facts.upSeconds : undefined,
+    slowestSteps: Array.isArray(r.facts.slowestSteps) ? (r.facts.slowestSteps as StepTime[]) : undefined,
     timeUntilHealthyMs: typeof healthy === "number" && healthy >= 0 ? healthy : undefined,
     facts: smallFacts(r.facts),
   };

@@ -6,7 +6,7 @@
 import * as fs from "fs";
 import { controlPlaneHosts, Credentials, etcdHosts, LocalHost, LocalOutputs, pulumiAsync, Run, runAsync, stackOutputs } from "./localStack";
 import { assertSafeDestination } from "./guard";
-import { EtcdEndpointStatus, EtcdHealth, hostOfEndpoint, LOAD_ETCDCTL_ENV, isEtcdLeader, readyAddresses } from "./parse";
+import { EtcdEndpointStatus, EtcdHealth, hostOfEndpoint, LOAD_ETCDCTL_ENV, isEtcdLeader, readyAddresses, slowestSteps } from "./parse";
 import { ClientCredentials, credentialsFromKubeconfig, httpsRequest, lostWrites, Probe, ProbeReport } from "./probe";
 import { Evidence, evidenceAround } from "./evidence";
 import { InClusterProbe, InClusterReport } from "./inCluster";
@@ -328,6 +328,7 @@ async function upUntilHealthy(c: Cluster, facts: Record<string, unknown>, args: 
   facts.upSeconds = up.seconds;
   facts.upOk = up.status === 0;
   facts.upOutput = upReport(up);
+  facts.slowestSteps = slowestSteps(up.stdout);
   then?.();
   try {
     await waitHealthy(c, 180_000);
@@ -649,6 +650,7 @@ export async function rollingUp(c: Cluster, label: string, upArgs: string[], env
       const up = await pulumiAsync(["up", "--yes", "--skip-preview", ...upArgs], 900_000, env);
       facts.upSeconds = up.seconds;
       facts.upOk = up.status === 0;
+      facts.slowestSteps = slowestSteps(up.stdout);
       if (up.status !== 0) facts.upOutput = upReport(up);
       await sleep(3000);
       done = true;
@@ -780,6 +782,7 @@ export async function repairStoppedServices(c: Cluster, upArgs: string[]): Promi
       facts.upSeconds = up.seconds;
       facts.upOk = up.status === 0;
       facts.upOutput = upReport(up);
+      facts.slowestSteps = slowestSteps(up.stdout);
       const active = async (h: LocalHost, unit: string) =>
         (await c.cred.sshAsync(h.address, `systemctl is-active ${unit} || true`, 15_000)).stdout.trim();
       facts.etcdAfter = await active(etcdHost, "etcd.service");
