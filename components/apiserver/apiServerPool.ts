@@ -37,6 +37,14 @@ const REWRITE_KUBECONFIG = "/run/hakube/rewrite-secrets.kubeconfig";
 
 const FORBIDDEN_FLAGS = ["insecure-port", "insecure-bind-address", "apiserver-count", "anonymous-auth"];
 
+/**
+ * The update of a Secrets encryption key's command: the key in the state, printed again
+ * (the provider hands the previous stdout over in the environment, never on a command line).
+ * Without it, an update would run `create` again and make a new key: every Secret written
+ * with the old one unreadable. With no key in the state it fails, making none.
+ */
+export const KEEP_ENCRYPTION_KEY = `if [ -n "\${PULUMI_COMMAND_STDOUT:-}" ]; then printf '%s' "$PULUMI_COMMAND_STDOUT"; else echo "hakube: refusing to make a new Secrets encryption key on an update: the state holds no previous key (every Secret written with it would be unreadable)" >&2; exit 1; fi`;
+
 export interface ApiServerPoolArgs {
   /** One kube-apiserver per host. */
   readonly hosts: readonly Host[];
@@ -159,14 +167,15 @@ export class ApiServerPool extends pulumi.ComponentResource {
     this.binaries = planBinaries(this, "binaries", "kubernetes", this.kubernetesVersion, ["kube-apiserver", "kubectl"], args.binaries ?? defaultBinarySource);
 
     // Each key: 32 random bytes made once on the machine running Pulumi, kept as a secret
-    // in state. The first key keeps the name it had before rotations existed.
+    // in state. The first key keeps the name it had before rotations existed. An update of
+    // the command (its script or options changed) keeps the key (KEEP_ENCRYPTION_KEY).
     const ring = resolveKeyRing(this, "secretsEncryption", args.secretsEncryption);
     this.encryptionKeys = ring;
     const keyMaterial = ring.keys.map(
       (k) =>
         new command.local.Command(
           k === "key1" ? `${name}-encryption-key` : `${name}-encryption-key-${k}`,
-          { create: "head -c 32 /dev/urandom | base64 -w0", logging: "none" },
+          { create: "head -c 32 /dev/urandom | base64 -w0", update: KEEP_ENCRYPTION_KEY, logging: "none" },
           { parent: this, additionalSecretOutputs: ["stdout"] },
         ),
     );

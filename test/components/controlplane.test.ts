@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
+import { spawnSync } from "child_process";
 import { byName, decodeBundle, ETCD_DIGEST, hosts, isSecret, nameOf, program, recorded, valueOf } from "../helpers/mocks";
 import { HaControlPlane, planControlPlane } from "../../components";
 import { CIS_PATHS, COMPONENTS, evaluateCis, formatCisReport, HostFacts, unitArgs } from "../../ops/cis";
@@ -153,6 +154,20 @@ test("secrets: every private key, kubeconfig and file bundle is secret; none is 
   }
   assert.ok(byName("c3-apiserver-encryption-key").additionalSecretOutputs.includes("stdout"), "encryption key secret in state");
   assert.equal(byName("c3-apiserver-encryption-key").props.logging, "none", "encryption key never logged");
+  // An update of the key's command (a changed script, option or provider) keeps the key: it
+  // prints the one in the state; with none there it fails rather than make a new key, which
+  // would leave every Secret unreadable.
+  for (const name of ["c3-apiserver-encryption-key", "c5-apiserver-encryption-key-key2"]) {
+    const update = await valueOf<string | undefined>(byName(name).props.update);
+    assert.equal(typeof update, "string", `${name} has an update of its own (else create runs again: a new key)`);
+    const kept = spawnSync("bash", ["-c", update!], { encoding: "utf8", env: { PATH: process.env.PATH, PULUMI_COMMAND_STDOUT: "c2VjcmV0LWtleS1vZi0zMi1ieXRlcy1mb3ItdGVzdHM=" } });
+    assert.equal(kept.status, 0, kept.stderr);
+    assert.equal(kept.stdout, "c2VjcmV0LWtleS1vZi0zMi1ieXRlcy1mb3ItdGVzdHM=");
+    const none = spawnSync("bash", ["-c", update!], { encoding: "utf8", env: { PATH: process.env.PATH } });
+    assert.notEqual(none.status, 0);
+    assert.equal(none.stdout, "", "no new key made");
+    assert.match(none.stderr, /refusing to make a new Secrets encryption key/);
+  }
   for (const r of recorded.filter((x) => x.type === "command:remote:Command")) {
     for (const field of ["create", "update", "delete"]) {
       const text = await valueOf<string | undefined>(r.props[field]);
