@@ -4,6 +4,7 @@
 // returns facts (for the tests to assert) and figures (for the benchmark to report).
 // Faults and probes touch only the machines of this stack and the host's own links.
 import * as fs from "fs";
+import * as os from "os";
 import { controlPlaneHosts, Credentials, etcdHosts, LocalHost, LocalOutputs, pulumiAsync, Run, runAsync, stackOutputs } from "./localStack";
 import { assertSafeDestination } from "./guard";
 import { EtcdEndpointStatus, EtcdHealth, hostOfEndpoint, LOAD_ETCDCTL_ENV, isEtcdLeader, readyAddresses, slowestSteps } from "./parse";
@@ -214,6 +215,9 @@ export async function withProbes(
   await evidence?.start(opts.maxDurationMs ?? 300_000);
   const startedAt = Date.now();
   facts.startedAt = startedAt;
+  // How busy the host is as the scenario starts: a suite whose later scenarios run slower
+  // shows here whether something stayed behind (load, processes, the machines' processes).
+  Object.assign(facts, hostBusy("AtStart"));
   // A scenario run again (a benchmark's repetitions) writes ConfigMaps of its own names.
   const run = (runsOf.get(name) ?? 0) + 1;
   runsOf.set(name, run);
@@ -315,6 +319,12 @@ export function upReport(up: { stdout: string; stderr: string }): string {
   const end = diag < 0 ? -1 : out.indexOf("\nOutputs:", diag);
   const diagnostics = diag < 0 ? "" : out.slice(diag, end < 0 ? undefined : end).slice(0, 8000);
   return `${diagnostics}\n${out.slice(-4000)}\n${up.stderr.slice(-2000)}`;
+}
+
+/** The host's 1-minute load average and its process count, named with `suffix`. */
+export function hostBusy(suffix: string): Record<string, number> {
+  const processes = fs.readdirSync("/proc").filter((f) => /^\d+$/.test(f)).length;
+  return { [`hostLoad${suffix}`]: Math.round(os.loadavg()[0] * 100) / 100, [`hostProcesses${suffix}`]: processes };
 }
 
 /**
