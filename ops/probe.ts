@@ -370,6 +370,25 @@ export function failureWindowsOf(records: readonly { at: number; ms: number; ok:
   return windows;
 }
 
+/**
+ * Deletes a probe's ConfigMaps once they are checked (tests tear down what they create: a
+ * suite run writes some 20 000, which otherwise stay in etcd, its backups and the
+ * controllers' caches for every later scenario). Bounded; true when the API accepted it.
+ */
+export async function deleteProbeWrites(endpoint: string, credentials: ClientCredentials, namespace: string, probeName: string): Promise<boolean> {
+  const path = `/api/v1/namespaces/${namespace}/configmaps?labelSelector=hakube-probe%3D${probeName}`;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const answer = await httpsRequest(endpoint, credentials, "DELETE", path, { timeoutMs: 60_000 });
+      if (answer.status === 200) return true;
+    } catch {
+      // retried below
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  return false;
+}
+
 /** Names of the acknowledged writes that are not in the API (read back through the endpoint). */
 export async function lostWrites(
   endpoint: string,

@@ -8,7 +8,7 @@ import * as os from "os";
 import { controlPlaneHosts, Credentials, etcdHosts, LocalHost, LocalOutputs, pulumiAsync, Run, runAsync, stackOutputs } from "./localStack";
 import { assertSafeDestination } from "./guard";
 import { EtcdEndpointStatus, EtcdHealth, hostOfEndpoint, LOAD_ETCDCTL_ENV, isEtcdLeader, readyAddresses, slowestSteps } from "./parse";
-import { ClientCredentials, credentialsFromKubeconfig, httpsRequest, lostWrites, Probe, ProbeReport } from "./probe";
+import { ClientCredentials, credentialsFromKubeconfig, deleteProbeWrites, httpsRequest, lostWrites, Probe, ProbeReport } from "./probe";
 import { Evidence, evidenceAround } from "./evidence";
 import { InClusterProbe, InClusterReport } from "./inCluster";
 
@@ -260,6 +260,8 @@ export async function withProbes(
   let lost = 0;
   for (const r of reports) {
     lost += (await lostWrites(c.outputs.endpoint, c.client, PROBE_NAMESPACE, r.name, r.acknowledgedWrites)).length;
+    // Checked: the writes go (a later scenario must not carry this one's objects).
+    if (!(await deleteProbeWrites(c.outputs.endpoint, c.client, PROBE_NAMESPACE, r.name))) facts.probeWritesLeft = true;
   }
   return {
     name,

@@ -10,7 +10,7 @@ import * as http2 from "http2";
 import * as https from "https";
 import { AddressInfo } from "net";
 import * as path from "path";
-import { HTTP2_ATTEMPTS, Probe, ProbeReport, retryAfterOf } from "../../ops/probe";
+import { deleteProbeWrites, HTTP2_ATTEMPTS, Probe, ProbeReport, retryAfterOf } from "../../ops/probe";
 import { run, tempDir } from "../helpers/tools";
 
 const dir = tempDir("probe");
@@ -139,4 +139,27 @@ test("the http2 probe sends a request again when the server refuses its stream u
   assert.equal(report.retriedUnprocessed, 2);
   assert.equal(report.failedRequests, 1);
   assert.ok(report.acknowledgedWrites.includes("probe-stub-refused-3"), "write 1 acknowledged");
+});
+
+test("a probe's ConfigMaps are deleted once checked: one DELETE of its label's collection, retried (bounded) until the API accepts it", async () => {
+  const seen: string[] = [];
+  let answers = [500, 200];
+  const server = https.createServer({ cert: credentials.cert, key: credentials.key }, (req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    res.writeHead(answers.shift() ?? 200, { "content-type": "application/json" }).end("{}");
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const endpoint = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    assert.equal(await deleteProbeWrites(endpoint, credentials, "hakube-probe", "resize-3-to-5-per-request"), true);
+    assert.deepEqual(seen, [
+      "DELETE /api/v1/namespaces/hakube-probe/configmaps?labelSelector=hakube-probe%3Dresize-3-to-5-per-request",
+      "DELETE /api/v1/namespaces/hakube-probe/configmaps?labelSelector=hakube-probe%3Dresize-3-to-5-per-request",
+    ]);
+    answers = [403, 403, 403, 403];
+    assert.equal(await deleteProbeWrites(endpoint, credentials, "hakube-probe", "x"), false, "refused three times: reported, not thrown");
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
 });
