@@ -361,6 +361,7 @@ export interface ServingNode {
 
 export const APPROVER_PATHS = {
   script: "/usr/local/sbin/hakube-kubelet-serving-approver",
+  check: "/usr/local/sbin/hakube-serving-csr-check",
   nodes: "/etc/hakube/kubelet-serving-nodes",
   kubeconfig: "/etc/kubernetes/kubelet-serving-approver.conf",
 } as const;
@@ -381,7 +382,7 @@ allowed=${APPROVER_PATHS.nodes}
 k() { kubectl --kubeconfig "$kc" --request-timeout=5s "$@"; }
 # check NAME USER: approve CSR NAME when it is what node USER may ask for; say why not otherwise.
 check() {
-  local name=$1 user=$2 node addresses request subject sans san ip
+  local name=$1 user=$2 node addresses request why
   node=\${user#system:node:}
   if [ "$node" = "$user" ] || ! addresses=$(awk -v n="$node" '$1 == n { $1 = ""; print; found = 1 } END { exit !found }' "$allowed"); then
     echo "hakube-approver: $name: requester $user is not a node hakube made; left pending"
@@ -391,24 +392,12 @@ check() {
   [ -z "$(k get csr "$name" -o 'jsonpath={.status.conditions[*].type}')" ] || return 0
   request=$(k get csr "$name" -o 'jsonpath={.spec.request}' | base64 -d) && [ -n "$request" ] \\
     || { echo "hakube-approver: $name: cannot read its request; left pending"; return 0; }
-  subject=$(openssl req -noout -subject -nameopt compat <<< "$request") || subject=""
-  case "$subject" in
-    "subject=/O=system:nodes/CN=system:node:$node"|"subject=/CN=system:node:$node/O=system:nodes") ;;
-    *) echo "hakube-approver: $name: subject '$subject' is not node $node; left pending"; return 0 ;;
-  esac
-  sans=$(openssl req -noout -text <<< "$request" | grep -A1 'Subject Alternative Name' | tail -n 1 | tr ',' '\\n' | sed 's/^ *//')
-  [ -n "$sans" ] || { echo "hakube-approver: $name: names no address; left pending"; return 0; }
-  while read -r san; do
-    [ -n "$san" ] || continue
-    case "$san" in
-      "DNS:$node") continue ;;
-      "IP Address:"*)
-        ip=\${san#IP Address:}
-        case " $addresses " in *" $ip "*) continue ;; esac ;;
-    esac
-    echo "hakube-approver: $name: $san is not $node's name or address; left pending"
-    return 0
-  done <<< "$sans"
+  # The request itself, read as DER (not openssl's text, where a comment or a name with a
+  # newline can pass for names): ${APPROVER_PATHS.check} says what is wrong, if anything.
+  openssl req -noout -verify <<< "$request" >/dev/null 2>&1 \\
+    || { echo "hakube-approver: $name: its signature does not verify; left pending"; return 0; }
+  why=$(openssl req -outform DER <<< "$request" 2>/dev/null | ${APPROVER_PATHS.check} "$node" $addresses) \\
+    || { echo "hakube-approver: $name: \${why:-its request cannot be read}; left pending"; return 0; }
   k certificate approve "$name" >/dev/null && echo "hakube-approver: approved $name for node $node"
 }
 pending=$(k get csr -o 'jsonpath={range .items[?(@.spec.signerName=="kubernetes.io/kubelet-serving")]}{.metadata.name} {.spec.username} {.status.certificate}{"\\n"}{end}') || exit 1
@@ -416,6 +405,119 @@ while read -r name user issued; do
   [ -n "$name" ] && [ -z "\${issued:-}" ] || continue
   check "$name" "$user"
 done <<< "$pending"
+`;
+}
+
+/**
+ * The serving CSR check (perl, core only: every Debian has perl-base), given the node's
+ * name and addresses, the request's DER on stdin: exits 0 when the request asks for exactly
+ * what that node may have, else prints why and exits 1. It walks the ASN.1 itself: the
+ * subject is exactly O=system:nodes and CN=system:node:<name>; the only attribute is the
+ * extension request, whose only extension is one subjectAltName; its names are DNS names
+ * (host-name characters only) equal to the node's name and IPv4 addresses among its own,
+ * at least one; anything else (another extension, a comment, an e-mail or URI name, a
+ * name with a newline, trailing bytes) is refused.
+ */
+export function servingCsrCheckScript(): string {
+  return `#!/usr/bin/perl
+# Managed by hakube: checks a kubelet serving CSR (DER on stdin) for node $ARGV[0] with addresses @ARGV[1..].
+use strict;
+use warnings;
+my ($node, @allowed) = @ARGV;
+sub fail { print "$_[0]\\n"; exit 1 }
+fail("no node given") unless defined $node && length $node;
+binmode STDIN;
+my $der = do { local $/; <STDIN> };
+fail("its request cannot be read") unless defined $der && length $der;
+# One element at $p of $b: (tag, content, where the next one starts).
+sub tlv {
+  my ($b, $p) = @_;
+  fail("a truncated request") if $p + 2 > length $b;
+  my $tag = ord substr($b, $p, 1);
+  my $len = ord substr($b, $p + 1, 1);
+  my $head = 2;
+  if ($len & 0x80) {
+    my $n = $len & 0x7f;
+    fail("a malformed length") if $n < 1 || $n > 3 || $p + 2 + $n > length $b;
+    $len = 0;
+    $len = ($len << 8) | ord substr($b, $p + 2 + $_, 1) for 0 .. $n - 1;
+    $head += $n;
+  }
+  fail("a truncated request") if $p + $head + $len > length $b;
+  return ($tag, substr($b, $p + $head, $len), $p + $head + $len);
+}
+# Every element of a constructed value, as [tag, content].
+sub items {
+  my ($b) = @_;
+  my ($p, @out) = (0);
+  while ($p < length $b) { my ($t, $c, $n) = tlv($b, $p); push @out, [$t, $c]; $p = $n }
+  return @out;
+}
+sub oid {
+  my @b = unpack("C*", $_[0]);
+  my $first = shift @b;
+  fail("an empty object identifier") unless defined $first;
+  my @arcs = $first >= 80 ? (2, $first - 80) : (int($first / 40), $first % 40);
+  my $v = 0;
+  for (@b) { $v = ($v << 7) | ($_ & 0x7f); unless ($_ & 0x80) { push @arcs, $v; $v = 0 } }
+  return join(".", @arcs);
+}
+my ($t, $csr, $end) = tlv($der, 0);
+fail("not one certification request") unless $t == 0x30 && $end == length $der;
+my @top = items($csr);
+fail("not a certification request") unless @top == 3 && $top[0][0] == 0x30;
+my @info = items($top[0][1]);
+fail("not a certification request") unless (@info == 3 || @info == 4) && $info[0][0] == 0x02 && $info[1][0] == 0x30 && $info[2][0] == 0x30;
+my (%subject, $parts);
+for my $rdn (items($info[1][1])) {
+  fail("a malformed subject") unless $rdn->[0] == 0x31;
+  for my $ava (items($rdn->[1])) {
+    my @a = items($ava->[1]);
+    fail("a malformed subject") unless $ava->[0] == 0x30 && @a == 2 && $a[0][0] == 0x06 && grep { $_ == $a[1][0] } (0x0c, 0x13, 0x16);
+    my $o = oid($a[0][1]);
+    fail("a subject naming $o twice") if exists $subject{$o};
+    $subject{$o} = $a[1][1];
+    $parts++;
+  }
+}
+fail("subject is not node $node") unless ($parts // 0) == 2 && ($subject{"2.5.4.10"} // "") eq "system:nodes" && ($subject{"2.5.4.3"} // "") eq "system:node:$node";
+my ($sans, $names) = (0, 0);
+if (@info == 4) {
+  fail("a malformed attribute list") unless $info[3][0] == 0xa0;
+  for my $attr (items($info[3][1])) {
+    my @a = items($attr->[1]);
+    fail("a malformed attribute") unless $attr->[0] == 0x30 && @a == 2 && $a[0][0] == 0x06 && $a[1][0] == 0x31;
+    my $o = oid($a[0][1]);
+    fail("asks for attribute $o (only the extension request)") unless $o eq "1.2.840.113549.1.9.14";
+    my @sets = items($a[1][1]);
+    fail("a malformed extension request") unless @sets == 1 && $sets[0][0] == 0x30;
+    for my $ext (items($sets[0][1])) {
+      my @e = items($ext->[1]);
+      fail("a malformed extension") unless $ext->[0] == 0x30 && (@e == 2 || @e == 3) && $e[0][0] == 0x06 && $e[-1][0] == 0x04;
+      my $eo = oid($e[0][1]);
+      fail("asks for extension $eo (only subjectAltName)") unless $eo eq "2.5.29.17";
+      fail("asks for subjectAltName twice") if $sans++;
+      my ($gt, $general, $gend) = tlv($e[-1][1], 0);
+      fail("a malformed subjectAltName") unless $gt == 0x30 && $gend == length $e[-1][1];
+      for my $name (items($general)) {
+        my ($kind, $value) = @$name;
+        if ($kind == 0x82) {
+          fail("a DNS name that is not a host name") unless $value =~ /\\A[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\\z/;
+          fail("DNS:$value is not the name of node $node") unless $value eq $node;
+        } elsif ($kind == 0x87) {
+          fail("an IP address that is not IPv4") unless length $value == 4;
+          my $ip = join(".", unpack("C4", $value));
+          fail("IP Address:$ip is not an address of node $node") unless grep { $_ eq $ip } @allowed;
+        } else {
+          fail(sprintf("asks for a name of kind [%d] (only DNS names and IP addresses)", $kind & 0x1f));
+        }
+        $names++;
+      }
+    }
+  }
+}
+fail("names no address") unless $names;
+exit 0;
 `;
 }
 

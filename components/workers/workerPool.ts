@@ -21,6 +21,7 @@ import {
   APPROVER_PATHS,
   approverNodes,
   approverScript,
+  servingCsrCheckScript,
   approverService,
   approverTimer,
   bootstrapKubeconfig,
@@ -277,6 +278,7 @@ export class WorkerPool extends pulumi.ComponentResource {
           host: cp,
           files: [
             { path: APPROVER_PATHS.script, mode: "0755", content: approverScript() },
+            { path: APPROVER_PATHS.check, mode: "0755", content: servingCsrCheckScript() },
             { path: APPROVER_PATHS.nodes, mode: "0600", secret: false, content: allowList },
             { path: APPROVER_PATHS.kubeconfig, mode: "0600", content: approverKubeconfig },
             { path: "/etc/systemd/system/hakube-kubelet-serving-approver.service", mode: "0600", secret: false, content: approverService },

@@ -15,6 +15,7 @@ import {
   apiBalancedScript,
   approverNodes,
   approverScript,
+  servingCsrCheckScript,
   cniConfig,
   containerdConfig,
   defaultNodeRuntime,
@@ -118,6 +119,27 @@ test("pod routes: every other node's range through it, stale ranges inside the p
   ]);
 });
 
+/** DER of one element (short or one-byte long form): what openssl's `DER:` extension values take. */
+function der(tag: number, content: Buffer): Buffer {
+  const n = content.length;
+  return Buffer.concat([Buffer.from([tag, ...(n < 128 ? [n] : [0x81, n])]), content]);
+}
+
+/**
+ * A crafted serving CSR: the subject and extensions of an openssl config section (raw DER
+ * values allowed), base64 as the API holds it.
+ */
+function craftedCsr(dir: string, label: string, subject: string, extensions: string[]): string {
+  const key = path.join(dir, `${label}.key`);
+  const csr = path.join(dir, `${label}.csr`);
+  const cnf = path.join(dir, `${label}.cnf`);
+  const dn = subject.split("/").filter(Boolean).join("\n");
+  fs.writeFileSync(cnf, `[req]\ndistinguished_name = dn\nreq_extensions = ext\nprompt = no\n[dn]\n${dn}\n[ext]\n${extensions.join("\n")}\n`);
+  const r = spawnSync("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr, "-config", cnf], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  return fs.readFileSync(csr).toString("base64");
+}
+
 /** A CSR as a kubelet makes it for its serving certificate, base64 as the API holds it. */
 function servingCsr(dir: string, label: string, subject: string, sans: string): string {
   const key = path.join(dir, `${label}.key`);
@@ -136,6 +158,33 @@ test("the approver approves a known node's serving CSR for its own name and addr
       othername: { user: "system:node:worker-1", request: servingCsr(dir, "othername", "/O=system:nodes/CN=system:node:worker-1", "DNS:api.example.com,IP:10.0.0.71") },
       stranger: { user: "system:node:intruder", request: servingCsr(dir, "stranger", "/O=system:nodes/CN=system:node:intruder", "DNS:intruder") },
       subject: { user: "system:node:worker-2", request: servingCsr(dir, "subject", "/O=system:nodes/CN=system:node:worker-1", "DNS:worker-2,IP:10.0.0.72") },
+      // The review's H2: a Netscape comment after the names, printed on lines of its own
+      // that look like the names, hid them from the text-reading approver.
+      comment: {
+        user: "system:node:worker-1",
+        request: craftedCsr(dir, "comment", "/O=system:nodes/CN=system:node:worker-1", [
+          "subjectAltName = DNS:worker-1,DNS:kubernetes.default.svc,IP:10.213.7.100",
+          `nsComment = DER:${der(0x16, Buffer.from("Subject Alternative Name:\n    DNS:worker-1, IP Address:10.0.0.71")).toString("hex")}`,
+        ]),
+      },
+      commentonly: {
+        user: "system:node:worker-1",
+        request: craftedCsr(dir, "commentonly", "/O=system:nodes/CN=system:node:worker-1", ["subjectAltName = DNS:worker-1,IP:10.0.0.71", "nsComment = a comment"]),
+      },
+      // A DNS name with a newline in it: the rest of the line reads as more names.
+      newline: {
+        user: "system:node:worker-1",
+        request: craftedCsr(dir, "newline", "/O=system:nodes/CN=system:node:worker-1", [
+          `subjectAltName = DER:${der(0x30, Buffer.concat([der(0x82, Buffer.from("worker-1\nDNS:kubernetes.default.svc")), der(0x87, Buffer.from([10, 0, 0, 71]))])).toString("hex")}`,
+        ]),
+      },
+      extraip: { user: "system:node:worker-1", request: servingCsr(dir, "extraip", "/O=system:nodes/CN=system:node:worker-1", "DNS:worker-1,IP:10.0.0.71,IP:10.213.7.100") },
+      email: { user: "system:node:worker-1", request: servingCsr(dir, "email", "/O=system:nodes/CN=system:node:worker-1", "DNS:worker-1,IP:10.0.0.71,email:a@b.c") },
+      extension: {
+        user: "system:node:worker-1",
+        request: craftedCsr(dir, "extension", "/O=system:nodes/CN=system:node:worker-1", ["subjectAltName = DNS:worker-1,IP:10.0.0.71", "basicConstraints = critical,CA:TRUE"]),
+      },
+      extrasubject: { user: "system:node:worker-1", request: servingCsr(dir, "extrasubject", "/O=system:nodes/OU=admins/CN=system:node:worker-1", "DNS:worker-1,IP:10.0.0.71") },
     };
     for (const [name, c] of Object.entries(csrs)) fs.writeFileSync(path.join(dir, `${name}.b64`), c.request);
     const list = Object.entries(csrs).map(([name, c]) => `${name} ${c.user} `).join("\n") + "\n";
@@ -159,16 +208,25 @@ exit 0
 `,
       { mode: 0o755 },
     );
+    fs.writeFileSync(path.join(dir, "csr-check"), servingCsrCheckScript(), { mode: 0o755 });
     const script = approverScript()
       .replace("/etc/kubernetes/kubelet-serving-approver.conf", path.join(dir, "kubeconfig"))
-      .replace("/etc/hakube/kubelet-serving-nodes", path.join(dir, "nodes"));
+      .replace("/etc/hakube/kubelet-serving-nodes", path.join(dir, "nodes"))
+      .replaceAll("/usr/local/sbin/hakube-serving-csr-check", path.join(dir, "csr-check"));
     const r = spawnSync("bash", ["-c", script], { encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(fs.readFileSync(path.join(dir, "approved"), "utf8").trim().split("\n"), ["good"], r.stdout);
-    assert.match(r.stdout, /wrongip: IP Address:10\.0\.0\.99 is not worker-1's name or address; left pending/);
-    assert.match(r.stdout, /othername: DNS:api\.example\.com is not worker-1's name or address; left pending/);
+    assert.match(r.stdout, /wrongip: IP Address:10\.0\.0\.99 is not an address of node worker-1; left pending/);
+    assert.match(r.stdout, /othername: DNS:api\.example\.com is not the name of node worker-1; left pending/);
     assert.match(r.stdout, /stranger: requester system:node:intruder is not a node hakube made; left pending/);
-    assert.match(r.stdout, /subject: subject .* is not node worker-2; left pending/);
+    assert.match(r.stdout, /subject: subject is not node worker-2; left pending/);
+    assert.match(r.stdout, /comment: DNS:kubernetes\.default\.svc is not the name of node worker-1; left pending/);
+    assert.match(r.stdout, /commentonly: asks for extension 2\.16\.840\.1\.113730\.1\.13 \(only subjectAltName\); left pending/);
+    assert.match(r.stdout, /newline: a DNS name that is not a host name; left pending/);
+    assert.match(r.stdout, /extraip: IP Address:10\.213\.7\.100 is not an address of node worker-1; left pending/);
+    assert.match(r.stdout, /email: asks for a name of kind \[1\] \(only DNS names and IP addresses\); left pending/);
+    assert.match(r.stdout, /extension: asks for extension 2\.5\.29\.19 \(only subjectAltName\); left pending/);
+    assert.match(r.stdout, /extrasubject: subject is not node worker-1; left pending/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
