@@ -40,6 +40,9 @@ export function isBackupRequest(from: string): boolean {
  */
 export function restoreCheckScript(from: string, confirm: string | undefined): string {
   return `install -d -m 0700 ${RESTORE_DIR}
+# The backup key (written with this step's files) goes on every way out: a refusal, a
+# backup that does not check, a success.
+trap 'rm -f ${RESTORE_KEY}' EXIT
 command -v openssl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -qq openssl >/dev/null
 ${loadEtcdctl}
 ${shellFunction(

@@ -11,7 +11,12 @@ import {
   restoreStopScript,
 } from "../../components/backup/restore";
 import { etcdUpdateScript, RESTORE_START_PENDING } from "../../components/etcd/render";
-import { run } from "../helpers/tools";
+import { run, tempDir } from "../helpers/tools";
+import * as fs from "fs";
+import * as path from "path";
+import { RESTORE_DIR } from "../../components/backup/restore";
+import { ETCDCTL_ENV } from "../../components/etcd/render";
+import { BACKUP_PROGRAM } from "../../components/backup/render";
 
 const settings = { clusterToken: "local-etcd", dataDir: "/var/lib/etcd", clientPort: 2379, peerPort: 2380, heartbeatIntervalMs: 100, electionTimeoutMs: 1000 };
 const members = [1, 2, 3].map((i) => ({ name: `cp-${i}`, address: `10.0.0.1${i}` }));
@@ -38,6 +43,39 @@ test("restore scripts parse as bash; the check refuses a cluster with quorum unl
   assert.match(restoreCheckScript("etcd-20261201T120000Z-r5", undefined), / fetch etcd-20261201T120000Z-r5 \/var\/lib\/hakube\/restore\/snapshot.db/);
   for (const s of [restoreStopScript, restoreStartScript, restoreFinishScript(10)]) parses(s);
   assert.match(restoreFinishScript(10), /etcdctl del --prefix \/registry\/masterleases\//);
+});
+
+test("the check leaves no backup key behind on any path: refused for quorum, a fetch that fails, and a good one", () => {
+  const dir = tempDir("restore-check");
+  try {
+    const bin = path.join(dir, "bin");
+    fs.mkdirSync(bin);
+    // etcdctl answers health for three endpoints, healthy or not as HEALTHY says.
+    fs.writeFileSync(path.join(bin, "etcdctl"), `#!/bin/bash\nfor e in a b c; do if [ "$HEALTHY" = 1 ]; then echo "$e is healthy"; else echo "$e is unhealthy"; fi; done\n`, { mode: 0o755 });
+    fs.writeFileSync(path.join(dir, "backup-program"), `#!/bin/bash\n[ -r "$HAKUBE_BACKUP_KEY_FILE" ] || exit 9\n[ "$FETCH" = ok ] || { echo "cannot be decrypted" >&2; exit 1; }\necho 'snapshot' > "$3"; echo '{"name":"etcd-x"}'\n`, { mode: 0o755 });
+    fs.writeFileSync(path.join(dir, "etcdctl.env"), "ETCDCTL_ENDPOINTS=https://a:2379,https://b:2379,https://c:2379\n");
+    const restoreDir = path.join(dir, "restore");
+    const key = path.join(restoreDir, "backup.key");
+    const script = restoreCheckScript("latest", undefined)
+      .replaceAll(RESTORE_DIR, restoreDir)
+      .replaceAll(ETCDCTL_ENV, path.join(dir, "etcdctl.env"))
+      .replaceAll(BACKUP_PROGRAM, path.join(dir, "backup-program"));
+    for (const [label, healthy, fetch, status] of [
+      ["refused: etcd has quorum", "1", "ok", 1],
+      ["the fetch fails", "0", "bad", 1],
+      ["checked", "0", "ok", 0],
+    ] as const) {
+      fs.mkdirSync(restoreDir, { recursive: true });
+      fs.writeFileSync(key, "PRIVATE KEY", { mode: 0o600 });
+      // The prologue as on a host, but with the stand-ins first on PATH.
+      const prologue = scriptPrologue.replace(/^export PATH=.*$/m, "");
+      const r = run("bash", ["-c", `${prologue}\n${retryFunction}\n${script}`], { env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, HEALTHY: healthy, FETCH: fetch } });
+      assert.equal(r.status, status, `${label}: ${r.stderr}`);
+      assert.equal(fs.existsSync(key), false, `${label}: the backup key is gone`);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("restore data: the old data is moved aside, the snapshot restored with the member's name, a new token and bumped revisions", () => {
