@@ -143,6 +143,21 @@ function localHealthWait(attempts: number, clientPort: number): string {
   return `ETCDCTL_ENDPOINTS=https://127.0.0.1:${clientPort} hakube_retry ${attempts} 2 "etcd member health" -- etcdctl endpoint health`;
 }
 
+/**
+ * A member that is still a learner (an earlier run added it, and its promotion timed out
+ * or the run stopped) is promoted now, once in sync (bounded): without this the member set
+ * stays with a pending learner, which every later change refuses, and nothing would ever
+ * finish it. A voter, or a cluster that does not answer, is left alone.
+ */
+function finishPromotion(attempts: number): string {
+  return `others=$(hakube_etcd_others "$HAKUBE_ETCD_CLIENT_URL")
+if [ -n "$others" ] && [ "$(hakube_etcd_entry "$others" "$HAKUBE_ETCD_PEER_URL" 2>/dev/null | cut -d, -f6)" = true ]; then
+  echo "hakube: etcd member $HAKUBE_ETCD_NAME is still a learner (an earlier promotion did not finish): promoting it once it is in sync"
+  hakube_retry ${attempts} 2 "learner $HAKUBE_ETCD_NAME promoted (in sync with the leader)" -- hakube_etcd_promote "$others" "$HAKUBE_ETCD_PEER_URL"
+  echo "hakube: etcd member $HAKUBE_ETCD_NAME promoted"
+fi`;
+}
+
 /** Joins this member to the running cluster (it has no data), then waits until it is healthy. */
 function joinScript(dataDir: string, attempts: number, clientPort: number): string {
   return `hakube_etcd_join "$HAKUBE_ETCD_NAME" "$HAKUBE_ETCD_PEER_URL" "$HAKUBE_ETCD_CLIENT_URL" ${quote(dataDir)} ${attempts} 2 ${INITIAL_CLUSTER_ENV}
@@ -165,6 +180,9 @@ if [ ! -d ${quote(`${dataDir}/member`)} ] && [ -n "$others" ] && hakube_etcd_quo
   ${joinScript(dataDir, attempts, clientPort).replace(/\n/g, "\n  ")}
 elif [ -n "$HAKUBE_CHANGED" ] || ! systemctl is-active --quiet etcd.service; then
   systemctl restart --no-block etcd.service
+fi
+if [ -d ${quote(`${dataDir}/member`)} ]; then
+  ${finishPromotion(attempts).replace(/\n/g, "\n  ")}
 fi
 echo "hakube: etcd starting"`;
 }
@@ -226,16 +244,19 @@ elif ! systemctl is-active --quiet etcd.service; then
   systemctl start etcd.service
   ${localHealthWait(attempts, clientPort)}
   echo "hakube: etcd member started and healthy"
+  ${finishPromotion(attempts).replace(/\n/g, "\n  ")}
 elif ! hakube_etcd_needs_restart; then
   # Only files etcd does not read changed (etcdctl's environment, the scripts' member
   # file, the bootstrap cluster list a member with data ignores): a resize or a repair
   # of another part restarts nothing here.
   echo "hakube: etcd runs as configured (nothing it reads changed): not restarted"
+  ${finishPromotion(attempts).replace(/\n/g, "\n  ")}
 else
   drained=0
 ${drain}  systemctl restart etcd.service
   ${localHealthWait(attempts, clientPort)}
 ${undrain}  echo "hakube: etcd member restarted and healthy"
+  ${finishPromotion(attempts).replace(/\n/g, "\n  ")}
 fi`;
 }
 

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
 import { INITIAL_CLUSTER_ENV, memberFunctions } from "../../components/etcd/member";
-import { ETCDCTL_ENV, etcdUpdateScript, MEMBER_ENV } from "../../components/etcd/render";
+import { ETCDCTL_ENV, etcdCreateScript, etcdUpdateScript, MEMBER_ENV } from "../../components/etcd/render";
 import { command, quote } from "../../components/remote/shell";
 import { FakeEtcd, fakeEtcd, FakeMember } from "../helpers/fakeEtcd";
 
@@ -249,5 +249,29 @@ test("the etcd update restarts a running member only when something it reads cha
     assert.equal(r.status, 0, r.stderr);
     const restarted = c.fake.state().log.includes("systemctl restart etcd.service");
     assert.equal(restarted, restarts, `changed ${changed.join(", ")}: ${r.stdout}`);
+  }
+});
+
+test("a learner whose promotion timed out in an earlier run is promoted by the next one (update and create), once in sync; a voter is left alone", () => {
+  for (const script of ["update", "create"] as const) {
+    for (const learner of [true, false]) {
+      const c = cluster([member(1), member(2, { learner }), member(3)], { ...healthy, [url(2, 2379)]: true, "https://127.0.0.1:2379": true }, 1);
+      const dataDir = path.join(c.fake.dir, "etcd");
+      fs.mkdirSync(path.join(dataDir, "member"), { recursive: true });
+      fs.writeFileSync(path.join(c.fake.dir, "etcdctl.env"), `ETCDCTL_ENDPOINTS=${ENDPOINTS}\n`);
+      fs.writeFileSync(path.join(c.fake.dir, "member.env"), `HAKUBE_ETCD_NAME=cp-2\nHAKUBE_ETCD_PEER_URL=${url(2, 2380)}\nHAKUBE_ETCD_CLIENT_URL=${url(2, 2379)}\n`);
+      const text = (script === "update" ? etcdUpdateScript(5, 2379, undefined, dataDir) : etcdCreateScript(dataDir, 5, 2379))
+        .replaceAll(ETCDCTL_ENV, path.join(c.fake.dir, "etcdctl.env"))
+        .replaceAll(MEMBER_ENV, path.join(c.fake.dir, "member.env"))
+        .replaceAll(INITIAL_CLUSTER_ENV, c.envFile)
+        .replace(/^.*useradd.*$/m, ":")
+        .replace(/^\s*install -d -m 0700 .*$/m, ":");
+      const r = c.fake.run(`HAKUBE_CHANGED=\n${text}`);
+      assert.equal(r.status, 0, `${script}: ${r.stderr}`);
+      const s = c.fake.state();
+      assert.equal(s.members.find((m) => m.name === "cp-2")!.learner, false, `${script}: cp-2 is a voter after the run (${s.log.join(" | ")})`);
+      assert.equal(s.log.filter((l) => l === "member promote a2").length, learner ? 1 : 0, `${script}, learner ${learner}: ${s.log.join(" | ")}`);
+      if (learner) assert.match(r.stdout, /cp-2 is still a learner .*promoting it/);
+    }
   }
 });
