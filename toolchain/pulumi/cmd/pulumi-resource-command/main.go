@@ -7,12 +7,14 @@
 // of `triggers` replaces; `delete` runs on delete; with addPreviousOutputInEnv (default
 // true) the previous stdout and stderr, when not empty, are in PULUMI_COMMAND_STDOUT
 // and PULUMI_COMMAND_STDERR. remote.CopyToRemote copies again only when its source or
-// remotePath changed. Unlike upstream, every SSH connection verifies the host's key:
-// connection.hostKey is required and the host must present exactly that key (see
-// dial); a change of the connection that changes nothing but hostKey (a new pin for the
-// same host: hostKey added to a stack made before it was required, or a host's key
-// rotated) is stored but runs no command and copies nothing. The upstream provider's
-// module is not served by the Go module proxy here; see toolchain/README.md.
+// remotePath changed. A connection may go through a jump host (connection.proxy, as
+// `ssh -J`). Unlike upstream, every SSH connection verifies the host's key, and the
+// jump host's: connection.hostKey (connection.proxy.hostKey) is required and the host
+// (jump host) must present exactly that key (see dial); a change of the connection that
+// changes nothing but those pins (a new pin for the same host: hostKey added to a stack
+// made before it was required, or a host's key rotated) is stored but runs no command
+// and copies nothing. The upstream provider's module is not served by the Go module
+// proxy here; see toolchain/README.md.
 package main
 
 import (
@@ -149,10 +151,11 @@ func previousOutputs(state V) V {
 }
 
 // onlyHostKeyChanged says whether the change from the old inputs to the new ones is a new
-// pin of the host's key and nothing else: `connection` is the only input that changed,
-// and of its fields only hostKey (added or changed; a field set to null counts as
-// absent). The host is the same, so nothing needs to run on it again; the new
-// connection is stored all the same, and used from then on (by Delete too).
+// pin of the host's key, or of its jump host's, and nothing else: `connection` is the
+// only input that changed, and of its fields only hostKey and proxy.hostKey (added or
+// changed; a field set to null counts as absent). The hosts are the same, so nothing
+// needs to run again; the new connection is stored all the same, and used from then
+// on (by Delete too).
 func onlyHostKeyChanged(oldIn, newIn V, changed []string) bool {
 	if len(changed) != 1 || changed[0] != "connection" {
 		return false
@@ -162,12 +165,17 @@ func onlyHostKeyChanged(oldIn, newIn V, changed []string) bool {
 	if !oOK || !nOK {
 		return false
 	}
-	withoutHostKey := func(conn V) V {
+	var withoutHostKey func(conn V) V
+	withoutHostKey = func(conn V) V {
 		out := V{}
 		for k, v := range conn {
-			if k != "hostKey" && v != nil {
-				out[k] = v
+			if k == "hostKey" || v == nil {
+				continue
 			}
+			if proxy, ok := v.(map[string]any); ok && k == "proxy" {
+				v = withoutHostKey(proxy)
+			}
+			out[k] = v
 		}
 		return out
 	}
@@ -187,9 +195,9 @@ func runCreate(ctx context.Context, in V, run runner) (string, V, error) {
 }
 
 // runUpdate runs on every update, whichever input changed (the engine calls it only
-// when Diff found a change; a remote command whose connection changed only in hostKey
-// does not call it): `update`, or `create` when there is no update command; with
-// neither, the previous outputs stay.
+// when Diff found a change; a remote command whose connection changed only in its pins,
+// hostKey and proxy.hostKey, does not call it): `update`, or `create` when there is no
+// update command; with neither, the previous outputs stay.
 func runUpdate(ctx context.Context, state, in V, run runner) (V, error) {
 	prev := previousOutputs(state)
 	c := provkit.Str(in, "update")
@@ -281,19 +289,15 @@ func validateConnection(in V) map[string]string {
 		return nil
 	}
 	p := map[string]string{}
-	if h, ok := conn["host"]; ok && h == "" {
-		p["connection.host"] = "is required"
-	}
-	if _, ok := conn["proxy"].(map[string]any); ok {
-		p["connection.proxy"] = "is not supported by hakube's command provider"
-	}
-	// The failure is on connection.hostKey, not on connection: the engine prints the
-	// value of the property that failed, and the connection holds the private key.
-	// Present but nil is a value unknown at preview: it is checked once known.
-	if hk, present := conn["hostKey"]; !present || hk != nil {
-		if _, err := hostKeyOf(conn); err != nil {
-			p["connection.hostKey"] = err.Error()
-		}
+	checkHop(p, "connection", conn)
+	// connection.proxy, the jump host, is pinned like the host. Nil is no jump host, or
+	// one unknown at preview.
+	switch proxy := conn["proxy"].(type) {
+	case map[string]any:
+		checkHop(p, "connection.proxy", proxy)
+	case nil:
+	default:
+		p["connection.proxy"] = "must be an object: the jump host's host, port, user, privateKey or password, and hostKey"
 	}
 	if len(p) == 0 {
 		return nil
@@ -301,12 +305,29 @@ func validateConnection(in V) map[string]string {
 	return p
 }
 
-// hostKeyFormat says what connection.hostKey holds.
+// checkHop adds the problems of one hop's connection (the host's, or the jump host's
+// in connection.proxy), by property below field. The failure is on field.hostKey, not
+// on field: the engine prints the value of the property that failed, and the
+// connection holds the private key. Present but nil is a value unknown at preview: it
+// is checked once known.
+func checkHop(p map[string]string, field string, conn V) {
+	if h, ok := conn["host"]; ok && h == "" {
+		p[field+".host"] = "is required"
+	}
+	if hk, present := conn["hostKey"]; !present || hk != nil {
+		if _, err := hostKeyOf(conn); err != nil {
+			p[field+".hostKey"] = err.Error()
+		}
+	}
+}
+
+// hostKeyFormat says what connection.hostKey (and connection.proxy.hostKey) holds.
 const hostKeyFormat = `the host's public SSH key in authorized_keys format ("ssh-ed25519 AAAA...", as in the host's /etc/ssh/ssh_host_ed25519_key.pub)`
 
-// hostKeyOf reads connection.hostKey, the one key the host must present. Its errors
-// complete "connection.hostKey ..." and never repeat the value (it may be a private key
-// given by mistake).
+// hostKeyOf reads the hostKey of a hop's connection (connection or connection.proxy),
+// the one key the host (or jump host) must present. Its errors complete
+// "connection.hostKey ..." and never repeat the value (it may be a private key given
+// by mistake).
 func hostKeyOf(conn V) (ssh.PublicKey, error) {
 	v, present := conn["hostKey"]
 	s, isString := v.(string)
@@ -370,37 +391,47 @@ func validateCopy(in V) map[string]string {
 	return p
 }
 
-// dial connects over SSH with the connection's retry policy (dialErrorLimit tries,
-// -1 for no limit, perDialTimeout seconds each), for machines that are still booting.
-// The host must present connection.hostKey; a host that does not is refused at once
-// (it is not retried) and is sent nothing: the key is checked in the key exchange,
-// before any authentication.
-func dial(ctx context.Context, in V) (*ssh.Client, error) {
-	conn := provkit.Obj(in, "connection")
-	host := provkit.Str(conn, "host")
-	port := int(provkit.Num(conn, "port", 22))
-	user := provkit.Str(conn, "user")
-	if user == "" {
-		user = "root"
+// hop is one SSH connection of a dial: to the host, or to the jump host in front of it
+// (connection.proxy), with its own credentials, pinned key, timeout and retry limit.
+type hop struct {
+	field   string // the connection's property: "connection" or "connection.proxy"
+	what    string // "the host" or "the jump host", in messages
+	user    string
+	addr    string // host:port
+	pinned  ssh.PublicKey
+	cfg     *ssh.ClientConfig
+	limit   int           // dialErrorLimit: tries, -1 for no limit
+	timeout time.Duration // perDialTimeout, per try
+	// refused is why the hop's key was not accepted (set by the host key callback); such
+	// a hop is not tried again.
+	refused error
+}
+
+// hopOf reads one hop's connection: host, port (22), user (root), hostKey, privateKey
+// (with privateKeyPassword) or password, dialErrorLimit (10), perDialTimeout (15 s),
+// with upstream's defaults for the host and the jump host alike. It connects to
+// nothing.
+func hopOf(conn V, field, what string) (*hop, error) {
+	h := &hop{field: field, what: what, user: provkit.Str(conn, "user")}
+	if h.user == "" {
+		h.user = "root"
 	}
-	if _, ok := conn["proxy"].(map[string]any); ok {
-		return nil, provkit.Errorf("connection.proxy is not supported by hakube's command provider")
-	}
+	h.addr = net.JoinHostPort(provkit.Str(conn, "host"), strconv.Itoa(int(provkit.Num(conn, "port", 22))))
 	pinned, err := hostKeyOf(conn)
 	if err != nil {
-		return nil, provkit.Errorf("connection.hostKey %v", err)
+		return nil, provkit.Errorf("%s.hostKey %v", field, err)
 	}
+	h.pinned = pinned
 	var auths []ssh.AuthMethod
 	if k := provkit.Str(conn, "privateKey"); k != "" {
 		var signer ssh.Signer
-		var err error
 		if pw := provkit.Str(conn, "privateKeyPassword"); pw != "" {
 			signer, err = ssh.ParsePrivateKeyWithPassphrase([]byte(k), []byte(pw))
 		} else {
 			signer, err = ssh.ParsePrivateKey([]byte(k))
 		}
 		if err != nil {
-			return nil, provkit.Errorf("connection.privateKey: %v", err)
+			return nil, provkit.Errorf("%s.privateKey: %v", field, err)
 		}
 		auths = append(auths, ssh.PublicKeys(signer))
 	}
@@ -408,42 +439,69 @@ func dial(ctx context.Context, in V) (*ssh.Client, error) {
 		auths = append(auths, ssh.Password(pw))
 	}
 	if len(auths) == 0 {
-		return nil, provkit.Errorf("connection: give privateKey or password (SSH agents are not supported by hakube's command provider)")
+		return nil, provkit.Errorf("%s: give privateKey or password (SSH agents are not supported by hakube's command provider)", field)
 	}
-	// refused is why the host's key was not accepted; such a host is not tried again.
-	var refused error
 	fixed := ssh.FixedHostKey(pinned)
 	checkHostKey := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
 		if err := fixed(hostname, remote, key); err != nil {
-			refused = fmt.Errorf("the host presented the key %s %s, which did not match connection.hostKey (%s %s)",
-				key.Type(), ssh.FingerprintSHA256(key), pinned.Type(), ssh.FingerprintSHA256(pinned))
-			return refused
+			h.refused = fmt.Errorf("%s presented the key %s %s, which did not match %s.hostKey (%s %s)",
+				what, key.Type(), ssh.FingerprintSHA256(key), field, pinned.Type(), ssh.FingerprintSHA256(pinned))
+			return h.refused
 		}
 		return nil
 	}
-	timeout := time.Duration(provkit.Num(conn, "perDialTimeout", 15)) * time.Second
-	cfg := &ssh.ClientConfig{User: user, Auth: auths, HostKeyCallback: checkHostKey,
-		HostKeyAlgorithms: hostKeyAlgorithms(pinned), Timeout: timeout}
-	limit := int(provkit.Num(conn, "dialErrorLimit", 10))
-	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	h.timeout = time.Duration(provkit.Num(conn, "perDialTimeout", 15)) * time.Second
+	h.cfg = &ssh.ClientConfig{User: h.user, Auth: auths, HostKeyCallback: checkHostKey,
+		HostKeyAlgorithms: hostKeyAlgorithms(pinned), Timeout: h.timeout}
+	h.limit = int(provkit.Num(conn, "dialErrorLimit", 10))
+	if h.limit == 0 {
+		h.limit = 1 // one try at least
+	}
+	return h, nil
+}
+
+// hopError is why a hop could not be connected: refused (its key was not accepted, so
+// it was sent nothing) or failed (the last try's error).
+type hopError struct {
+	refused bool
+	err     error
+}
+
+func (e *hopError) Error() string { return e.err.Error() }
+
+// connect makes the hop's connection with try, up to dialErrorLimit times, waiting 1,
+// 2, 4, then 8 s between tries (not after the last): a machine that is still booting (no route, connection
+// refused, a timeout; through a jump host, a host it cannot reach yet) is tried again.
+// What cannot pass with time is not: a host key that does not match (or no host key of
+// the pinned type), a failed authentication, a jump host that refuses to forward.
+func (h *hop) connect(ctx context.Context, try func() (*ssh.Client, error)) (*ssh.Client, error) {
 	var lastErr error
-	for attempt := 1; limit < 0 || attempt <= limit; attempt++ {
-		client, err := ssh.Dial("tcp", addr, cfg)
+	for attempt := 1; h.limit < 0 || attempt <= h.limit; attempt++ {
+		client, err := try()
 		if err == nil {
 			return client, nil
 		}
 		lastErr = err
 		var negotiation *ssh.AlgorithmNegotiationError
-		if refused == nil && errors.As(err, &negotiation) && negotiation.What == "host key" {
-			refused = fmt.Errorf("the host has no %s host key (it offers %s), so it cannot present connection.hostKey (%s)",
-				pinned.Type(), strings.Join(negotiation.RequestedAlgorithms, ", "), ssh.FingerprintSHA256(pinned))
+		if h.refused == nil && errors.As(err, &negotiation) && negotiation.What == "host key" {
+			h.refused = fmt.Errorf("%s has no %s host key (it offers %s), so it cannot present %s.hostKey (%s)",
+				h.what, h.pinned.Type(), strings.Join(negotiation.RequestedAlgorithms, ", "), h.field, ssh.FingerprintSHA256(h.pinned))
 		}
-		if refused != nil {
-			return nil, provkit.Errorf("ssh to %s@%s refused: %v; nothing was sent to the host", user, addr, refused)
+		if h.refused != nil {
+			return nil, &hopError{refused: true, err: h.refused}
 		}
 		var authErr *ssh.ServerAuthError
 		if errors.As(err, &authErr) || strings.Contains(err.Error(), "unable to authenticate") {
 			break
+		}
+		var openErr *ssh.OpenChannelError
+		if errors.As(err, &openErr) && openErr.Reason == ssh.Prohibited {
+			lastErr = fmt.Errorf("%w: the jump host does not forward connections to %s (see its sshd's AllowTcpForwarding, PermitOpen)",
+				err, h.addr)
+			break
+		}
+		if attempt == h.limit {
+			break // no wait after the last try
 		}
 		wait := time.Duration(1<<min(attempt-1, 3)) * time.Second
 		select {
@@ -452,7 +510,118 @@ func dial(ctx context.Context, in V) (*ssh.Client, error) {
 		case <-time.After(wait):
 		}
 	}
-	return nil, provkit.Errorf("ssh to %s@%s failed: %v", user, addr, lastErr)
+	return nil, &hopError{err: lastErr}
+}
+
+// through connects to the hop over a connection the jump host forwards (a direct-tcpip
+// channel), within perDialTimeout: the channel has no deadlines, so a handshake that
+// takes longer is ended by closing it.
+func (h *hop) through(ctx context.Context, jump *ssh.Client) (*ssh.Client, error) {
+	dctx, cancel := ctx, context.CancelFunc(func() {})
+	if h.timeout > 0 {
+		dctx, cancel = context.WithTimeout(ctx, h.timeout)
+	}
+	defer cancel()
+	nc, err := jump.DialContext(dctx, "tcp", h.addr)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("the jump host opened no connection to %s within %v", h.addr, h.timeout)
+		}
+		return nil, err
+	}
+	expired := func() bool { return false }
+	if h.timeout > 0 {
+		timer := time.AfterFunc(h.timeout, func() { nc.Close() })
+		expired = func() bool { return !timer.Stop() }
+	}
+	c, chans, reqs, err := ssh.NewClientConn(nc, h.addr, h.cfg)
+	if expired() {
+		if err == nil {
+			c.Close()
+		}
+		return nil, fmt.Errorf("no SSH handshake with %s within %v", h.addr, h.timeout)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// sshClient is a connection to the host; through a jump host it holds the jump host's
+// connection too, which Close closes with it.
+type sshClient struct {
+	*ssh.Client
+	jump *ssh.Client
+}
+
+func (c *sshClient) Close() error {
+	err := c.Client.Close()
+	if c.jump != nil {
+		if jerr := c.jump.Close(); err == nil {
+			err = jerr
+		}
+	}
+	return err
+}
+
+// dial connects over SSH, directly or through the jump host of connection.proxy (as
+// `ssh -J`: an SSH connection to the jump host, then one to the host over a channel it
+// forwards), each hop with its own retry policy (dialErrorLimit tries, -1 for no limit,
+// perDialTimeout seconds each), for machines that are still booting. Each hop must
+// present its hostKey (connection.hostKey, connection.proxy.hostKey); one that does not
+// is refused at once (it is not retried) and is sent nothing: the key is checked in the
+// key exchange, before any authentication. Both hops' settings are read before
+// anything is dialed, and a refused jump host means the host is not even reached.
+func dial(ctx context.Context, in V) (*sshClient, error) {
+	conn := provkit.Obj(in, "connection")
+	host, err := hopOf(conn, "connection", "the host")
+	if err != nil {
+		return nil, err
+	}
+	var jump *hop
+	switch proxy := conn["proxy"].(type) {
+	case map[string]any:
+		if jump, err = hopOf(proxy, "connection.proxy", "the jump host"); err != nil {
+			return nil, err
+		}
+	case nil:
+	default:
+		return nil, provkit.Errorf("connection.proxy must be an object: the jump host's connection")
+	}
+	if jump == nil {
+		client, err := host.connect(ctx, func() (*ssh.Client, error) { return ssh.Dial("tcp", host.addr, host.cfg) })
+		if err != nil {
+			return nil, hopFailure(err, fmt.Sprintf("ssh to %s@%s", host.user, host.addr), "; nothing was sent to the host")
+		}
+		return &sshClient{Client: client}, nil
+	}
+	jumpClient, err := jump.connect(ctx, func() (*ssh.Client, error) { return ssh.Dial("tcp", jump.addr, jump.cfg) })
+	if err != nil {
+		what := fmt.Sprintf("ssh to the jump host %s (user %s, connection.proxy) for %s@%s",
+			jump.addr, jump.user, host.user, host.addr)
+		return nil, hopFailure(err, what, fmt.Sprintf("; nothing was sent to it, and %s was not reached", host.addr))
+	}
+	client, err := host.connect(ctx, func() (*ssh.Client, error) { return host.through(ctx, jumpClient) })
+	if err != nil {
+		jumpClient.Close()
+		what := fmt.Sprintf("ssh to %s@%s through the jump host %s", host.user, host.addr, jump.addr)
+		return nil, hopFailure(err, what, "; nothing was sent to the host")
+	}
+	return &sshClient{Client: client, jump: jumpClient}, nil
+}
+
+// hopFailure is the error of a hop that could not be connected: "<what> refused:
+// <why><nothingSent>" or "<what> failed: <error>"; a cancellation as it is.
+func hopFailure(err error, what, nothingSent string) error {
+	var he *hopError
+	if !errors.As(err, &he) {
+		return err
+	}
+	if he.refused {
+		return provkit.Errorf("%s refused: %v%s", what, he.err, nothingSent)
+	}
+	return provkit.Errorf("%s failed: %v", what, he.err)
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

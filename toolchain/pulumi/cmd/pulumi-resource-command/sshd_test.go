@@ -11,9 +11,11 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,10 +27,12 @@ import (
 // accepts one client key (and a password when one is set), runs each `exec` request
 // with /bin/sh on this machine, connects stdin, stdout and stderr, reports the exit
 // status, and accepts `env` requests only when acceptEnv is set (like sshd's
-// AcceptEnv). It holds one host key per type it was started with (an ed25519 key
-// unless told otherwise; dropHostKey retires one), and counts what clients got to do:
-// authentication attempts and sessions, so a test can see that a refused host was sent
-// nothing.
+// AcceptEnv). As a jump host it opens `direct-tcpip` channels (RFC 4254 7.2, what
+// `ssh -J` and connection.proxy use), to 127.0.0.1 only: the tests' own servers. It
+// holds one host key per type it was started with (an ed25519 key unless told
+// otherwise; dropHostKey retires one), and counts what clients got to do: TCP
+// connections, authentication attempts, sessions and forwarded channels, so a test can
+// see that a refused host was sent nothing, or that a jump host only forwarded.
 type testSSHD struct {
 	addr      string
 	port      int
@@ -46,6 +50,9 @@ type testSSHD struct {
 	execs    []string     // commands run, in order
 	auths    int          // authentication attempts (key or password), accepted or not
 	sessions int          // session channels opened
+	conns    int          // TCP connections accepted
+	open     int          // of those, the ones not closed yet
+	forwards []string     // direct-tcpip channels asked for ("host:port"), opened or not
 }
 
 // dropHostKey makes the server stop presenting its host key of type typ to new
@@ -73,6 +80,21 @@ func (s *testSSHD) contacts() (auths, sessions int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.auths, s.sessions
+}
+
+// connections returns how many TCP connections the server accepted, and how many of
+// them are still open.
+func (s *testSSHD) connections() (accepted, open int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns, s.open
+}
+
+// forwarded returns the destinations of the direct-tcpip channels clients asked for.
+func (s *testSSHD) forwarded() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.forwards...)
 }
 
 type sshdOptions struct {
@@ -203,6 +225,15 @@ func (s *testSSHD) countAuth() {
 }
 
 func (s *testSSHD) serve(c net.Conn, cfg *ssh.ServerConfig) {
+	s.mu.Lock()
+	s.conns++
+	s.open++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.open--
+		s.mu.Unlock()
+	}()
 	defer c.Close()
 	_, chans, reqs, err := ssh.NewServerConn(c, cfg)
 	if err != nil {
@@ -210,8 +241,13 @@ func (s *testSSHD) serve(c net.Conn, cfg *ssh.ServerConfig) {
 	}
 	go ssh.DiscardRequests(reqs)
 	for nc := range chans {
-		if nc.ChannelType() != "session" {
-			_ = nc.Reject(ssh.UnknownChannelType, "only sessions")
+		switch nc.ChannelType() {
+		case "session":
+		case "direct-tcpip":
+			s.directTCPIP(nc)
+			continue
+		default:
+			_ = nc.Reject(ssh.UnknownChannelType, "only sessions and direct-tcpip")
 			continue
 		}
 		ch, creqs, err := nc.Accept()
@@ -223,6 +259,49 @@ func (s *testSSHD) serve(c net.Conn, cfg *ssh.ServerConfig) {
 		s.mu.Unlock()
 		go s.session(ch, creqs)
 	}
+}
+
+// directTCPIP opens a direct-tcpip channel: a TCP connection from the server to the
+// host and port its payload names (RFC 4254 7.2), to 127.0.0.1 only, with the bytes
+// copied both ways until either side closes.
+func (s *testSSHD) directTCPIP(nc ssh.NewChannel) {
+	var payload struct {
+		Host       string
+		Port       uint32
+		OriginHost string
+		OriginPort uint32
+	}
+	if err := ssh.Unmarshal(nc.ExtraData(), &payload); err != nil {
+		_ = nc.Reject(ssh.ConnectionFailed, "malformed direct-tcpip payload: "+err.Error())
+		return
+	}
+	dest := net.JoinHostPort(payload.Host, strconv.FormatUint(uint64(payload.Port), 10))
+	s.mu.Lock()
+	s.forwards = append(s.forwards, dest)
+	s.mu.Unlock()
+	if payload.Host != "127.0.0.1" {
+		_ = nc.Reject(ssh.Prohibited, "the test server forwards to 127.0.0.1 only")
+		return
+	}
+	tc, err := net.Dial("tcp", dest)
+	if err != nil {
+		_ = nc.Reject(ssh.ConnectionFailed, err.Error())
+		return
+	}
+	ch, creqs, err := nc.Accept()
+	if err != nil {
+		tc.Close()
+		return
+	}
+	go ssh.DiscardRequests(creqs)
+	go func() {
+		done := make(chan struct{}, 2)
+		go func() { _, _ = io.Copy(tc, ch); done <- struct{}{} }()
+		go func() { _, _ = io.Copy(ch, tc); done <- struct{}{} }()
+		<-done
+		ch.Close()
+		tc.Close()
+	}()
 }
 
 // sshString reads one SSH wire-format string from b.
@@ -287,4 +366,12 @@ func (s *testSSHD) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 func (s *testSSHD) connection() map[string]any {
 	return map[string]any{"host": s.addr, "port": float64(s.port), "user": "root", "hostKey": s.hostKey,
 		"privateKey": s.keyPEM, "dialErrorLimit": float64(1), "perDialTimeout": float64(5)}
+}
+
+// proxyConnection is connection.proxy for this server as a jump host, with the fields
+// AwsMachines sends (components/aws/awsMachines.ts): no dialErrorLimit or
+// perDialTimeout, so the defaults apply.
+func (s *testSSHD) proxyConnection() map[string]any {
+	return map[string]any{"host": s.addr, "port": float64(s.port), "user": "root", "privateKey": s.keyPEM,
+		"hostKey": s.hostKey}
 }
