@@ -171,6 +171,12 @@ test("the README's CI times: the newest passed run with the toolchain cached, an
   const partly: RunRecords = { dir: "partly", records: [], suites: [ci(failing, "2026-12-09T07:00:00.000Z", true, { setup: 600 }, { ...cached, go: 95 })] };
   assert.deepEqual(renderCiTimes([...loaded, partly]), ciTimes);
   assert.match(renderReliability([partly]), /\| cold: 1 family built, 1 min 35 s \(3 cached\) \|/);
+  // One that rebuilt a minute or less of it (a changed plugin) counts as cached, the rebuilt part named.
+  const newest: RunInfo = { ...failing, id: "20261209T0800Z-ddddddd", commit: "ddddddd", date: "2026-12-09T08:00:00.000Z" };
+  const plugin: RunRecords = { dir: "plugin", records: [], suites: [ci(newest, "2026-12-09T08:00:00.000Z", true, { setup: 30 }, { ...cached, plugins: 4 })] };
+  const lines = renderCiTimes([...loaded, plugin]);
+  assert.match(lines[0], /^- toolchain cached: \*\*.*\*\* \(`time bash \.ci\/run` on a clean clone, run .*; rebuilt: plugins 4 s\)$/);
+  assert.equal(lines[1], ciTimes[1]);
 });
 
 test("files that do not parse or carry another schema are named in warnings", () => {
