@@ -40,7 +40,7 @@ test("image filters: Debian 12 from Debian's account by default, Ubuntu 24.04 fr
 
 test("cloud-init lets root log in with the key only, and installs the host key made in Pulumi as the only one (golden)", () => {
   const hostKey = {
-    privateKeyOpenssh: "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAfake\nBBBBfake\n-----END OPENSSH PRIVATE KEY-----\n",
+    privateKeyOpenssh: "first line of a made-up key\nAAAAfake\nBBBBfake\nlast line of a made-up key\n",
     publicKeyOpenssh: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIfake\n",
   };
   const text = cloudInit("cp-2", hostKey);

