@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { allowStackNetwork, assertSafeDestination } from "./guard";
-import { hostKeyAlgorithms, hostKeyProblem, knownHostsLine } from "../components/observe/ssh";
+import { hostKeyProblem, knownHostsLine, sshArgv } from "../components/observe/ssh";
 import { HOST_KEY_LINE } from "../components/machines/localRender";
 import type { CertificateExpiry } from "../components/pki/clusterPki";
 
@@ -242,21 +242,8 @@ export class Credentials {
    */
   private sshArgs(address: string): string[] {
     const pinned = this.knownHostsFor(address);
-    return [
-        "-F", "/dev/null",
-        "-i", this.sshKey,
-        "-o", "BatchMode=yes",
-        "-o", "IdentitiesOnly=yes",
-        "-o", "StrictHostKeyChecking=yes",
-        "-o", `UserKnownHostsFile=${pinned.file}`,
-        "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", "CheckHostIP=no",
-        "-o", `HostKeyAlgorithms=${hostKeyAlgorithms(pinned.hostKey)}`,
-        "-o", "LogLevel=ERROR",
-        "-o", "ConnectTimeout=5",
-        `root@${address}`,
-        "bash -s",
-    ];
+    // The observers' arguments (components/observe/ssh.ts): one way to pin a host.
+    return sshArgv({ host: address, user: "root", hostKey: pinned.hostKey }, { key: this.sshKey, knownHosts: pinned.file });
   }
 
   /**
