@@ -74,8 +74,10 @@ export const EXPECTATIONS: readonly { readonly name: RegExp; readonly expect: Ex
   { name: /^etcd-quorum$/, expect: { kind: "quorum-loss", what: "5. etcd members stopped one, then two (quorum lost by design), then started" } },
   { name: /^lose-machine-for-good$/, expect: { kind: "loss", visibleBudget: 0, what: "8. a machine lost for good, then pulumi up --refresh makes it anew" } },
   { name: /^repair-stopped-services$/, expect: { kind: "loss", visibleBudget: 0, what: "9. etcd and kube-scheduler stopped by hand, then pulumi up --refresh" } },
-  { name: /^rolling-upgrade$/, expect: { kind: "planned", visibleBudget: 0, what: "6. the minor upgrade with an apiserver flag, an etcd setting and tuned leader election, rolled" } },
-  { name: /^rolling-renew-leaves$/, expect: { kind: "planned", visibleBudget: 0, what: "12. every leaf certificate renewed, rolled" } },
+  {
+    name: /^rolling-upgrade$/,
+    expect: { kind: "planned", visibleBudget: 0, what: "6. the minor upgrade with an apiserver flag, an etcd setting, tuned leader election and every leaf certificate issued anew, rolled" },
+  },
   { name: /^rolling-rings-(add|switch|drop)$/, expect: { kind: "planned", visibleBudget: 0, what: "13. every key ring rotated: one step, rolled" } },
   {
     name: /^replace-machine$/,

@@ -6,12 +6,6 @@
 // is that generation, is issued anew in the same `pulumi up` (a preview shows it).
 import * as pulumi from "@pulumi/pulumi";
 
-/**
- * Only for tests of renewal: decide as if the clock were this many hours ahead (the
- * certificates themselves are still issued at the real time). Unset in normal use.
- */
-export const RENEWAL_CLOCK_SKEW_ENV = "HAKUBE_RENEWAL_CLOCK_SKEW_HOURS";
-
 export interface RenewalState {
   readonly validityHours: number;
   readonly earlyRenewalHours: number;
@@ -48,8 +42,7 @@ export interface RenewalInputs {
 /** Serialized into the state by Pulumi. */
 export const certificateRenewalProvider: pulumi.dynamic.ResourceProvider = {
   async diff(_id: string, olds: RenewalState, news: RenewalInputs) {
-    const skew = Number(process.env.HAKUBE_RENEWAL_CLOCK_SKEW_HOURS ?? 0) || 0;
-    const next = nextRenewal(olds, news, Date.now() + skew * 3_600_000);
+    const next = nextRenewal(olds, news, Date.now());
     const changes = next.generation !== olds.generation || next.earlyRenewalHours !== olds.earlyRenewalHours;
     return { changes, replaces: [], deleteBeforeReplace: false };
   },
@@ -57,10 +50,7 @@ export const certificateRenewalProvider: pulumi.dynamic.ResourceProvider = {
     return { id: "renewal", outs: { ...inputs, issuedAt: new Date().toISOString(), generation: 1 } };
   },
   async update(_id: string, olds: RenewalState, news: RenewalInputs) {
-    const skew = Number(process.env.HAKUBE_RENEWAL_CLOCK_SKEW_HOURS ?? 0) || 0;
-    const next = nextRenewal(olds, news, Date.now() + skew * 3_600_000);
-    // The new certificate is issued now (real time), whatever the skew.
-    return { outs: next.generation !== olds.generation ? { ...next, issuedAt: new Date().toISOString() } : next };
+    return { outs: nextRenewal(olds, news, Date.now()) };
   },
 };
 

@@ -72,14 +72,14 @@ test("planned work: a 429 with Retry-After and a stream refused then answered co
 
 test("planned work: a request the probe stopped waiting for is a stall (client-go has no timeout of its own): not in the budget, but held to the window bound", () => {
   const short = history(60, (t) => (t >= 30_000 && t < 32_000 ? { ms: 2000, error: "timeout after 2000 ms" } : undefined));
-  const ok = checkAvailability(run("rolling-renew-leaves", short), BOUND);
+  const ok = checkAvailability(run("rolling-upgrade", short), BOUND);
   assert.deepEqual(ok.problems, []);
   assert.equal(ok.probes[0].stalled, 20);
   assert.equal(ok.probes[0].visible, 0);
   const long = history(60, (t) => (t >= 30_000 && t < 40_000 ? { ms: 2000, error: "timeout after 2000 ms" } : undefined));
-  const bad = checkAvailability(run("rolling-renew-leaves", long), BOUND);
+  const bad = checkAvailability(run("rolling-upgrade", long), BOUND);
   assert.equal(bad.problems.length, 1, JSON.stringify(bad.problems));
-  assert.match(bad.problems[0], /rolling-renew-leaves vip per-request: a failure window of \d+ ms \(from 30000 ms in\) is over the bound/);
+  assert.match(bad.problems[0], /rolling-upgrade vip per-request: a failure window of \d+ ms \(from 30000 ms in\) is over the bound/);
   const goClient = 'Get "https://kubernetes.default.svc/api/v1/namespaces/hakube-probe": context deadline exceeded (Client.Timeout exceeded while awaiting headers)';
   assert.equal(failureKind({ at: 0, ms: 2001, ok: false, op: "read", error: goClient }), "stalled");
   assert.equal(failureKind({ at: 0, ms: 2001, ok: false, op: "write", error: "timeout after 2000 ms" }), "stalled", "a write the caller still waits for");
