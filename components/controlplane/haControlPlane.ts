@@ -255,7 +255,7 @@ export class HaControlPlane extends pulumi.ComponentResource {
       plan.balancer.kind === "keepalived"
         ? new KeepalivedLoadBalancer(
             `${name}-lb`,
-            { ...plan.balancer.options, hosts: balancerHosts, apiServers: this.apiServers, pki: this.pki },
+            { ...plan.balancer.options, hosts: balancerHosts, apiServers: this.apiServers, pki: this.pki, network: args.observe?.network },
             { parent: this },
           )
         : plan.balancer.options.endpoint;

@@ -4,6 +4,8 @@ import { ApiServerPool } from "../apiserver/apiServerPool";
 import { ClusterPki } from "../pki/clusterPki";
 import { gateStep, hostStep } from "../remote/hostStep";
 import { isIpv4 } from "../net";
+import { ObservedNetwork } from "../observe/ssh";
+import { BalancerPeers } from "./peers";
 import { invalid, knownValue, requireHosts, requireInteger, requireNumber } from "../validation";
 import {
   balancerCreateScript,
@@ -58,6 +60,11 @@ export interface KeepalivedLoadBalancerArgs {
   readonly monitorPort?: number;
   /** How long the gate waits for /readyz through the VIP. @default 120 */
   readonly readyTimeoutSeconds?: number;
+  /**
+   * On a local stack, the bridge the hosts are reached through: a host leaving the balancers
+   * is told to stop keepalived over SSH only while it carries their subnet.
+   */
+  readonly network?: ObservedNetwork;
 }
 
 /**
@@ -138,6 +145,9 @@ export class KeepalivedLoadBalancer extends pulumi.ComponentResource implements 
       }),
     );
     const addresses = pulumi.all(args.hosts.map((h) => h.address));
+    // A host leaving the set stops keepalived before the staying hosts drop it from their
+    // peers (./peers.ts: otherwise it takes the VIP too until its step is deleted).
+    const peers = new BalancerPeers(`${name}-peers`, { hosts: args.hosts, network: args.network }, { parent: this });
 
     const steps = args.hosts.map((host, i) =>
       hostStep(
@@ -171,7 +181,7 @@ export class KeepalivedLoadBalancer extends pulumi.ComponentResource implements 
           delete: balancerDeleteScript,
           component: { name: "balancer", units: ["haproxy.service", "keepalived.service"] },
         },
-        { parent: this },
+        { parent: this, dependsOn: [peers] },
       ),
     );
 

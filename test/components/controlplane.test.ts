@@ -111,6 +111,12 @@ test("ordering: etcd ready before apiservers, apiservers ready before controller
     assert.ok(r.dependsOn.map(nameOf).includes("c3-apiserver-ready"), `${r.name} waits for the apiservers`);
   }
   assert.ok(byName("c3-lb-ready").dependsOn.map(nameOf).includes("c3-apiserver-ready"));
+  // A host leaving the balancers stops keepalived before any balancer is reloaded
+  // (components/loadbalancer/peers.ts).
+  assert.equal(steps("c3", "lb").length, 3);
+  for (const r of steps("c3", "lb")) {
+    assert.ok(r.dependsOn.map(nameOf).includes("c3-lb-peers"), `${r.name} waits for the balancer set's record`);
+  }
   assert.deepEqual(
     byName("c3-etcd-ready").dependsOn.map(nameOf),
     ["c3-etcd-cp-1", "c3-etcd-cp-2", "c3-etcd-cp-3"],
