@@ -86,6 +86,75 @@ export async function vipHolder(c: Cluster, among: readonly LocalHost[] = c.outp
   return undefined;
 }
 
+/** Where the rogue advert sender keeps its program and its process id on a machine. */
+const ROGUE_VRRP = "/run/hakube-rogue-vrrp";
+
+/**
+ * Perl (every machine has perl-base) that sends VRRPv3 adverts as a rogue machine would:
+ * from `src` (its own address), TTL 255 as keepalived sends them, one advert to every
+ * peer per round, rounds `every` seconds apart. Arguments: src vrid priority
+ * advert-centiseconds vip rounds every peer... The checksum covers the IPv4 pseudo-header
+ * (RFC 5798, 5.2.8). IP_TTL takes a packed int: perl would pass "255" as three bytes.
+ */
+const ROGUE_VRRP_PERL = String.raw`use strict;
+use Socket qw(PF_INET SOCK_RAW IPPROTO_IP IP_TTL inet_aton pack_sockaddr_in);
+my ($src, $vrid, $priority, $centis, $vip, $rounds, $every, @peers) = @ARGV;
+open(my $pid, ">", "${ROGUE_VRRP}.pid") or die "pid file: $!\n";
+print $pid "$$\n";
+close($pid);
+socket(my $s, PF_INET, SOCK_RAW, 112) or die "socket: $!\n";
+setsockopt($s, IPPROTO_IP, IP_TTL, pack("i", 255)) or die "IP_TTL: $!\n";
+bind($s, pack_sockaddr_in(0, inet_aton($src))) or die "bind $src: $!\n";
+sub ones_complement {
+  my $sum = 0;
+  $sum += $_ for unpack("n*", $_[0]);
+  $sum = ($sum & 0xffff) + ($sum >> 16) while $sum > 0xffff;
+  return ~$sum & 0xffff;
+}
+my $sent = 0;
+for my $round (1 .. $rounds) {
+  for my $peer (@peers) {
+    my $head = pack("CCCCn", 0x31, $vrid, $priority, 1, $centis & 0x0fff);
+    my $pseudo = inet_aton($src) . inet_aton($peer) . pack("CCn", 0, 112, 12);
+    my $sum = ones_complement($pseudo . $head . pack("n", 0) . inet_aton($vip));
+    send($s, $head . pack("n", $sum) . inet_aton($vip), 0, pack_sockaddr_in(0, inet_aton($peer))) or die "send to $peer: $!\n";
+    $sent++;
+  }
+  select(undef, undef, undef, $every) if $round < $rounds;
+}
+print "sent $sent adverts\n";
+`;
+
+export interface RogueAdverts {
+  /** The rogue machine's own address (the adverts' source). */
+  readonly source: string;
+  readonly virtualRouterId: number;
+  readonly priority: number;
+  readonly advertIntervalSeconds: number;
+  readonly virtualIp: string;
+  readonly peers: readonly string[];
+  /** How long to send (bounded again on the machine by `timeout`). */
+  readonly seconds: number;
+}
+
+/** A bash script that sends a rogue machine's VRRP adverts for `seconds`, then removes its program. */
+export function rogueAdvertsScript(r: RogueAdverts): string {
+  const rounds = Math.max(1, Math.ceil(r.seconds / r.advertIntervalSeconds));
+  const args = [r.source, r.virtualRouterId, r.priority, Math.round(r.advertIntervalSeconds * 100), r.virtualIp, rounds, r.advertIntervalSeconds, ...r.peers];
+  return `set -eu
+cat > ${ROGUE_VRRP}.pl <<'HAKUBE_PERL'
+${ROGUE_VRRP_PERL}HAKUBE_PERL
+status=0
+timeout ${Math.ceil(r.seconds) + 10} perl ${ROGUE_VRRP}.pl ${args.join(" ")} || status=$?
+rm -f ${ROGUE_VRRP}.pl ${ROGUE_VRRP}.pid
+exit $status`;
+}
+
+/** Stops a rogue sender still running (by its process id, checked to be the sender) and removes its files. */
+export const rogueAdvertsCleanup = `pid=$(cat ${ROGUE_VRRP}.pid 2>/dev/null || true)
+if [ -n "$pid" ] && grep -qa ${ROGUE_VRRP}.pl /proc/"$pid"/cmdline 2>/dev/null; then kill "$pid"; fi
+rm -f ${ROGUE_VRRP}.pl ${ROGUE_VRRP}.pid`;
+
 export interface LeaseState {
   holder: string;
   acquireTime?: string;

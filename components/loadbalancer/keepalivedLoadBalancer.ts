@@ -22,7 +22,11 @@ import {
 } from "./render";
 
 export interface KeepalivedLoadBalancerArgs {
-  /** Hosts running keepalived and HAProxy: hosts of their own, or the control-plane hosts. At least 2. */
+  /**
+   * Hosts running keepalived and HAProxy: hosts of their own, or the control-plane hosts. At
+   * least 2, on one network segment: each takes VRRP adverts only from the others, sent to it
+   * directly (TTL 255).
+   */
   readonly hosts: readonly Host[];
   /** The apiservers HAProxy forwards to. */
   readonly apiServers: ApiServerPool;

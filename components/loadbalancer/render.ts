@@ -174,8 +174,13 @@ export function renderKeepalivedConfig(s: KeepalivedSettings): string {
     `  advert_int ${s.advertIntervalSeconds}`,
     ...(s.preempt ? [] : ["  nopreempt"]),
     `  unicast_src_ip ${s.selfAddress}`,
+    // VRRPv3 has no authentication: keepalived would act on an advert from any address
+    // (a worker, a pod), and a higher priority takes the VIP. It takes adverts only from
+    // the other balancer hosts, and only with the TTL 255 they are sent with: one that
+    // crossed a router (a pod's, forwarded by its node) arrives with less.
+    "  check_unicast_src",
     "  unicast_peer {",
-    ...s.peerAddresses.map((p) => `    ${p}`),
+    ...s.peerAddresses.map((p) => `    ${p} min_ttl 255`),
     "  }",
     "  virtual_ipaddress {",
     `    ${s.virtualIp}/${s.virtualIpPrefixLength} dev ${s.interface}`,

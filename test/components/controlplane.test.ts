@@ -7,6 +7,7 @@ import { HaControlPlane, planControlPlane } from "../../components";
 import { CIS_PATHS, COMPONENTS, evaluateCis, formatCisReport, HostFacts, unitArgs } from "../../ops/cis";
 import { formatExpiry } from "../../ops/status";
 import type { CertificateExpiry } from "../../components";
+import { vrrpInstances } from "../helpers/keepalived";
 
 // Two control planes in one program: 3 hosts (VIP on the control-plane hosts) and
 // 5 hosts with 5 external etcd hosts and 2 balancer hosts of their own.
@@ -376,7 +377,30 @@ test("balancer colocated with apiservers listens on 8443; on its own hosts on 64
   const lb = await bundleOf("c3-lb-cp-2");
   assert.match(lb.get("/etc/haproxy/haproxy.cfg")!.content, /bind :8443/);
   assert.match(lb.get("/etc/keepalived/keepalived.conf")!.content, /priority 140/);
-  assert.match(lb.get("/etc/keepalived/keepalived.conf")!.content, /unicast_peer \{\n\s+10.0.0.11\n\s+10.0.0.13\n/);
+  assert.match(lb.get("/etc/keepalived/keepalived.conf")!.content, /unicast_peer \{\n\s+10.0.0.11 min_ttl 255\n\s+10.0.0.13 min_ttl 255\n/);
+});
+
+test("VRRP: each balancer host's keepalived takes adverts only from the other balancer hosts (check_unicast_src), never from itself or any other host", async () => {
+  const cases = [
+    { prefix: "c3", balancers: hosts(3), others: [] as ReturnType<typeof hosts> },
+    { prefix: "c5", balancers: hosts(2, "lb", 60), others: [...hosts(5, "cp5", 20), ...hosts(5, "etcd", 40)] },
+  ];
+  for (const { prefix, balancers, others } of cases) {
+    for (const self of balancers) {
+      const conf = (await bundleOf(`${prefix}-lb-${self.name}`)).get("/etc/keepalived/keepalived.conf")!.content;
+      const instances = vrrpInstances(conf);
+      assert.ok(instances.length > 0, `${prefix} ${self.name}: a vrrp_instance`);
+      for (const i of instances) {
+        const where = `${prefix} ${self.name} ${i.name}`;
+        assert.equal(i.checksUnicastSource, true, `${where}: check_unicast_src`);
+        assert.equal(i.sourceAddress, self.address, `${where}: sends from its own address`);
+        const peers = i.peers.map((p) => p.address);
+        assert.deepEqual(peers, balancers.filter((b) => b !== self).map((b) => b.address), `${where}: exactly the other balancer hosts`);
+        assert.ok(!peers.includes(self.address), `${where}: never itself`);
+        for (const o of others) assert.ok(!peers.includes(o.address), `${where}: never ${o.name}`);
+      }
+    }
+  }
 });
 
 test("outputs: endpoint, CA, admin kubeconfig through the endpoint, etcd endpoints", async () => {

@@ -10,6 +10,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { byName, decodeBundle, ETCD_DIGEST, hosts, nameOf, program, recorded, valueOf } from "../helpers/mocks";
 import { ClusterDns, HaControlPlane, WorkerPool } from "../../components";
 import { kubeletSkewProblem } from "../../components/workers/workerPool";
+import { vrrpInstances } from "../helpers/keepalived";
 
 let pool: WorkerPool;
 let cluster: HaControlPlane;
@@ -45,6 +46,19 @@ test("workers: runtime, kubelet and kube-proxy steps per worker, the approver on
     ["wp-approver-cp-1", "wp-approver-cp-2", "wp-approver-cp-3"],
   );
   assert.deepEqual(pool.workers.map((w) => w.podCidr), ["10.244.1.0/24", "10.244.2.0/24"]);
+});
+
+test("workers: no control-plane host's keepalived takes VRRP adverts from a worker; each takes them only from the other control-plane hosts (check_unicast_src)", async () => {
+  const cps = hosts(3);
+  const workers = hosts(2, "worker", 70);
+  for (const self of cps) {
+    for (const i of vrrpInstances((await bundleOf(`w3-lb-${self.name}`)).get("/etc/keepalived/keepalived.conf")!.content)) {
+      assert.equal(i.checksUnicastSource, true, `${self.name} ${i.name}: check_unicast_src`);
+      const peers = i.peers.map((p) => p.address);
+      assert.deepEqual(peers, cps.filter((h) => h !== self).map((h) => h.address), `${self.name} ${i.name}: exactly the other control-plane hosts`);
+      for (const w of workers) assert.ok(!peers.includes(w.address), `${self.name} ${i.name}: never ${w.name}`);
+    }
+  }
 });
 
 test("workers: the bootstrap kubeconfig and kube-proxy's kubeconfig are 0600 on the node and hold no certificate key in plain script", async () => {

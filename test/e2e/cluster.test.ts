@@ -20,7 +20,7 @@ import * as os from "os";
 import * as path from "path";
 import * as yaml from "js-yaml";
 import { spawnSync } from "child_process";
-import { allMachines, pulumi, ROOT, run, stackOutputs, TOOLCHAIN_BIN } from "../../ops/localStack";
+import { allMachines, controlPlaneHosts, pulumi, ROOT, run, stackOutputs, TOOLCHAIN_BIN } from "../../ops/localStack";
 import { leftovers } from "../../ops/localDown";
 import { collectStatus, ControlPlaneStatus, formatStatus, statusProblems } from "../../ops/status";
 import { backupList, backupNow, destroyEtcdData, setRestoreRequest } from "../../ops/backups";
@@ -51,11 +51,15 @@ import {
   repairStoppedServices,
   replaceMachine,
   resizeControlPlane,
+  rogueAdvertsCleanup,
+  rogueAdvertsScript,
   setLink,
   rollingUp,
   runningComponents,
   ScenarioResult,
+  sleep,
   upReport,
+  vipHolder,
   waitHealthy,
 } from "../../ops/scenarios";
 
@@ -614,6 +618,65 @@ test("3. losing the VIP holder: the VIP moves and the API serves again", async (
       assert.ok(between(r, f.restoreAt - 3000, f.restoreAt).every((x) => x.ok), "serving through the moved VIP");
     },
   );
+});
+
+test("3b. a worker's VRRP adverts (its own address, priority 254, the cluster's router id and VIP) do not move the VIP: the control-plane hosts drop them as from no unicast peer", async () => {
+  // Security review M7. The worker sends the adverts a rogue keepalived would, to every
+  // control-plane host, for 6 s. On the old config (no check_unicast_src) the holder
+  // stepped down at the first one and no control-plane host held the VIP while they came.
+  const worker = c.outputs.workers?.[0];
+  assert.ok(worker, "the stack has a worker");
+  const cps = controlPlaneHosts(c.outputs);
+  /** The control-plane hosts that hold the VIP now ("cp-1", "cp-1+cp-2", or "none"). */
+  const holders = async () => (await Promise.all(cps.map((h) => vipHolder(c, [h])))).flatMap((h) => (h ? [h.name] : [])).join("+") || "none";
+  const holder = await vipHolder(c, cps);
+  assert.ok(holder, "a control-plane host holds the VIP");
+  assert.equal(await holders(), holder.name, "exactly one control-plane host holds the VIP");
+  const head = c.cred.ssh(holder.address, "date +%s; cat /etc/keepalived/keepalived.conf");
+  assert.equal(head.status, 0, head.stderr);
+  const since = Number(head.stdout.split("\n")[0]) - 1;
+  const routerId = Number(/^\s*virtual_router_id (\d+)$/m.exec(head.stdout)?.[1]);
+  const advert = Number(/^\s*advert_int ([\d.]+)$/m.exec(head.stdout)?.[1]);
+  assert.ok(since > 0 && routerId > 0 && advert > 0, `the holder's clock and keepalived.conf: ${head.stdout.slice(0, 2000)}`);
+  const script = rogueAdvertsScript({
+    source: worker.address,
+    virtualRouterId: routerId,
+    priority: 254,
+    advertIntervalSeconds: advert,
+    virtualIp: c.outputs.virtualIp,
+    peers: cps.map((h) => h.address),
+    seconds: 6,
+  });
+  let cleanup = { status: null as number | null, stderr: "not run" };
+  try {
+    let done = false;
+    const sending = c.cred.sshAsync(worker.address, script, 30_000).finally(() => (done = true));
+    // Who holds the VIP while the adverts come: every 250 ms, at most 12 s.
+    const seen = new Set<string>();
+    for (let i = 0; i < 48 && !done; i++) {
+      seen.add(await holders());
+      await sleep(250);
+    }
+    const sent = await sending;
+    assert.equal(sent.status, 0, `the worker sent its adverts: ${sent.stdout}${sent.stderr}`);
+    assert.match(sent.stdout, new RegExp(`sent ${Math.ceil(6 / advert) * cps.length} adverts`));
+    assert.deepEqual([...seen], [holder.name], "the VIP stays on its holder while the worker's adverts come");
+    // They arrived, and passed every other check (router id, VIP, checksum, length) before
+    // keepalived dropped them for their source: the same adverts would have been obeyed.
+    for (const h of cps) {
+      const log = c.cred.ssh(h.address, `journalctl -u keepalived.service --since @${since} --no-pager -o cat`);
+      assert.equal(log.status, 0, log.stderr);
+      assert.match(log.stdout, new RegExp(`unicast source address ${worker.address.replace(/\./g, "\\.")} not a unicast peer`), `${h.name} received and dropped them`);
+      assert.doesNotMatch(log.stdout, new RegExp(`advert from ${worker.address.replace(/\./g, "\\.")}\\b`), `${h.name} never acted on one`);
+      // The hosts' own adverts come straight over the segment (TTL 255): none is dropped for min_ttl.
+      assert.doesNotMatch(log.stdout, /TTL\/HL \d+ not in range/, `${h.name} took every advert of the other control-plane hosts`);
+    }
+  } finally {
+    // The sender stopped by itself (its rounds, and `timeout` on the worker); this stops one
+    // an interrupted test left, and removes its files.
+    cleanup = await c.cred.sshAsync(worker.address, rogueAdvertsCleanup, 15_000);
+  }
+  assert.equal(cleanup.status, 0, `cleaning up on ${worker.name}: ${cleanup.stderr}`);
 });
 
 test("4. kill -9 of one kube-apiserver: systemd restarts it and the API keeps serving", async () => {

@@ -11,6 +11,7 @@ import {
 } from "../../components/loadbalancer/render";
 import { run, tempDir } from "../helpers/tools";
 import { assertGolden } from "../helpers/golden";
+import { vrrpInstances } from "../helpers/keepalived";
 
 const backends = [
   { name: "cp-1", address: "10.0.0.11", port: 6443 },
@@ -100,7 +101,7 @@ test("keepalived.conf: unicast VRRPv3, tracks HAProxy, and passes keepalived -t"
   assert.match(config, /advert_int 0.5/);
   assert.match(config, /nopreempt/);
   assert.match(config, /unicast_src_ip 10.0.0.21/);
-  assert.match(config, /unicast_peer \{\n\s+10.0.0.22\n\s+\}/);
+  assert.match(config, /check_unicast_src\n\s+unicast_peer \{\n\s+10.0.0.22 min_ttl 255\n\s+\}/);
   assert.match(config, /10.0.0.100\/32 dev eth0/);
   assert.match(config, /track_script \{\n\s+hakube_haproxy/);
   // The holder re-announces the VIP every second and a stepping-down master speaks first.
@@ -111,6 +112,29 @@ test("keepalived.conf: unicast VRRPv3, tracks HAProxy, and passes keepalived -t"
   // keepalived -t only warns about a keyword it does not know.
   assert.doesNotMatch(r.out, /Unknown keyword/);
   assertGolden("keepalived.conf", config);
+});
+
+test("keepalived.conf: every vrrp_instance takes adverts only from its unicast peers (the other hosts, never itself) on the same segment, and passes keepalived -t", () => {
+  // Security review M7: without check_unicast_src keepalived acts on an advert from any
+  // address (a worker, a pod), and one with a higher priority takes the VIP.
+  const middle = { ...keepalived, selfAddress: "10.0.0.22", peerAddresses: ["10.0.0.21", "10.0.0.23"] };
+  for (const s of [keepalived, middle]) {
+    const config = renderKeepalivedConfig(s);
+    const instances = vrrpInstances(config);
+    assert.ok(instances.length > 0, "at least one vrrp_instance");
+    for (const i of instances) {
+      assert.equal(i.checksUnicastSource, true, `${i.name}: check_unicast_src`);
+      assert.equal(i.sourceAddress, s.selfAddress, `${i.name}: sends from its own address`);
+      assert.deepEqual(i.peers.map((p) => p.address), s.peerAddresses, `${i.name}: exactly the other hosts`);
+      assert.ok(!i.peers.some((p) => p.address === s.selfAddress), `${i.name}: never itself`);
+      // keepalived sends unicast adverts with TTL 255; one that crossed a router (a pod's,
+      // forwarded by its node) arrives with less and is dropped.
+      for (const p of i.peers) assert.equal(p.options, "min_ttl 255", `${i.name}: ${p.address} only from the same segment`);
+    }
+    const r = keepalivedCheck(config);
+    assert.equal(r.status, 0, r.out);
+    assert.doesNotMatch(r.out, /Unknown keyword|unknown unicast_peer option/, r.out);
+  }
 });
 
 test("keepalived -t really rejects a broken config (the validator is live)", () => {
