@@ -118,7 +118,9 @@ test("backups and restore: bad input is refused at preview, naming the argument"
 test("backups: the last backup is read from storage as the program runs; a storage that does not answer is an error in it, not a failed program", async () => {
   const last = await valueOf<any>(withBackups.backups!.lastBackup!);
   assert.equal(last.backup, undefined);
-  assert.match(last.error, /ECONNREFUSED|connect/);
+  // Refused at once, or (on a machine so busy that the event loop stalls past the timeout)
+  // reported as no answer: either way an error naming the storage, in the output.
+  assert.match(last.error, /ECONNREFUSED|connect|no answer from 127\.0\.0\.1:9 /);
   assert.ok(Date.parse(last.checkedAt) > 0);
   assert.equal(await isSecret(withBackups.backups!.lastBackup!), false, "the summary is no secret (the access key only signs the request)");
 });

@@ -227,22 +227,37 @@ test("the real HAProxy: its monitor keeps the VIP while an apiserver answers TLS
   const base = 20000 + (process.pid % 20000);
   const [apiPort, frontPort, monitorPort] = [base, base + 1, base + 2];
   const h = await realHaproxy("haproxy-monitor", frontPort, monitorPort, [{ name: "cp-1", port: apiPort }]);
-  // A TLS server that completes the handshake but never answers /readyz with 200: an
-  // apiserver whose etcd has no leader.
+  // A TLS server that completes every handshake but never answers /readyz: an apiserver
+  // whose etcd has no leader. Any number of connections at once (HAProxy's checks overlap),
+  // in a process of its own (the checks below wait with synchronous calls).
   const { spawn } = await import("child_process");
-  const apiserver = spawn("openssl", ["s_server", "-quiet", "-accept", `127.0.0.1:${apiPort}`, "-cert", h.cert, "-key", h.key], { stdio: "ignore" });
+  const server = `const tls = require("tls"), fs = require("fs");
+const [port, cert, key] = process.argv.slice(1);
+const s = tls.createServer({ cert: fs.readFileSync(cert), key: fs.readFileSync(key) }, (c) => c.on("error", () => undefined));
+s.on("tlsClientError", () => undefined);
+s.listen(Number(port), "127.0.0.1", () => console.log("listening"));`;
+  const apiserver = spawn(process.execPath, ["-e", server, String(apiPort), h.cert, h.key], { stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise<void>((resolve, reject) => {
+    apiserver.stdout!.once("data", () => resolve());
+    apiserver.once("exit", (code) => reject(new Error(`the stand-in apiserver exited (${code})`)));
+  });
+  const stop = () => apiserver.kill("SIGKILL");
   try {
     const monitor = `http://127.0.0.1:${monitorPort}/hakube-healthz`;
     // The /readyz backend marks its only server down (no 200 ever comes back) ...
     const states = await stateBecomes(h.socket, "kube-apiservers/cp-1", "DOWN", 60, 250);
     assert.equal(states["kube-apiservers/cp-1"], "DOWN", JSON.stringify(states));
-    assert.equal(states["kube-apiservers-alive/cp-1"], "UP", JSON.stringify(states));
+    // ... while the TLS-only check passes (it failed until the stand-in listened, and rises
+    // after `rise` checks: awaited, not raced) ...
+    const alive = await stateBecomes(h.socket, "kube-apiservers-alive/cp-1", "UP", 60, 250);
+    assert.equal(alive["kube-apiservers-alive/cp-1"], "UP", JSON.stringify(alive));
+    assert.equal(alive["kube-apiservers/cp-1"], "DOWN", JSON.stringify(alive));
     // ... and the monitor keepalived asks still says healthy: the VIP stays put.
     assert.equal(monitorStatusBecomes(monitor, "200", 1), "200", "an apiserver that answers TLS keeps the monitor up");
-    apiserver.kill("SIGKILL");
+    stop();
     assert.equal(monitorStatusBecomes(monitor, "503", 40), "503", "no apiserver answering at all fails the monitor");
   } finally {
-    apiserver.kill("SIGKILL");
+    stop();
     h.haproxy.kill("SIGKILL");
     fs.rmSync(h.dir, { recursive: true, force: true });
   }
