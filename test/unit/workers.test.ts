@@ -198,7 +198,8 @@ test("the approver approves a known node's serving CSR for its own name and addr
       `#!/bin/bash
 args="$*"
 case "$args" in
-  *"get csr -o"*) cat ${dir}/list ;;
+  *"get csr -o"*kubelet-serving*) cat ${dir}/list ;;
+  *"get csr -o"*) ;;
   *"certificate approve"*) echo "\${@: -1}" >> ${dir}/approved ;;
   *"status.conditions"*) ;;
   *"spec.request"*) for a in "$@"; do [ -f "${dir}/$a.b64" ] && cat "${dir}/$a.b64"; done ;;
@@ -227,6 +228,103 @@ exit 0
     assert.match(r.stdout, /email: asks for a name of kind \[1\] \(only DNS names and IP addresses\); left pending/);
     assert.match(r.stdout, /extension: asks for extension 2\.5\.29\.19 \(only subjectAltName\); left pending/);
     assert.match(r.stdout, /extrasubject: subject is not node worker-1; left pending/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A CSR as a kubelet makes it for its client certificate (no extension), or with the extensions given. */
+function clientCsr(dir: string, label: string, subject: string, extensions: string[] = []): string {
+  const key = path.join(dir, `${label}.key`);
+  const csr = path.join(dir, `${label}.csr`);
+  const cnf = path.join(dir, `${label}.cnf`);
+  const dn = subject.split("/").filter(Boolean).join("\n");
+  const ext = extensions.length > 0 ? `req_extensions = ext\n` : "";
+  fs.writeFileSync(cnf, `[req]\ndistinguished_name = dn\n${ext}prompt = no\n[dn]\n${dn}\n[ext]\n${extensions.join("\n")}\n`);
+  const r = spawnSync("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr, "-config", cnf], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  return fs.readFileSync(csr).toString("base64");
+}
+
+// The review's M8: a bootstrap token of one node must not get a client certificate for
+// another. The approver approves a kubelet client CSR from a bootstrap token only for the
+// node whose group the token carries (system:bootstrappers:hakube:node:<node>).
+test("the approver approves a bootstrap client CSR only for the node its token belongs to", () => {
+  const dir = tempDir("client-approver");
+  try {
+    const group = (node: string) => `system:bootstrappers:hakube:node:${node}`;
+    const token1 = ["system:bootstrappers", "system:bootstrappers:hakube:workers", group("worker-1"), "system:authenticated"];
+    const usages = ["digital signature", "client auth"];
+    const node1 = "/O=system:nodes/CN=system:node:worker-1";
+    const csrs: Record<string, { user: string; groups: string[]; usages?: string[]; request: string }> = {
+      good: { user: "system:bootstrap:abc123", groups: token1, request: clientCsr(dir, "good", node1) },
+      // worker-1's token asking for worker-2's identity: the attack of the review.
+      othernode: { user: "system:bootstrap:abc123", groups: token1, request: clientCsr(dir, "othernode", "/O=system:nodes/CN=system:node:worker-2") },
+      // A token of the pool's group only (as hakube made them before): no node of its own.
+      poolonly: { user: "system:bootstrap:def456", groups: ["system:bootstrappers", "system:bootstrappers:hakube:workers", "system:authenticated"], request: clientCsr(dir, "poolonly", node1) },
+      twonodes: { user: "system:bootstrap:ghi789", groups: [...token1, group("worker-2")], request: clientCsr(dir, "twonodes", node1) },
+      stranger: { user: "system:bootstrap:jkl012", groups: ["system:bootstrappers", group("intruder")], request: clientCsr(dir, "stranger", "/O=system:nodes/CN=system:node:intruder") },
+      // The node group from anything but a bootstrap token.
+      notatoken: { user: "alice", groups: [group("worker-1"), "system:authenticated"], request: clientCsr(dir, "notatoken", node1) },
+      names: { user: "system:bootstrap:abc123", groups: token1, request: clientCsr(dir, "names", node1, ["subjectAltName = DNS:worker-1"]) },
+      extension: { user: "system:bootstrap:abc123", groups: token1, request: clientCsr(dir, "extension", node1, ["basicConstraints = critical,CA:TRUE"]) },
+      extrasubject: { user: "system:bootstrap:abc123", groups: token1, request: clientCsr(dir, "extrasubject", "/O=system:nodes/OU=admins/CN=system:node:worker-1") },
+      twoorgs: { user: "system:bootstrap:abc123", groups: token1, request: clientCsr(dir, "twoorgs", "/0.O=system:nodes/1.O=system:masters/CN=system:node:worker-1") },
+      serverauth: { user: "system:bootstrap:abc123", groups: token1, usages: [...usages, "server auth"], request: clientCsr(dir, "serverauth", node1) },
+      // A node renewing its own certificate is the controller-manager's (selfnodeclient).
+      renewal: { user: "system:node:worker-1", groups: ["system:nodes", "system:authenticated"], request: clientCsr(dir, "renewal", node1) },
+    };
+    for (const [name, c] of Object.entries(csrs)) {
+      fs.writeFileSync(path.join(dir, `${name}.b64`), c.request);
+      fs.writeFileSync(path.join(dir, `${name}.groups`), c.groups.join("\n") + "\n");
+      fs.writeFileSync(path.join(dir, `${name}.usages`), (c.usages ?? usages).join("\n") + "\n");
+    }
+    fs.writeFileSync(path.join(dir, "list"), Object.entries(csrs).map(([name, c]) => `${name} ${c.user} `).join("\n") + "\n");
+    fs.writeFileSync(path.join(dir, "nodes"), approverNodes([{ name: "worker-1", addresses: ["10.0.0.71"] }, { name: "worker-2", addresses: ["10.0.0.72"] }]));
+    // A stand-in kubectl: the client CSRs above for the kubelet client signer, none for
+    // the serving signer; each CSR's fields from its files; approvals recorded.
+    const bin = path.join(dir, "bin");
+    fs.mkdirSync(bin);
+    fs.writeFileSync(
+      path.join(bin, "kubectl"),
+      `#!/bin/bash
+args="$*"
+field() { for a in "$@"; do [ -f "${dir}/$a.$ext" ] && cat "${dir}/$a.$ext"; done; return 0; }
+case "$args" in
+  *"get csr -o"*kube-apiserver-client-kubelet*) cat ${dir}/list ;;
+  *"get csr -o"*) ;;
+  *"certificate approve"*) echo "\${@: -1}" >> ${dir}/approved ;;
+  *"status.conditions"*) ;;
+  *"spec.groups"*) ext=groups field "$@" ;;
+  *"spec.usages"*) ext=usages field "$@" ;;
+  *"spec.request"*) ext=b64 field "$@" ;;
+  *) echo "unexpected kubectl $args" >&2; exit 2 ;;
+esac
+exit 0
+`,
+      { mode: 0o755 },
+    );
+    fs.writeFileSync(path.join(dir, "csr-check"), servingCsrCheckScript(), { mode: 0o755 });
+    const script = approverScript()
+      .replace("/etc/kubernetes/kubelet-serving-approver.conf", path.join(dir, "kubeconfig"))
+      .replace("/etc/hakube/kubelet-serving-nodes", path.join(dir, "nodes"))
+      .replaceAll("/usr/local/sbin/hakube-serving-csr-check", path.join(dir, "csr-check"));
+    const r = spawnSync("bash", ["-c", script], { encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    assert.equal(r.status, 0, r.stderr);
+    const approved = fs.existsSync(path.join(dir, "approved")) ? fs.readFileSync(path.join(dir, "approved"), "utf8").trim().split("\n") : [];
+    assert.deepEqual(approved, ["good"], `approved only worker-1's own client CSR from worker-1's token; the approver said:\n${r.stdout}${r.stderr}`);
+    assert.match(r.stdout, /approved good: the client certificate of node worker-1/);
+    assert.match(r.stdout, /othernode: subject is not node worker-1; left pending/);
+    assert.match(r.stdout, /poolonly: requester system:bootstrap:def456 is not the bootstrap token of one node hakube made; left pending/);
+    assert.match(r.stdout, /twonodes: requester system:bootstrap:ghi789 is not the bootstrap token of one node hakube made; left pending/);
+    assert.match(r.stdout, /stranger: requester system:bootstrap:jkl012 is not the bootstrap token of one node hakube made; left pending/);
+    assert.match(r.stdout, /notatoken: requester alice is not the bootstrap token of one node hakube made; left pending/);
+    assert.match(r.stdout, /names: asks for extension 2\.5\.29\.17 \(a client certificate asks for none\); left pending/);
+    assert.match(r.stdout, /extension: asks for extension 2\.5\.29\.19 \(a client certificate asks for none\); left pending/);
+    assert.match(r.stdout, /extrasubject: subject is not node worker-1; left pending/);
+    assert.match(r.stdout, /twoorgs: a subject naming 2\.5\.4\.10 twice; left pending/);
+    assert.match(r.stdout, /serverauth: asks for the usage server auth \(a client certificate's are digital signature, key encipherment, client auth\); left pending/);
+    assert.doesNotMatch(r.stdout, /renewal/, "a node's own renewal is left to the controller-manager, silently");
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
