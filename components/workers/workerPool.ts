@@ -498,7 +498,10 @@ return 1`,
 /**
  * The kubelet step: (re)started when its files changed or its binary was replaced, apart from the bootstrap
  * kubeconfig (a renewed token matters only to a node that has not joined yet); then
- * bounded waits until it has its client certificate and the node is Ready.
+ * bounded waits until it has its client certificate and the node is Ready. The bootstrap
+ * kubeconfig (this node's token) stays on the node only while the kubelet needs it: it is
+ * removed at once when the kubelet has a valid client certificate, else as soon as it has
+ * one, and on every way out of the step.
  */
 export function kubeletScript(nodeName: string, endpoint: string, readySeconds: number): string {
   const attempts = Math.ceil(readySeconds / 2);
@@ -518,25 +521,48 @@ printf '%s' "$out" | tr -d ' \\n' | grep -o -E '"type":"Ready",("observedGenerat
     ),
     shellFunction("hakube_pods_settled", '[ "$(hakube_pods_unready)" = 0 ]'),
   ].join("\n");
+  const clientCert = `${NODE_PATHS.kubeletCertDir}/kubelet-client-current.pem`;
+  // A kubeconfig and a client certificate that has not expired (where openssl is there to
+  // tell): the kubelet starts without its bootstrap kubeconfig.
+  const clientValid = shellFunction(
+    "hakube_client_valid",
+    `[ -s ${NODE_PATHS.kubeletKubeconfig} ] && [ -s ${clientCert} ] || return 1
+! command -v openssl >/dev/null || openssl x509 -checkend 0 -noout -in ${clientCert} >/dev/null 2>&1`,
+  );
   return [
     `mkdir -p ${NODE_PATHS.kubeletCertDir} /var/lib/kubelet`,
+    `trap 'rm -f ${NODE_PATHS.bootstrapKubeconfig}' EXIT`,
     "systemctl daemon-reload",
     "systemctl enable kubelet.service >/dev/null 2>&1",
     `restart=$(printf '%s' "$HAKUBE_CHANGED" | grep -v -x -F ${NODE_PATHS.bootstrapKubeconfig} || true)`,
     runningReplacedFunction,
+    clientValid,
     // A new cluster CA bundle (each CA rotation step changes it: the active CA comes first):
     // the kubelet bootstraps again, so its kubeconfig trusts what the bundle holds and its
     // certificates come from the CA that signs now; the node and its pods keep running.
     `rebootstrap=$(printf '%s' "$HAKUBE_CHANGED" | grep -x -F ${NODE_PATHS.ca} || true)`,
     `if [ -n "$rebootstrap" ] && [ -e ${NODE_PATHS.kubeletKubeconfig} ]; then`,
     "  echo 'hakube: the cluster CAs changed: kubelet bootstraps its certificates again'",
+    // A kubeconfig whose certificate is missing or expired (a join cut short, a node off
+    // for longer than its certificate lived): the same, or the wait below would pass on
+    // the old file.
+    `elif [ -e ${NODE_PATHS.kubeletKubeconfig} ] && ! hakube_client_valid; then`,
+    "  echo 'hakube: the kubelet has no valid client certificate: it bootstraps again'",
+    "  rebootstrap=yes",
+    "fi",
+    `if [ -n "$rebootstrap" ] && [ -e ${NODE_PATHS.kubeletKubeconfig} ]; then`,
     "  systemctl stop kubelet.service",
     `  rm -f ${NODE_PATHS.kubeletKubeconfig} ${NODE_PATHS.kubeletCertDir}/kubelet-client-*.pem ${NODE_PATHS.kubeletCertDir}/kubelet-server-*.pem`,
     "  restart=yes",
     "fi",
+    // A joined node does not need its token: gone before the kubelet (re)starts.
+    `if hakube_client_valid; then rm -f ${NODE_PATHS.bootstrapKubeconfig}; fi`,
     "restarted=",
     'if [ -n "$restart" ] || ! systemctl is-active --quiet kubelet.service || hakube_running_replaced kubelet.service; then systemctl restart kubelet.service; restarted=yes; fi',
-    retry({ attempts, delaySeconds: 2 }, "kubelet has its client certificate", ["test", "-s", `${NODE_PATHS.kubeletCertDir}/kubelet-client-current.pem`]),
+    retry({ attempts, delaySeconds: 2 }, "kubelet has its client certificate", ["test", "-s", clientCert]),
+    // The kubelet read its bootstrap kubeconfig when it started and never reads it again
+    // while its certificate is valid (it renews that certificate with the certificate).
+    `rm -f ${NODE_PATHS.bootstrapKubeconfig}`,
     ready,
     retry({ attempts, delaySeconds: 2 }, `node ${nodeName} Ready`, ["hakube_node_ready"]),
     // A restarted kubelet probes its pods' readiness anew (they count as not ready until

@@ -9,7 +9,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { parseCidr } from "../../components/net";
 import { Host } from "../../components/types";
-import { planPodRanges } from "../../components/workers/workerPool";
+import { kubeletScript, planPodRanges } from "../../components/workers/workerPool";
 import { tokenDue } from "../../components/workers/bootstrapToken";
 import {
   apiBalancedScript,
@@ -24,6 +24,7 @@ import {
   podRoutesScript,
 } from "../../components/workers/render";
 import { stubsDisposedAfterTests } from "../helpers/stubs";
+import { retryFunction, scriptPrologue } from "../../components/remote/files";
 import { tempDir } from "../helpers/tools";
 
 const stubs = stubsDisposedAfterTests();
@@ -328,6 +329,102 @@ exit 0
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/**
+ * The kubelet step's script, run with real bash in a folder standing for the node's root:
+ * a stand-in systemctl whose `restart kubelet.service` plays a kubelet (with the bootstrap
+ * kubeconfig there, and `joins` true, it writes its kubeconfig and certificates, as a
+ * kubelet that bootstrapped; it records whether the bootstrap kubeconfig was there), and a
+ * stand-in curl that says the node and its pods are ready.
+ */
+function runKubeletStep(s: { joined: boolean; changed: string[]; joins: boolean; unusable?: boolean }) {
+  const root = tempDir("kubelet-step");
+  const at = (p: string) => path.join(root, p);
+  const bin = at("bin");
+  fs.mkdirSync(bin);
+  fs.mkdirSync(at("etc/kubernetes/pki"), { recursive: true });
+  fs.mkdirSync(at("var/lib/kubelet/pki"), { recursive: true });
+  // A real certificate, valid for a day: what a kubelet's client certificate file holds.
+  const cert = at("cert.pem");
+  const r = spawnSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", at("cert.key"), "-out", cert, "-days", "1", "-subj", "/O=system:nodes/CN=system:node:worker-1"], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  const boot = at("etc/kubernetes/bootstrap-kubelet.conf");
+  fs.writeFileSync(boot, "token: made-up\n", { mode: 0o600 });
+  fs.writeFileSync(at("etc/kubernetes/pki/ca.crt"), "ca\n");
+  const joinedFiles = `cp ${cert} ${at("var/lib/kubelet/pki/kubelet-client-current.pem")}; cp ${cert} ${at("var/lib/kubelet/pki/kubelet-server-current.pem")}; echo kubeconfig > ${at("var/lib/kubelet/kubeconfig")}`;
+  if (s.joined) {
+    spawnSync("bash", ["-c", joinedFiles]);
+    fs.writeFileSync(at("active"), "");
+  }
+  if (s.unusable) fs.writeFileSync(at("var/lib/kubelet/pki/kubelet-client-current.pem"), "no certificate\n");
+  fs.writeFileSync(
+    path.join(bin, "systemctl"),
+    `#!/bin/bash
+case "$1" in
+  is-active) [ -e ${at("active")} ] ;;
+  show) echo 0 ;;
+  stop) [ "$2" != kubelet.service ] || rm -f ${at("active")} ;;
+  restart)
+    [ "$2" = kubelet.service ] || exit 0
+    touch ${at("active")}
+    if [ -e ${boot} ]; then echo yes >> ${at("saw-bootstrap")}; else echo no >> ${at("saw-bootstrap")}; fi
+    if [ -e ${boot} ] && ${s.joins}; then ${joinedFiles}; fi ;;
+esac
+exit 0
+`,
+    { mode: 0o755 },
+  );
+  fs.writeFileSync(path.join(bin, "curl"), `#!/bin/bash\ncase "$*" in *"/api/v1/nodes/"*) echo '{"type":"Ready","status":"True"}' ;; *) echo '{}' ;; esac\n`, { mode: 0o755 });
+  fs.writeFileSync(path.join(bin, "sleep"), "#!/bin/bash\nexit 0\n", { mode: 0o755 });
+  const script = kubeletScript("worker-1", "https://10.0.0.100:6443", 4).replaceAll("/etc/kubernetes", at("etc/kubernetes")).replaceAll("/var/lib/kubelet", at("var/lib/kubelet"));
+  const changed = s.changed.map((p) => p.replace("/etc/kubernetes", at("etc/kubernetes"))).join("\n");
+  // The step's prologue (strict mode, umask) without its fixed PATH, which would hide the stand-ins.
+  const prologue = scriptPrologue.split("\n").filter((l) => !l.startsWith("export PATH=")).join("\n");
+  const run = spawnSync("bash", ["-c", `${prologue}\n${retryFunction}\n${script}`], {
+    encoding: "utf8",
+    env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, HAKUBE_CHANGED: changed ? `${changed}\n` : "" },
+    timeout: 60_000,
+  });
+  const saw = fs.existsSync(at("saw-bootstrap")) ? fs.readFileSync(at("saw-bootstrap"), "utf8").trim().split("\n") : [];
+  const left = fs.existsSync(boot);
+  fs.rmSync(root, { recursive: true, force: true });
+  return { ...run, restartsSawBootstrap: saw, bootstrapLeft: left };
+}
+
+// The review's M8: the token stays on a worker only while its kubelet needs it.
+test("the kubelet step removes the bootstrap kubeconfig once the kubelet has its client certificate, and at once when it has one already", () => {
+  const boot = "/etc/kubernetes/bootstrap-kubelet.conf";
+  const fresh = runKubeletStep({ joined: false, changed: [boot, "/etc/kubernetes/kubelet.yaml"], joins: true });
+  assert.equal(fresh.status, 0, fresh.stdout + fresh.stderr);
+  assert.deepEqual(fresh.restartsSawBootstrap, ["yes"], "a new node's kubelet starts with its bootstrap kubeconfig");
+  assert.equal(fresh.bootstrapLeft, false, `a new node: the bootstrap kubeconfig is gone once the kubelet has its certificate\n${fresh.stdout}`);
+
+  const renewed = runKubeletStep({ joined: true, changed: [boot], joins: true });
+  assert.equal(renewed.status, 0, renewed.stdout + renewed.stderr);
+  assert.deepEqual(renewed.restartsSawBootstrap, [], "a renewed token restarts no kubelet");
+  assert.equal(renewed.bootstrapLeft, false, `a joined node: a renewed token's kubeconfig is removed at once\n${renewed.stdout}`);
+
+  // A CA rotation step: the kubelet bootstraps again, with the kubeconfig written for it.
+  const rotated = runKubeletStep({ joined: true, changed: ["/etc/kubernetes/pki/ca.crt", boot], joins: true });
+  assert.equal(rotated.status, 0, rotated.stdout + rotated.stderr);
+  assert.match(rotated.stdout, /kubelet bootstraps its certificates again/);
+  assert.deepEqual(rotated.restartsSawBootstrap, ["yes"]);
+  assert.equal(rotated.bootstrapLeft, false, `after the CA rotation's bootstrap the kubeconfig is gone\n${rotated.stdout}`);
+
+  // A client certificate openssl cannot accept (expired while the node was off, or broken):
+  // the kubelet bootstraps again with the kubeconfig written for it.
+  const unusable = runKubeletStep({ joined: true, unusable: true, changed: [boot], joins: true });
+  assert.equal(unusable.status, 0, unusable.stdout + unusable.stderr);
+  assert.match(unusable.stdout, /the kubelet has no valid client certificate: it bootstraps again/);
+  assert.deepEqual(unusable.restartsSawBootstrap, ["yes"]);
+  assert.equal(unusable.bootstrapLeft, false);
+
+  // A join that does not finish in time: the step fails and takes the token with it.
+  const stuck = runKubeletStep({ joined: false, changed: [boot], joins: false });
+  assert.notEqual(stuck.status, 0);
+  assert.match(stuck.stderr, /kubelet has its client certificate: still failing/);
+  assert.equal(stuck.bootstrapLeft, false, "a failed join leaves no token on the node");
 });
 
 test("bootstrap tokens are renewed once less than half of their lifetime is left", () => {
