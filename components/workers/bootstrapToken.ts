@@ -1,16 +1,23 @@
 // A bootstrap token (kubernetes.io: "Authenticating with Bootstrap Tokens"): the secret a
 // new worker's kubelet presents once, to ask for its client certificate. Made at random
 // in the state (a secret), with an expiry; renewed by a `pulumi up` once less than half
-// of its lifetime is left, so a worker added later still finds a valid one.
+// of its lifetime is left, so a join or a re-bootstrap in any `up` finds a valid one, and
+// made anew at once when its `epoch` changes (what makes a kubelet bootstrap again).
 import * as pulumi from "@pulumi/pulumi";
 
 export interface BootstrapTokenArgs {
   /** Lifetime in hours. */
   readonly ttlHours: number;
+  /**
+   * A value whose change makes a new token (for a node: a digest of its machine and the
+   * cluster's CA bundle, whose change makes its kubelet bootstrap again). @default ""
+   */
+  readonly epoch?: pulumi.Input<string>;
 }
 
 interface TokenInputs {
   readonly ttlHours: number;
+  readonly epoch?: string;
 }
 
 interface TokenOutputs extends TokenInputs {
@@ -31,8 +38,10 @@ export const bootstrapTokenProvider: pulumi.dynamic.ResourceProvider = {
     // `tokenDue` is captured by value when the provider is serialized; Date.now() is the
     // preview's time, so the renewal shows in the preview that would do it.
     const due = tokenDue(olds.expiration, olds.ttlHours, Date.now());
-    const changed = due || olds.ttlHours !== news.ttlHours;
-    return { changes: changed, replaces: changed ? ["ttlHours"] : [], deleteBeforeReplace: false };
+    const renew = due || olds.ttlHours !== news.ttlHours;
+    const epoch = (olds.epoch ?? "") !== (news.epoch ?? "");
+    const replaces = [...(renew ? ["ttlHours"] : []), ...(epoch ? ["epoch"] : [])];
+    return { changes: replaces.length > 0, replaces, deleteBeforeReplace: false };
   },
   async create(inputs: TokenInputs) {
     // Token ids and secrets are [a-z0-9]{6} and [a-z0-9]{16} (the bootstrap token format).
@@ -41,7 +50,7 @@ export const bootstrapTokenProvider: pulumi.dynamic.ResourceProvider = {
     const pick = (n: number) => Array.from({ length: n }, () => alphabet[randomInt(alphabet.length)]).join("");
     const tokenId = pick(6);
     const expiration = new Date(Date.now() + inputs.ttlHours * 3600 * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
-    const outs: TokenOutputs = { ttlHours: inputs.ttlHours, tokenId, tokenSecret: pick(16), expiration };
+    const outs: TokenOutputs = { ttlHours: inputs.ttlHours, epoch: inputs.epoch ?? "", tokenId, tokenSecret: pick(16), expiration };
     return { id: tokenId, outs };
   },
 };
@@ -56,7 +65,7 @@ export class BootstrapToken extends pulumi.dynamic.Resource {
     super(
       bootstrapTokenProvider,
       name,
-      { ttlHours: args.ttlHours, tokenId: undefined, tokenSecret: undefined, expiration: undefined },
+      { ttlHours: args.ttlHours, epoch: args.epoch ?? "", tokenId: undefined, tokenSecret: undefined, expiration: undefined },
       { ...opts, additionalSecretOutputs: ["tokenSecret"] },
     );
   }

@@ -1,6 +1,6 @@
 // Worker node rendering (pure): kubelet, containerd, the CNI network, kube-proxy, the pod
-// routes between nodes, and the kubelet-serving CSR approver that runs on the control
-// plane. Everything a WorkerPool writes on a host comes from here.
+// routes between nodes, and the kubelet CSR approver (serving certificates, and each
+// node's first client certificate) that runs on the control plane. Everything a WorkerPool writes on a host comes from here.
 import { renderUnit } from "../systemd";
 import { quote as q } from "../remote/shell";
 import { renderKubeconfig } from "../pki/kubeconfig";
@@ -359,6 +359,19 @@ export interface ServingNode {
   readonly addresses: readonly string[];
 }
 
+/**
+ * The group a node's bootstrap token authenticates as besides the pool's, which names
+ * that node (bootstrap tokens' extra groups must match
+ * `system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]`; a host name, a lowercase DNS label,
+ * does). The approver approves a client certificate for a token of this group only for
+ * this node.
+ */
+export const NODE_BOOTSTRAP_GROUP_PREFIX = "system:bootstrappers:hakube:node:";
+
+export function nodeBootstrapGroup(node: string): string {
+  return `${NODE_BOOTSTRAP_GROUP_PREFIX}${node}`;
+}
+
 export const APPROVER_PATHS = {
   script: "/usr/local/sbin/hakube-kubelet-serving-approver",
   check: "/usr/local/sbin/hakube-serving-csr-check",
@@ -366,23 +379,49 @@ export const APPROVER_PATHS = {
   kubeconfig: "/etc/kubernetes/kubelet-serving-approver.conf",
 } as const;
 
+/** The key usages a kubelet's client certificate may ask for (the signer's own rule). */
+const CLIENT_USAGES = ["digital signature", "key encipherment", "client auth"] as const;
+
 /**
- * The kubelet-serving CSR approver, run by a timer on every control-plane host: a pending
- * CSR for the signer kubernetes.io/kubelet-serving is approved only when its requester is
- * system:node:<name> of a worker hakube made, its subject is that node, and every DNS name
- * and IP address it asks for is that node's name or one of its addresses. Anything else
- * stays pending (and is logged). Approving twice is harmless, so every host may run it.
+ * hakube's approver of kubelet certificates, run by a timer on every control-plane host.
+ * Serving certificates (signer kubernetes.io/kubelet-serving): a pending CSR is approved
+ * only when its requester is system:node:<name> of a worker hakube made, its subject is
+ * that node, and every DNS name and IP address it asks for is that node's name or one of
+ * its addresses. A node's first client certificate (signer
+ * kubernetes.io/kube-apiserver-client-kubelet, requested with its bootstrap token): only
+ * when the requester is a bootstrap token (system:bootstrap:<id>) whose groups name
+ * exactly one node (`nodeBootstrapGroup`), a worker hakube made, and the request is for
+ * that node: subject exactly O=system:nodes, CN=system:node:<node>, no extension or other
+ * attribute, a client's key usages only. A node renewing its own client certificate is
+ * left to the controller-manager (selfnodeclient, which checks that the requester is the
+ * node named). Anything else stays pending (and is logged). Approving twice is harmless,
+ * so every host may run it.
  */
 export function approverScript(): string {
+  const allowedUsages = CLIENT_USAGES.map((u) => q(u)).join("|");
   return `#!/bin/bash
-# Managed by hakube: approves kubelet serving certificates of known nodes only.
+# Managed by hakube: approves kubelet serving certificates of known nodes, and a node's
+# first client certificate for the node its bootstrap token belongs to only.
 set -uo pipefail
 kc=${APPROVER_PATHS.kubeconfig}
 allowed=${APPROVER_PATHS.nodes}
 k() { kubectl --kubeconfig "$kc" --request-timeout=5s "$@"; }
-# check NAME USER: approve CSR NAME when it is what node USER may ask for; say why not otherwise.
-check() {
-  local name=$1 user=$2 node addresses request why
+# verified NAME NODE [CHECK ARGS...]: is CSR NAME's request signed by its key and, read as
+# DER (not openssl's text, where a comment or a name with a newline can pass for names),
+# what ${APPROVER_PATHS.check} allows for NODE? Says why not otherwise.
+verified() {
+  local name=$1 request why
+  shift
+  request=$(k get csr "$name" -o 'jsonpath={.spec.request}' | base64 -d) && [ -n "$request" ] \\
+    || { echo "hakube-approver: $name: cannot read its request; left pending"; return 1; }
+  openssl req -noout -verify <<< "$request" >/dev/null 2>&1 \\
+    || { echo "hakube-approver: $name: its signature does not verify; left pending"; return 1; }
+  why=$(openssl req -outform DER <<< "$request" 2>/dev/null | ${APPROVER_PATHS.check} "$@") \\
+    || { echo "hakube-approver: $name: \${why:-its request cannot be read}; left pending"; return 1; }
+}
+# serving NAME USER: approve serving CSR NAME when it is what node USER may ask for.
+serving() {
+  local name=$1 user=$2 node addresses
   node=\${user#system:node:}
   if [ "$node" = "$user" ] || ! addresses=$(awk -v n="$node" '$1 == n { $1 = ""; print; found = 1 } END { exit !found }' "$allowed"); then
     echo "hakube-approver: $name: requester $user is not a node hakube made; left pending"
@@ -390,39 +429,68 @@ check() {
   fi
   # Approved or denied already (conditions set): nothing to do.
   [ -z "$(k get csr "$name" -o 'jsonpath={.status.conditions[*].type}')" ] || return 0
-  request=$(k get csr "$name" -o 'jsonpath={.spec.request}' | base64 -d) && [ -n "$request" ] \\
-    || { echo "hakube-approver: $name: cannot read its request; left pending"; return 0; }
-  # The request itself, read as DER (not openssl's text, where a comment or a name with a
-  # newline can pass for names): ${APPROVER_PATHS.check} says what is wrong, if anything.
-  openssl req -noout -verify <<< "$request" >/dev/null 2>&1 \\
-    || { echo "hakube-approver: $name: its signature does not verify; left pending"; return 0; }
-  why=$(openssl req -outform DER <<< "$request" 2>/dev/null | ${APPROVER_PATHS.check} "$node" $addresses) \\
-    || { echo "hakube-approver: $name: \${why:-its request cannot be read}; left pending"; return 0; }
+  verified "$name" "$node" $addresses || return 0
   k certificate approve "$name" >/dev/null && echo "hakube-approver: approved $name for node $node"
 }
-pending=$(k get csr -o 'jsonpath={range .items[?(@.spec.signerName=="kubernetes.io/kubelet-serving")]}{.metadata.name} {.spec.username} {.status.certificate}{"\\n"}{end}') || exit 1
+# client NAME USER: approve client CSR NAME when USER is the bootstrap token of the one
+# node it asks for.
+client() {
+  local name=$1 user=$2 groups nodes node usages usage
+  # A node renewing its own certificate: the controller-manager's (selfnodeclient).
+  case "$user" in system:node:*) return 0 ;; esac
+  [ -z "$(k get csr "$name" -o 'jsonpath={.status.conditions[*].type}')" ] || return 0
+  groups=$(k get csr "$name" -o 'jsonpath={range .spec.groups[*]}{@}{"\\n"}{end}') \\
+    || { echo "hakube-approver: $name: cannot read its requester's groups; left pending"; return 0; }
+  nodes=$(sed -n 's/^${NODE_BOOTSTRAP_GROUP_PREFIX}//p' <<< "$groups")
+  node=$nodes
+  if ! [[ "$user" =~ ^system:bootstrap:[a-z0-9]{6}$ ]] || [ -z "$nodes" ] || [ "$(wc -l <<< "$nodes")" -ne 1 ] \\
+    || ! awk -v n="$node" '$1 == n { found = 1 } END { exit !found }' "$allowed"; then
+    echo "hakube-approver: $name: requester $user is not the bootstrap token of one node hakube made; left pending"
+    return 0
+  fi
+  usages=$(k get csr "$name" -o 'jsonpath={range .spec.usages[*]}{@}{"\\n"}{end}') \\
+    || { echo "hakube-approver: $name: cannot read its key usages; left pending"; return 0; }
+  while IFS= read -r usage; do
+    case "$usage" in
+      ${allowedUsages}|"") ;;
+      *) echo "hakube-approver: $name: asks for the usage $usage (a client certificate's are ${CLIENT_USAGES.join(", ")}); left pending"; return 0 ;;
+    esac
+  done <<< "$usages"
+  verified "$name" --client "$node" || return 0
+  k certificate approve "$name" >/dev/null && echo "hakube-approver: approved $name: the client certificate of node $node"
+}
+list() { k get csr -o "jsonpath={range .items[?(@.spec.signerName==\\"$1\\")]}{.metadata.name} {.spec.username} {.status.certificate}{\\"\\\\n\\"}{end}"; }
+pending=$(list kubernetes.io/kubelet-serving) || exit 1
 while read -r name user issued; do
   [ -n "$name" ] && [ -z "\${issued:-}" ] || continue
-  check "$name" "$user"
+  serving "$name" "$user"
+done <<< "$pending"
+pending=$(list kubernetes.io/kube-apiserver-client-kubelet) || exit 1
+while read -r name user issued; do
+  [ -n "$name" ] && [ -z "\${issued:-}" ] || continue
+  client "$name" "$user"
 done <<< "$pending"
 `;
 }
 
 /**
- * The serving CSR check (perl, core only: every Debian has perl-base), given the node's
+ * The kubelet CSR check (perl, core only: every Debian has perl-base), given the node's
  * name and addresses, the request's DER on stdin: exits 0 when the request asks for exactly
  * what that node may have, else prints why and exits 1. It walks the ASN.1 itself: the
  * subject is exactly O=system:nodes and CN=system:node:<name>; the only attribute is the
  * extension request, whose only extension is one subjectAltName; its names are DNS names
  * (host-name characters only) equal to the node's name and IPv4 addresses among its own,
  * at least one; anything else (another extension, a comment, an e-mail or URI name, a
- * name with a newline, trailing bytes) is refused.
+ * name with a newline, trailing bytes) is refused. With `--client` first (a client
+ * certificate), the same subject and no extension at all.
  */
 export function servingCsrCheckScript(): string {
   return `#!/usr/bin/perl
-# Managed by hakube: checks a kubelet serving CSR (DER on stdin) for node $ARGV[0] with addresses @ARGV[1..].
+# Managed by hakube: checks a kubelet serving CSR (DER on stdin) for node $ARGV[0] with addresses @ARGV[1..];
+# with --client first, a kubelet client CSR for node $ARGV[1].
 use strict;
 use warnings;
+my $client = @ARGV && $ARGV[0] eq "--client" ? shift @ARGV : undef;
 my ($node, @allowed) = @ARGV;
 sub fail { print "$_[0]\\n"; exit 1 }
 fail("no node given") unless defined $node && length $node;
@@ -495,6 +563,7 @@ if (@info == 4) {
       my @e = items($ext->[1]);
       fail("a malformed extension") unless $ext->[0] == 0x30 && (@e == 2 || @e == 3) && $e[0][0] == 0x06 && $e[-1][0] == 0x04;
       my $eo = oid($e[0][1]);
+      fail("asks for extension $eo (a client certificate asks for none)") if $client;
       fail("asks for extension $eo (only subjectAltName)") unless $eo eq "2.5.29.17";
       fail("asks for subjectAltName twice") if $sans++;
       my ($gt, $general, $gend) = tlv($e[-1][1], 0);
@@ -516,7 +585,7 @@ if (@info == 4) {
     }
   }
 }
-fail("names no address") unless $names;
+fail("names no address") unless $names || $client;
 exit 0;
 `;
 }
@@ -528,7 +597,7 @@ export function approverNodes(nodes: readonly ServingNode[]): string {
 
 export const approverService = `# Managed by hakube.
 [Unit]
-Description=Approve kubelet serving certificates of hakube's nodes (hakube)
+Description=Approve kubelet certificates of hakube's nodes (hakube)
 After=kube-apiserver.service
 
 [Service]
@@ -539,7 +608,7 @@ TimeoutStartSec=60
 
 export const approverTimer = `# Managed by hakube.
 [Unit]
-Description=Approve kubelet serving certificates of hakube's nodes every 10 s (hakube)
+Description=Approve kubelet certificates of hakube's nodes every 10 s (hakube)
 
 [Timer]
 OnActiveSec=5s

@@ -11,6 +11,7 @@ import { fileStamp, installBinaries, planBinaries } from "../binaries/install";
 import { hostStep } from "../remote/hostStep";
 import { parseVersion } from "../version";
 import { command as shellCommand, quote, retry, shellFunction } from "../remote/shell";
+import { sha256 } from "../remote/files";
 import type { HaControlPlane } from "../controlplane/haControlPlane";
 import { BootstrapToken } from "./bootstrapToken";
 import {
@@ -25,6 +26,7 @@ import {
   approverService,
   approverTimer,
   bootstrapKubeconfig,
+  nodeBootstrapGroup,
   cniConfig,
   containerdConfig,
   containerdUnit,
@@ -44,7 +46,10 @@ import {
 export const RUNTIME_BINARIES = ["containerd", "containerd-shim-runc-v2", "ctr", "runc"] as const;
 export const CNI_PLUGINS = ["bridge", "host-local", "loopback", "portmap"] as const;
 
-/** The group bootstrap tokens of a WorkerPool authenticate as (RBAC binds it). */
+/**
+ * The group bootstrap tokens of a WorkerPool authenticate as (RBAC lets it ask for
+ * certificates); each token also names its own node's group (`nodeBootstrapGroup`).
+ */
 export const BOOTSTRAP_GROUP = "system:bootstrappers:hakube:workers";
 /** The approver's user name (its client certificate's common name). */
 export const APPROVER_USER = "hakube:kubelet-serving-approver";
@@ -79,7 +84,11 @@ export interface WorkerPoolArgs {
   readonly kubeProxyMode?: "iptables" | "nftables";
   /** Pod range of each node, a /24 inside the cluster's podCidr. @default 10.244.<n>.0/24 for the host named `<prefix>-<n>` */
   readonly podCidrs?: Readonly<Record<string, string>>;
-  /** Lifetime of the bootstrap token new nodes join with (renewed by `pulumi up` at half of it). @default 24 */
+  /**
+   * Lifetime in hours of each node's bootstrap token (renewed by a `pulumi up` once less
+   * than half of it is left, and made anew when the node's machine or the cluster's CA
+   * bundle changes), at most 48. @default 6
+   */
   readonly bootstrapTokenTtlHours?: number;
   /** Seconds a node may take to become Ready. @default 180 */
   readonly readyTimeoutSeconds?: number;
@@ -143,17 +152,20 @@ export function planPodRanges<H extends { readonly name: string }>(
 
 /**
  * Worker nodes joined to an HaControlPlane through its stable endpoint with TLS
- * bootstrapping: a bootstrap token (secret, with an expiry) gets each kubelet its client
- * certificate, which the controller-manager signs and renews; serving certificates are
- * approved by hakube's approver on the control-plane hosts after it checked the node's
- * name and addresses, and the apiservers verify them. containerd and runc run the pods,
+ * bootstrapping: each node's own bootstrap token (secret, with an expiry, on the node only
+ * until its kubelet has a client certificate) gets its kubelet a client certificate for
+ * that node only, approved by hakube's approver on the control-plane hosts and signed by
+ * the controller-manager, which also approves the node's own renewals; serving
+ * certificates are approved by the same approver after it checked the node's name and
+ * addresses, and the apiservers verify them. containerd and runc run the pods,
  * each node's pods get a /24 with routes to it from every other node, and kube-proxy
  * serves the Services. Needs the control plane's Kubernetes provider.
  */
 export class WorkerPool extends pulumi.ComponentResource {
   /** The workers with their pod ranges. */
   public readonly workers: readonly PlannedWorker[];
-  public readonly bootstrapToken: BootstrapToken;
+  /** Each worker's bootstrap token, by host name. */
+  public readonly bootstrapTokens: Readonly<Record<string, BootstrapToken>>;
   /** One per worker: completes when the node is Ready. */
   public readonly ready: pulumi.Resource[];
 
@@ -184,7 +196,7 @@ export class WorkerPool extends pulumi.ComponentResource {
     if (podApiAccess === "balancer" && (vip === undefined || proxyMode !== "iptables")) {
       invalid(this, "podApiAccess", podApiAccess, `"service" with ${vip === undefined ? "an external balancer (its address may be a name a node cannot rewrite to)" : 'kubeProxyMode "nftables"'}, or a keepalived VIP with kubeProxyMode "iptables"`);
     }
-    const ttlHours = requireInteger(this, "bootstrapTokenTtlHours", args.bootstrapTokenTtlHours ?? 24, 1, 24 * 365);
+    const ttlHours = requireInteger(this, "bootstrapTokenTtlHours", args.bootstrapTokenTtlHours ?? 6, 1, 48);
     const readySeconds = requireInteger(this, "readyTimeoutSeconds", args.readyTimeoutSeconds ?? 180, 10, 3600);
     const images = args.images;
     if (images) {
@@ -216,8 +228,11 @@ export class WorkerPool extends pulumi.ComponentResource {
     const k8sOpt = { parent: this, provider } as const;
 
     // Who may do what (RBAC through the cluster's provider): bootstrap tokens of this pool
-    // may ask for node client certificates, which the controller-manager approves; nodes
-    // renew their own; the approver approves serving certificates only.
+    // may ask for node client certificates, which hakube's approver approves for the
+    // token's own node only (nothing lets the controller-manager approve them: its
+    // nodeclient approval would sign any node's name for any token); nodes renew their
+    // own (selfnodeclient: the requester is the node named); the approver approves
+    // kubelet serving and kubelet client certificates only.
     const bind = (bindingName: string, role: string, subject: { kind: "Group" | "User"; name: string }) =>
       new k8s.rbac.v1.ClusterRoleBinding(
         `${name}-${bindingName}`,
@@ -235,43 +250,52 @@ export class WorkerPool extends pulumi.ComponentResource {
         rules: [
           { apiGroups: ["certificates.k8s.io"], resources: ["certificatesigningrequests"], verbs: ["get", "list", "watch"] },
           { apiGroups: ["certificates.k8s.io"], resources: ["certificatesigningrequests/approval"], verbs: ["update"] },
-          { apiGroups: ["certificates.k8s.io"], resources: ["signers"], resourceNames: ["kubernetes.io/kubelet-serving"], verbs: ["approve"] },
+          { apiGroups: ["certificates.k8s.io"], resources: ["signers"], resourceNames: ["kubernetes.io/kubelet-serving", "kubernetes.io/kube-apiserver-client-kubelet"], verbs: ["approve"] },
         ],
       },
       k8sOpt,
     );
     const rbac: pulumi.Resource[] = [
       bind("kubelet-bootstrap", "system:node-bootstrapper", { kind: "Group", name: BOOTSTRAP_GROUP }),
-      bind("node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", { kind: "Group", name: BOOTSTRAP_GROUP }),
       bind("node-autoapprove-certificate-rotation", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", { kind: "Group", name: "system:nodes" }),
       approverRole,
       bind("kubelet-serving-approver", APPROVER_USER, { kind: "User", name: APPROVER_USER }),
     ];
 
-    this.bootstrapToken = new BootstrapToken(`${name}-bootstrap-token`, { ttlHours }, opt);
-    const token = this.bootstrapToken;
-    const tokenSecret = new k8s.core.v1.Secret(
-      `${name}-bootstrap-token`,
-      {
-        metadata: { name: pulumi.interpolate`bootstrap-token-${token.tokenId}`, namespace: "kube-system" },
-        type: "bootstrap.kubernetes.io/token",
-        stringData: {
-          "token-id": token.tokenId,
-          "token-secret": token.tokenSecret,
-          expiration: token.expiration,
-          description: `hakube WorkerPool ${name}`,
-          "usage-bootstrap-authentication": "true",
-          "auth-extra-groups": BOOTSTRAP_GROUP,
+    // One bootstrap token per worker, whose Secret names that node's group: the approver
+    // approves a client certificate for this token for that node only. A new machine or a
+    // new CA bundle (what makes the kubelet bootstrap again) makes a new token at once.
+    const tokens: Record<string, BootstrapToken> = {};
+    const tokenSecrets: Record<string, k8s.core.v1.Secret> = {};
+    for (const w of this.workers) {
+      const node = w.host.name;
+      const epoch = pulumi.all([w.host.instance ?? "", cluster.caCertificate]).apply(([instance, ca]) => sha256(`${instance}\n${ca}`).slice(0, 16));
+      const token = new BootstrapToken(`${name}-${node}-bootstrap-token`, { ttlHours, epoch }, opt);
+      tokens[node] = token;
+      tokenSecrets[node] = new k8s.core.v1.Secret(
+        `${name}-${node}-bootstrap-token`,
+        {
+          metadata: { name: pulumi.interpolate`bootstrap-token-${token.tokenId}`, namespace: "kube-system" },
+          type: "bootstrap.kubernetes.io/token",
+          stringData: {
+            "token-id": token.tokenId,
+            "token-secret": token.tokenSecret,
+            expiration: token.expiration,
+            description: `hakube WorkerPool ${name}, node ${node}`,
+            "usage-bootstrap-authentication": "true",
+            "auth-extra-groups": `${BOOTSTRAP_GROUP},${nodeBootstrapGroup(node)}`,
+          },
         },
-      },
-      { ...k8sOpt, deleteBeforeReplace: false },
-    );
+        { ...k8sOpt, deleteBeforeReplace: false },
+      );
+    }
+    this.bootstrapTokens = tokens;
 
     // The approver on every control-plane host: a timer, its allow list, its identity.
     const approverClient = cluster.pki.clientCertificate(`${name}-kubelet-serving-approver`, { commonName: APPROVER_USER });
     const approverKubeconfig = cluster.pki.kubeconfig(approverClient, APPROVER_USER, cluster.endpoint, "hakube");
     const allowList = pulumi.all(this.workers.map((w) => pulumi.output(w.host.address).apply((a) => ({ name: w.host.name, addresses: [a] })))).apply(approverNodes);
-    for (const cp of plan.controlPlaneHosts) {
+    const approvers = plan.controlPlaneHosts.map((cp) =>
       hostStep(
         `${name}-approver-${cp.name}`,
         {
@@ -288,14 +312,15 @@ export class WorkerPool extends pulumi.ComponentResource {
           delete: "systemctl disable --now hakube-kubelet-serving-approver.timer\nrm -f /etc/systemd/system/hakube-kubelet-serving-approver.* " + APPROVER_PATHS.script + " " + APPROVER_PATHS.nodes + " " + APPROVER_PATHS.kubeconfig,
         },
         { parent: this, dependsOn: [...cluster.ready, ...rbac] },
-      );
-    }
+      ),
+    );
 
     const kubeProxyClient = cluster.pki.clientCertificate(`${name}-kube-proxy`, { commonName: "system:kube-proxy" });
     const kubeProxyKubeconfig = cluster.pki.kubeconfig(kubeProxyClient, "system:kube-proxy", cluster.endpoint, "hakube");
-    const bootstrap = pulumi
-      .all([cluster.endpoint, cluster.caCertificate, token.token])
-      .apply(([server, ca, t]) => bootstrapKubeconfig({ server, caCertPem: ca, token: t, clusterName: "hakube" }));
+    const bootstrap = (node: string) =>
+      pulumi
+        .all([cluster.endpoint, cluster.caCertificate, tokens[node].token])
+        .apply(([server, ca, t]) => bootstrapKubeconfig({ server, caCertPem: ca, token: t, clusterName: "hakube" }));
     const clusterDns = formatIpv4(plan.serviceCidr.network + 10);
     const clusterDomain = cluster.clusterDomain;
     const sandbox = images?.sandbox ?? "registry.k8s.io/pause:3.10.2";
@@ -313,7 +338,7 @@ export class WorkerPool extends pulumi.ComponentResource {
     let previousNode: pulumi.Resource | undefined;
     this.ready = this.workers.map((w) => {
       const host = w.host;
-      const hostOpt = { parent: this, dependsOn: [...cluster.ready, ...rbac, tokenSecret] };
+      const hostOpt = { parent: this, dependsOn: [...cluster.ready, ...rbac] };
       // Uploads: the runtime's binaries and the image archives.
       const uploads: pulumi.Resource[] = [];
       const mkdir = new command.remote.Command(
@@ -361,14 +386,15 @@ export class WorkerPool extends pulumi.ComponentResource {
             { path: NODE_PATHS.ca, mode: "0600", secret: false, content: cluster.caCertificate },
             { path: NODE_PATHS.kubeletConfig, mode: "0600", secret: false, content: settings.apply(kubeletConfig) },
             { path: NODE_PATHS.kubeletResolvConf, mode: "0600", secret: false, content: "# kubelet: pods get the cluster DNS; nothing from this host.\n" },
-            { path: NODE_PATHS.bootstrapKubeconfig, mode: "0600", content: bootstrap },
+            { path: NODE_PATHS.bootstrapKubeconfig, mode: "0600", content: bootstrap(host.name) },
             { path: "/etc/systemd/system/kubelet.service", mode: "0600", secret: false, content: settings.apply(kubeletUnit) },
           ],
           identity: [kubeBinaries.identity],
           create: pulumi.all([cluster.endpoint]).apply(([endpoint]) => kubeletScript(host.name, endpoint, readySeconds)),
           delete: kubeletDeleteScript,
         },
-        { ...hostOpt, dependsOn: [...hostOpt.dependsOn, kubeInstall, ...(previousNode ? [previousNode] : [])] },
+        // Its token exists and the approvers run before the kubelet asks for a certificate.
+        { ...hostOpt, dependsOn: [...hostOpt.dependsOn, tokenSecrets[host.name], ...approvers, kubeInstall, ...(previousNode ? [previousNode] : [])] },
       );
       previousNode = hostStep(
         `${name}-${host.name}-kube-proxy`,
@@ -472,7 +498,10 @@ return 1`,
 /**
  * The kubelet step: (re)started when its files changed or its binary was replaced, apart from the bootstrap
  * kubeconfig (a renewed token matters only to a node that has not joined yet); then
- * bounded waits until it has its client certificate and the node is Ready.
+ * bounded waits until it has its client certificate and the node is Ready. The bootstrap
+ * kubeconfig (this node's token) stays on the node only while the kubelet needs it: it is
+ * removed at once when the kubelet has a valid client certificate, else as soon as it has
+ * one, and on every way out of the step.
  */
 export function kubeletScript(nodeName: string, endpoint: string, readySeconds: number): string {
   const attempts = Math.ceil(readySeconds / 2);
@@ -492,25 +521,48 @@ printf '%s' "$out" | tr -d ' \\n' | grep -o -E '"type":"Ready",("observedGenerat
     ),
     shellFunction("hakube_pods_settled", '[ "$(hakube_pods_unready)" = 0 ]'),
   ].join("\n");
+  const clientCert = `${NODE_PATHS.kubeletCertDir}/kubelet-client-current.pem`;
+  // A kubeconfig and a client certificate that has not expired (where openssl is there to
+  // tell): the kubelet starts without its bootstrap kubeconfig.
+  const clientValid = shellFunction(
+    "hakube_client_valid",
+    `[ -s ${NODE_PATHS.kubeletKubeconfig} ] && [ -s ${clientCert} ] || return 1
+! command -v openssl >/dev/null || openssl x509 -checkend 0 -noout -in ${clientCert} >/dev/null 2>&1`,
+  );
   return [
     `mkdir -p ${NODE_PATHS.kubeletCertDir} /var/lib/kubelet`,
+    `trap 'rm -f ${NODE_PATHS.bootstrapKubeconfig}' EXIT`,
     "systemctl daemon-reload",
     "systemctl enable kubelet.service >/dev/null 2>&1",
     `restart=$(printf '%s' "$HAKUBE_CHANGED" | grep -v -x -F ${NODE_PATHS.bootstrapKubeconfig} || true)`,
     runningReplacedFunction,
+    clientValid,
     // A new cluster CA bundle (each CA rotation step changes it: the active CA comes first):
     // the kubelet bootstraps again, so its kubeconfig trusts what the bundle holds and its
     // certificates come from the CA that signs now; the node and its pods keep running.
     `rebootstrap=$(printf '%s' "$HAKUBE_CHANGED" | grep -x -F ${NODE_PATHS.ca} || true)`,
     `if [ -n "$rebootstrap" ] && [ -e ${NODE_PATHS.kubeletKubeconfig} ]; then`,
     "  echo 'hakube: the cluster CAs changed: kubelet bootstraps its certificates again'",
+    // A kubeconfig whose certificate is missing or expired (a join cut short, a node off
+    // for longer than its certificate lived): the same, or the wait below would pass on
+    // the old file.
+    `elif [ -e ${NODE_PATHS.kubeletKubeconfig} ] && ! hakube_client_valid; then`,
+    "  echo 'hakube: the kubelet has no valid client certificate: it bootstraps again'",
+    "  rebootstrap=yes",
+    "fi",
+    `if [ -n "$rebootstrap" ] && [ -e ${NODE_PATHS.kubeletKubeconfig} ]; then`,
     "  systemctl stop kubelet.service",
     `  rm -f ${NODE_PATHS.kubeletKubeconfig} ${NODE_PATHS.kubeletCertDir}/kubelet-client-*.pem ${NODE_PATHS.kubeletCertDir}/kubelet-server-*.pem`,
     "  restart=yes",
     "fi",
+    // A joined node does not need its token: gone before the kubelet (re)starts.
+    `if hakube_client_valid; then rm -f ${NODE_PATHS.bootstrapKubeconfig}; fi`,
     "restarted=",
     'if [ -n "$restart" ] || ! systemctl is-active --quiet kubelet.service || hakube_running_replaced kubelet.service; then systemctl restart kubelet.service; restarted=yes; fi',
-    retry({ attempts, delaySeconds: 2 }, "kubelet has its client certificate", ["test", "-s", `${NODE_PATHS.kubeletCertDir}/kubelet-client-current.pem`]),
+    retry({ attempts, delaySeconds: 2 }, "kubelet has its client certificate", ["test", "-s", clientCert]),
+    // The kubelet read its bootstrap kubeconfig when it started and never reads it again
+    // while its certificate is valid (it renews that certificate with the certificate).
+    `rm -f ${NODE_PATHS.bootstrapKubeconfig}`,
     ready,
     retry({ attempts, delaySeconds: 2 }, `node ${nodeName} Ready`, ["hakube_node_ready"]),
     // A restarted kubelet probes its pods' readiness anew (they count as not ready until

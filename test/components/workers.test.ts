@@ -79,19 +79,42 @@ test("workers: the bootstrap kubeconfig and kube-proxy's kubeconfig are 0600 on 
   assert.equal(spawnSync("bash", ["-n"], { input: script }).status, 0, "the script parses");
 });
 
-test("workers: the token Secret is a bootstrap token of the pool's group; the token's secret part is a Pulumi secret", async () => {
-  const secret = recorded.find((r) => r.type === "kubernetes:core/v1:Secret" && r.name === "wp-bootstrap-token")!;
-  assert.equal(await valueOf(secret.props.type), "bootstrap.kubernetes.io/token");
-  const data = await valueOf<Record<string, string>>(secret.props.stringData);
-  assert.equal(data["auth-extra-groups"], "system:bootstrappers:hakube:workers");
-  assert.equal(data["usage-bootstrap-authentication"], "true");
-  const token = recorded.find((r) => r.type === "pulumi-nodejs:dynamic:Resource" && r.name === "wp-bootstrap-token")!;
-  assert.ok(token.additionalSecretOutputs.includes("tokenSecret"));
+// The review's M8: one worker's bootstrap token must not get another worker's identity.
+test("workers: no ClusterRoleBinding lets the controller-manager approve node client certificates for bootstrap tokens (nodeclient); nodes renew their own", async () => {
+  const bindings = recorded.filter((r) => r.type === "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding");
+  assert.ok(bindings.length > 0);
+  const roles = await Promise.all(bindings.map(async (b) => ({ name: b.name, role: (await valueOf<{ name: string }>(b.props.roleRef)).name, subjects: await valueOf<{ kind: string; name: string }[]>(b.props.subjects) })));
+  const nodeclient = roles.filter((b) => b.role === "system:certificates.k8s.io:certificatesigningrequests:nodeclient");
+  assert.deepEqual(nodeclient.map((b) => `${b.name}: ${JSON.stringify(b.subjects)}`), [], "nothing bound to nodeclient");
+  assert.ok(!roles.some((b) => b.subjects.some((s) => s.name.startsWith("system:bootstrappers")) && b.role !== "system:node-bootstrapper"), JSON.stringify(roles));
+  const renewal = roles.find((b) => b.role === "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient");
+  assert.deepEqual(renewal?.subjects.map((s) => s.name), ["system:nodes"], "nodes renew their own client certificates");
 });
 
-test("workers: a kubelet starts only after the control plane is ready, the node RBAC and the token exist, and its runtime is set up", async () => {
+test("workers: each worker joins with a bootstrap token of its own, whose Secret names that node's group", async () => {
+  const secrets = recorded.filter((r) => r.type === "kubernetes:core/v1:Secret" && /bootstrap-token/.test(r.name));
+  const tokens: Record<string, string> = {};
+  for (const w of ["worker-1", "worker-2"]) {
+    const secret = secrets.find((r) => r.name === `wp-${w}-bootstrap-token`);
+    assert.ok(secret, `a token Secret for ${w}; have ${secrets.map((r) => r.name).join(", ")}`);
+    assert.equal(await valueOf(secret.props.type), "bootstrap.kubernetes.io/token");
+    const data = await valueOf<Record<string, string>>(secret.props.stringData);
+    assert.deepEqual(data["auth-extra-groups"].split(","), ["system:bootstrappers:hakube:workers", `system:bootstrappers:hakube:node:${w}`]);
+    assert.equal(data["usage-bootstrap-authentication"], "true");
+    tokens[w] = `${data["token-id"]}.${data["token-secret"]}`;
+    const kubeconfig = (await bundleOf(`wp-${w}-kubelet`)).get("/etc/kubernetes/bootstrap-kubelet.conf")!.content;
+    assert.ok(kubeconfig.includes(`token: "${tokens[w]}"`), `${w}'s bootstrap kubeconfig holds its own token`);
+  }
+  assert.equal(secrets.length, 2, "one token per worker, none for the pool");
+  assert.notEqual(tokens["worker-1"], tokens["worker-2"]);
+  const made = recorded.filter((r) => r.type === "pulumi-nodejs:dynamic:Resource" && /bootstrap-token/.test(r.name));
+  assert.deepEqual(made.map((r) => r.name).sort(), ["wp-worker-1-bootstrap-token", "wp-worker-2-bootstrap-token"]);
+  for (const t of made) assert.ok(t.additionalSecretOutputs.includes("tokenSecret"));
+});
+
+test("workers: a kubelet starts only after the control plane is ready, the node RBAC, its token and the approvers exist, and its runtime is set up", async () => {
   const deps = new Set(step("wp-worker-1-kubelet").dependsOn.map(nameOf));
-  for (const d of ["wp-bootstrap-token", "wp-kubelet-bootstrap", "wp-node-autoapprove-bootstrap", "w3-controllers-ready", "wp-worker-1-kubernetes"]) {
+  for (const d of ["wp-worker-1-bootstrap-token", "wp-kubelet-bootstrap", "wp-approver-cp-1", "wp-approver-cp-2", "wp-approver-cp-3", "w3-controllers-ready", "wp-worker-1-kubernetes"]) {
     assert.ok(deps.has(d), `${d} in ${[...deps].join(", ")}`);
   }
   assert.ok(step("wp-worker-2-kubelet").dependsOn.map(nameOf).includes("wp-worker-1-kube-proxy"), "one node at a time: worker-2 after worker-1");

@@ -514,8 +514,8 @@ test("workers: every node joined through TLS bootstrapping and is Ready at its o
     const worker = c.outputs.workers!.find((w) => w.name === n.metadata.name)!;
     assert.ok(n.status.addresses.some((a: any) => a.type === "InternalIP" && a.address === worker.address), JSON.stringify(n.status.addresses));
   }
-  // Client certificates from the bootstrap token (approved by the controller-manager),
-  // serving certificates approved by hakube's approver: both from the cluster CA, for
+  // Client certificates from each node's own bootstrap token and serving certificates,
+  // both approved by hakube's approver for that node only: both from the cluster CA, for
   // this node's name (and, serving, its address).
   for (const w of c.outputs.workers!) {
     const r = c.cred.ssh(
@@ -529,6 +529,84 @@ done`,
     const [client, serving] = r.stdout.trim().split("\n");
     assert.match(client, new RegExp(`subject=/O=system:nodes/CN=system:node:${w.name} issuer=/CN=kubernetes`), `${w.name}'s client certificate: ${client}`);
     assert.match(serving, new RegExp(`subject=/O=system:nodes/CN=system:node:${w.name} issuer=/CN=kubernetes .*IP Address:${w.address.replace(/\./g, "\\.")}`), `${w.name}'s serving certificate: ${serving}`);
+  }
+});
+
+/** A client CSR object for a kubelet certificate of `node` (a fresh P-256 key, discarded). */
+function nodeClientCsr(name: string, node: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hakube-e2e-csr-"));
+  try {
+    const r = spawnSync("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", path.join(dir, "key"), "-out", path.join(dir, "csr"), "-subj", `/O=system:nodes/CN=system:node:${node}`], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    const request = fs.readFileSync(path.join(dir, "csr")).toString("base64");
+    return JSON.stringify({
+      apiVersion: "certificates.k8s.io/v1",
+      kind: "CertificateSigningRequest",
+      metadata: { name },
+      spec: { request, signerName: "kubernetes.io/kube-apiserver-client-kubelet", usages: ["digital signature", "client auth"] },
+    });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// The review's M8: root on worker-1 held the pool's token (every worker kept it) and got a
+// client certificate for worker-2, which the controller-manager approved for any name.
+test("workers: no node keeps a bootstrap kubeconfig; worker-1's identity and worker-1's bootstrap token get no client certificate for worker-2 (not approved within 30 s)", async () => {
+  const [w1, w2] = c.outputs.workers!;
+  for (const w of c.outputs.workers!) {
+    const r = c.cred.ssh(w.address, "if [ -e /etc/kubernetes/bootstrap-kubelet.conf ]; then echo present; else echo gone; fi");
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), "gone", `${w.name} holds no bootstrap kubeconfig`);
+  }
+  const stamp = Date.now().toString(36);
+  const asNode = `hakube-e2e-m8-node-${stamp}`;
+  const asToken = `hakube-e2e-m8-token-${stamp}`;
+  const tokenKubeconfig = path.join(c.cred.dir, "worker-1-bootstrap.conf");
+  try {
+    // On worker-1, as root: its own client certificate (the kubelet's) sends a CSR for worker-2.
+    const csr = nodeClientCsr(asNode, w2.name);
+    const sent = c.cred.ssh(
+      w1.address,
+      `curl --silent --show-error --fail --max-time 10 --cacert /etc/kubernetes/pki/ca.crt --cert /var/lib/kubelet/pki/kubelet-client-current.pem \\
+  -H 'Content-Type: application/json' --data-binary @- ${c.outputs.endpoint}/apis/certificates.k8s.io/v1/certificatesigningrequests >/dev/null <<'HAKUBE_CSR'
+${csr}
+HAKUBE_CSR`,
+    );
+    assert.equal(sent.status, 0, `worker-1 sends a CSR with its own certificate: ${sent.stderr}`);
+    // worker-1's bootstrap token (from kube-system: what root on worker-1 held while it joined)
+    // sends one for worker-2 too, as the review's attacker did.
+    const group = `system:bootstrappers:hakube:node:${w1.name}`;
+    const b64 = (v: string) => Buffer.from(v, "base64").toString("utf8");
+    const secrets = kubectlJson(["-n", "kube-system", "get", "secrets", "--field-selector", "type=bootstrap.kubernetes.io/token"]).items;
+    const mine = secrets.find((x: any) => b64(x.data["auth-extra-groups"] ?? "").split(",").includes(group));
+    assert.ok(mine, `a bootstrap token Secret of ${w1.name} (group ${group})`);
+    const token = `${b64(mine.data["token-id"])}.${b64(mine.data["token-secret"])}`;
+    fs.writeFileSync(tokenKubeconfig, renderKubeconfig({ clusterName: "hakube", server: c.outputs.endpoint, caCertPem: c.outputs.caCertificate, userName: "worker-1-bootstrap", token }), { mode: 0o600 });
+    assertSafeDestination(c.outputs.virtualIp);
+    const byToken = run(path.join(TOOLCHAIN_BIN, "kubectl"), ["--kubeconfig", tokenKubeconfig, "--request-timeout=10s", "create", "-f", "-"], { input: nodeClientCsr(asToken, w2.name), timeoutMs: 30_000 });
+    assert.equal(byToken.status, 0, `worker-1's token sends a CSR: ${byToken.stderr}`);
+
+    // Both exist as sent, by worker-1's identities, and neither is approved nor signed within 30 s.
+    const requested = Object.fromEntries([asNode, asToken].map((n) => [n, kubectlJson(["get", "csr", n])]));
+    assert.equal(requested[asNode].spec.username, `system:node:${w1.name}`);
+    assert.match(requested[asToken].spec.username, /^system:bootstrap:[a-z0-9]{6}$/);
+    assert.ok(requested[asToken].spec.groups.includes(group), JSON.stringify(requested[asToken].spec.groups));
+    // (The controller-manager would approve at once; hakube's approver runs every 10 s.)
+    const until = Date.now() + 30_000;
+    for (let last = false; !last; ) {
+      last = Date.now() >= until;
+      for (const n of [asNode, asToken]) {
+        const st = kubectlJson(["get", "csr", n]).status ?? {};
+        const approved = (st.conditions ?? []).filter((x: any) => x.type === "Approved");
+        assert.deepEqual(approved, [], `${n} (${w2.name}'s name asked by ${w1.name}) was approved`);
+        assert.equal(st.certificate, undefined, `${n} was signed`);
+      }
+      if (!last) await new Promise((res) => setTimeout(res, Math.min(3000, Math.max(0, until - Date.now()))));
+    }
+  } finally {
+    fs.rmSync(tokenKubeconfig, { force: true });
+    c.cred.kubectl(["delete", "csr", asNode, asToken, "--ignore-not-found"]);
   }
 });
 
@@ -564,14 +642,23 @@ test("workers: a pod on each node resolves kubernetes.default.svc, lists namespa
   assert.equal(kubectlOk(["-n", PODS_NS, "logs", "probe-a"]).includes("panic"), false);
 });
 
-test("add-ons through the real Kubernetes provider: node RBAC, the bootstrap token with its expiry, CoreDNS ready on two nodes", () => {
-  for (const b of ["hakube:kubelet-bootstrap", "hakube:node-autoapprove-bootstrap", "hakube:node-autoapprove-certificate-rotation", "hakube:kubelet-serving-approver"]) {
+test("add-ons through the real Kubernetes provider: node RBAC (no nodeclient auto-approval), a bootstrap token per node with its expiry, CoreDNS ready on two nodes", () => {
+  for (const b of ["hakube:kubelet-bootstrap", "hakube:node-autoapprove-certificate-rotation", "hakube:kubelet-serving-approver"]) {
     kubectlOk(["get", "clusterrolebinding", b]);
   }
+  const nodeclient = kubectlJson(["get", "clusterrolebindings"]).items.filter((b: any) => b.roleRef.name === "system:certificates.k8s.io:certificatesigningrequests:nodeclient");
+  assert.deepEqual(nodeclient.map((b: any) => b.metadata.name), [], "nothing lets the controller-manager approve bootstrap client CSRs");
   const tokens = kubectlJson(["-n", "kube-system", "get", "secrets", "--field-selector", "type=bootstrap.kubernetes.io/token"]).items;
-  assert.equal(tokens.length, 1, "one bootstrap token");
-  const expiry = Date.parse(Buffer.from(tokens[0].data.expiration, "base64").toString());
-  assert.ok(expiry > Date.now() && expiry < Date.now() + 25 * 3600 * 1000, `expires within a day: ${new Date(expiry).toISOString()}`);
+  const b64 = (v: string) => Buffer.from(v, "base64").toString("utf8");
+  assert.deepEqual(
+    tokens.map((t: any) => b64(t.data["auth-extra-groups"])).sort(),
+    c.outputs.workers!.map((w) => `system:bootstrappers:hakube:workers,system:bootstrappers:hakube:node:${w.name}`).sort(),
+    "one bootstrap token per node, naming its node",
+  );
+  for (const t of tokens) {
+    const expiry = Date.parse(b64(t.data.expiration));
+    assert.ok(expiry > Date.now() && expiry < Date.now() + 7 * 3600 * 1000, `expires within the default 6 h: ${new Date(expiry).toISOString()}`);
+  }
   const dns = kubectlJson(["-n", "kube-system", "get", "deployment", "coredns"]);
   assert.equal(dns.status.readyReplicas, 2);
   const nodes = new Set(kubectlJson(["-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns"]).items.map((p: any) => p.spec.nodeName));

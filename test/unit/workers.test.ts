@@ -9,7 +9,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { parseCidr } from "../../components/net";
 import { Host } from "../../components/types";
-import { planPodRanges } from "../../components/workers/workerPool";
+import { kubeletScript, planPodRanges } from "../../components/workers/workerPool";
 import { tokenDue } from "../../components/workers/bootstrapToken";
 import {
   apiBalancedScript,
@@ -24,6 +24,7 @@ import {
   podRoutesScript,
 } from "../../components/workers/render";
 import { stubsDisposedAfterTests } from "../helpers/stubs";
+import { retryFunction, scriptPrologue } from "../../components/remote/files";
 import { tempDir } from "../helpers/tools";
 
 const stubs = stubsDisposedAfterTests();
@@ -198,7 +199,8 @@ test("the approver approves a known node's serving CSR for its own name and addr
       `#!/bin/bash
 args="$*"
 case "$args" in
-  *"get csr -o"*) cat ${dir}/list ;;
+  *"get csr -o"*kubelet-serving*) cat ${dir}/list ;;
+  *"get csr -o"*) ;;
   *"certificate approve"*) echo "\${@: -1}" >> ${dir}/approved ;;
   *"status.conditions"*) ;;
   *"spec.request"*) for a in "$@"; do [ -f "${dir}/$a.b64" ] && cat "${dir}/$a.b64"; done ;;
@@ -230,6 +232,199 @@ exit 0
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/** A CSR as a kubelet makes it for its client certificate (no extension), or with the extensions given. */
+function clientCsr(dir: string, label: string, subject: string, extensions: string[] = []): string {
+  const key = path.join(dir, `${label}.key`);
+  const csr = path.join(dir, `${label}.csr`);
+  const cnf = path.join(dir, `${label}.cnf`);
+  const dn = subject.split("/").filter(Boolean).join("\n");
+  const ext = extensions.length > 0 ? `req_extensions = ext\n` : "";
+  fs.writeFileSync(cnf, `[req]\ndistinguished_name = dn\n${ext}prompt = no\n[dn]\n${dn}\n[ext]\n${extensions.join("\n")}\n`);
+  const r = spawnSync("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr, "-config", cnf], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  return fs.readFileSync(csr).toString("base64");
+}
+
+// The review's M8: a bootstrap token of one node must not get a client certificate for
+// another. The approver approves a kubelet client CSR from a bootstrap token only for the
+// node whose group the token carries (system:bootstrappers:hakube:node:<node>).
+test("the approver approves a bootstrap client CSR only for the node its token belongs to", () => {
+  const dir = tempDir("client-approver");
+  try {
+    const group = (node: string) => `system:bootstrappers:hakube:node:${node}`;
+    const token1 = ["system:bootstrappers", "system:bootstrappers:hakube:workers", group("worker-1"), "system:authenticated"];
+    const usages = ["digital signature", "client auth"];
+    const node1 = "/O=system:nodes/CN=system:node:worker-1";
+    const csrs: Record<string, { user: string; groups: string[]; usages?: string[]; request: string }> = {
+      good: { user: "system:bootstrap:abc123", groups: token1, request: clientCsr(dir, "good", node1) },
+      // worker-1's token asking for worker-2's identity: the attack of the review.
+      othernode: { user: "system:bootstrap:abc123", groups: token1, request: clientCsr(dir, "othernode", "/O=system:nodes/CN=system:node:worker-2") },
+      // A token of the pool's group only (as hakube made them before): no node of its own.
+      poolonly: { user: "system:bootstrap:def456", groups: ["system:bootstrappers", "system:bootstrappers:hakube:workers", "system:authenticated"], request: clientCsr(dir, "poolonly", node1) },
+      twonodes: { user: "system:bootstrap:ghi789", groups: [...token1, group("worker-2")], request: clientCsr(dir, "twonodes", node1) },
+      stranger: { user: "system:bootstrap:jkl012", groups: ["system:bootstrappers", group("intruder")], request: clientCsr(dir, "stranger", "/O=system:nodes/CN=system:node:intruder") },
+      // The node group from anything but a bootstrap token.
+      notatoken: { user: "alice", groups: [group("worker-1"), "system:authenticated"], request: clientCsr(dir, "notatoken", node1) },
+      names: { user: "system:bootstrap:abc123", groups: token1, request: clientCsr(dir, "names", node1, ["subjectAltName = DNS:worker-1"]) },
+      extension: { user: "system:bootstrap:abc123", groups: token1, request: clientCsr(dir, "extension", node1, ["basicConstraints = critical,CA:TRUE"]) },
+      extrasubject: { user: "system:bootstrap:abc123", groups: token1, request: clientCsr(dir, "extrasubject", "/O=system:nodes/OU=admins/CN=system:node:worker-1") },
+      twoorgs: { user: "system:bootstrap:abc123", groups: token1, request: clientCsr(dir, "twoorgs", "/0.O=system:nodes/1.O=system:masters/CN=system:node:worker-1") },
+      serverauth: { user: "system:bootstrap:abc123", groups: token1, usages: [...usages, "server auth"], request: clientCsr(dir, "serverauth", node1) },
+      // A node renewing its own certificate is the controller-manager's (selfnodeclient).
+      renewal: { user: "system:node:worker-1", groups: ["system:nodes", "system:authenticated"], request: clientCsr(dir, "renewal", node1) },
+    };
+    for (const [name, c] of Object.entries(csrs)) {
+      fs.writeFileSync(path.join(dir, `${name}.b64`), c.request);
+      fs.writeFileSync(path.join(dir, `${name}.groups`), c.groups.join("\n") + "\n");
+      fs.writeFileSync(path.join(dir, `${name}.usages`), (c.usages ?? usages).join("\n") + "\n");
+    }
+    fs.writeFileSync(path.join(dir, "list"), Object.entries(csrs).map(([name, c]) => `${name} ${c.user} `).join("\n") + "\n");
+    fs.writeFileSync(path.join(dir, "nodes"), approverNodes([{ name: "worker-1", addresses: ["10.0.0.71"] }, { name: "worker-2", addresses: ["10.0.0.72"] }]));
+    // A stand-in kubectl: the client CSRs above for the kubelet client signer, none for
+    // the serving signer; each CSR's fields from its files; approvals recorded.
+    const bin = path.join(dir, "bin");
+    fs.mkdirSync(bin);
+    fs.writeFileSync(
+      path.join(bin, "kubectl"),
+      `#!/bin/bash
+args="$*"
+field() { for a in "$@"; do [ -f "${dir}/$a.$ext" ] && cat "${dir}/$a.$ext"; done; return 0; }
+case "$args" in
+  *"get csr -o"*kube-apiserver-client-kubelet*) cat ${dir}/list ;;
+  *"get csr -o"*) ;;
+  *"certificate approve"*) echo "\${@: -1}" >> ${dir}/approved ;;
+  *"status.conditions"*) ;;
+  *"spec.groups"*) ext=groups field "$@" ;;
+  *"spec.usages"*) ext=usages field "$@" ;;
+  *"spec.request"*) ext=b64 field "$@" ;;
+  *) echo "unexpected kubectl $args" >&2; exit 2 ;;
+esac
+exit 0
+`,
+      { mode: 0o755 },
+    );
+    fs.writeFileSync(path.join(dir, "csr-check"), servingCsrCheckScript(), { mode: 0o755 });
+    const script = approverScript()
+      .replace("/etc/kubernetes/kubelet-serving-approver.conf", path.join(dir, "kubeconfig"))
+      .replace("/etc/hakube/kubelet-serving-nodes", path.join(dir, "nodes"))
+      .replaceAll("/usr/local/sbin/hakube-serving-csr-check", path.join(dir, "csr-check"));
+    const r = spawnSync("bash", ["-c", script], { encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    assert.equal(r.status, 0, r.stderr);
+    const approved = fs.existsSync(path.join(dir, "approved")) ? fs.readFileSync(path.join(dir, "approved"), "utf8").trim().split("\n") : [];
+    assert.deepEqual(approved, ["good"], `approved only worker-1's own client CSR from worker-1's token; the approver said:\n${r.stdout}${r.stderr}`);
+    assert.match(r.stdout, /approved good: the client certificate of node worker-1/);
+    assert.match(r.stdout, /othernode: subject is not node worker-1; left pending/);
+    assert.match(r.stdout, /poolonly: requester system:bootstrap:def456 is not the bootstrap token of one node hakube made; left pending/);
+    assert.match(r.stdout, /twonodes: requester system:bootstrap:ghi789 is not the bootstrap token of one node hakube made; left pending/);
+    assert.match(r.stdout, /stranger: requester system:bootstrap:jkl012 is not the bootstrap token of one node hakube made; left pending/);
+    assert.match(r.stdout, /notatoken: requester alice is not the bootstrap token of one node hakube made; left pending/);
+    assert.match(r.stdout, /names: asks for extension 2\.5\.29\.17 \(a client certificate asks for none\); left pending/);
+    assert.match(r.stdout, /extension: asks for extension 2\.5\.29\.19 \(a client certificate asks for none\); left pending/);
+    assert.match(r.stdout, /extrasubject: subject is not node worker-1; left pending/);
+    assert.match(r.stdout, /twoorgs: a subject naming 2\.5\.4\.10 twice; left pending/);
+    assert.match(r.stdout, /serverauth: asks for the usage server auth \(a client certificate's are digital signature, key encipherment, client auth\); left pending/);
+    assert.doesNotMatch(r.stdout, /renewal/, "a node's own renewal is left to the controller-manager, silently");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/**
+ * The kubelet step's script, run with real bash in a folder standing for the node's root:
+ * a stand-in systemctl whose `restart kubelet.service` plays a kubelet (with the bootstrap
+ * kubeconfig there, and `joins` true, it writes its kubeconfig and certificates, as a
+ * kubelet that bootstrapped; it records whether the bootstrap kubeconfig was there), and a
+ * stand-in curl that says the node and its pods are ready.
+ */
+function runKubeletStep(s: { joined: boolean; changed: string[]; joins: boolean; unusable?: boolean }) {
+  const root = tempDir("kubelet-step");
+  const at = (p: string) => path.join(root, p);
+  const bin = at("bin");
+  fs.mkdirSync(bin);
+  fs.mkdirSync(at("etc/kubernetes/pki"), { recursive: true });
+  fs.mkdirSync(at("var/lib/kubelet/pki"), { recursive: true });
+  // A real certificate, valid for a day: what a kubelet's client certificate file holds.
+  const cert = at("cert.pem");
+  const r = spawnSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", at("cert.key"), "-out", cert, "-days", "1", "-subj", "/O=system:nodes/CN=system:node:worker-1"], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  const boot = at("etc/kubernetes/bootstrap-kubelet.conf");
+  fs.writeFileSync(boot, "token: made-up\n", { mode: 0o600 });
+  fs.writeFileSync(at("etc/kubernetes/pki/ca.crt"), "ca\n");
+  const joinedFiles = `cp ${cert} ${at("var/lib/kubelet/pki/kubelet-client-current.pem")}; cp ${cert} ${at("var/lib/kubelet/pki/kubelet-server-current.pem")}; echo kubeconfig > ${at("var/lib/kubelet/kubeconfig")}`;
+  if (s.joined) {
+    spawnSync("bash", ["-c", joinedFiles]);
+    fs.writeFileSync(at("active"), "");
+  }
+  if (s.unusable) fs.writeFileSync(at("var/lib/kubelet/pki/kubelet-client-current.pem"), "no certificate\n");
+  fs.writeFileSync(
+    path.join(bin, "systemctl"),
+    `#!/bin/bash
+case "$1" in
+  is-active) [ -e ${at("active")} ] ;;
+  show) echo 0 ;;
+  stop) [ "$2" != kubelet.service ] || rm -f ${at("active")} ;;
+  restart)
+    [ "$2" = kubelet.service ] || exit 0
+    touch ${at("active")}
+    if [ -e ${boot} ]; then echo yes >> ${at("saw-bootstrap")}; else echo no >> ${at("saw-bootstrap")}; fi
+    if [ -e ${boot} ] && ${s.joins}; then ${joinedFiles}; fi ;;
+esac
+exit 0
+`,
+    { mode: 0o755 },
+  );
+  fs.writeFileSync(path.join(bin, "curl"), `#!/bin/bash\ncase "$*" in *"/api/v1/nodes/"*) echo '{"type":"Ready","status":"True"}' ;; *) echo '{}' ;; esac\n`, { mode: 0o755 });
+  fs.writeFileSync(path.join(bin, "sleep"), "#!/bin/bash\nexit 0\n", { mode: 0o755 });
+  const script = kubeletScript("worker-1", "https://10.0.0.100:6443", 4).replaceAll("/etc/kubernetes", at("etc/kubernetes")).replaceAll("/var/lib/kubelet", at("var/lib/kubelet"));
+  const changed = s.changed.map((p) => p.replace("/etc/kubernetes", at("etc/kubernetes"))).join("\n");
+  // The step's prologue (strict mode, umask) without its fixed PATH, which would hide the stand-ins.
+  const prologue = scriptPrologue.split("\n").filter((l) => !l.startsWith("export PATH=")).join("\n");
+  const run = spawnSync("bash", ["-c", `${prologue}\n${retryFunction}\n${script}`], {
+    encoding: "utf8",
+    env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, HAKUBE_CHANGED: changed ? `${changed}\n` : "" },
+    timeout: 60_000,
+  });
+  const saw = fs.existsSync(at("saw-bootstrap")) ? fs.readFileSync(at("saw-bootstrap"), "utf8").trim().split("\n") : [];
+  const left = fs.existsSync(boot);
+  fs.rmSync(root, { recursive: true, force: true });
+  return { ...run, restartsSawBootstrap: saw, bootstrapLeft: left };
+}
+
+// The review's M8: the token stays on a worker only while its kubelet needs it.
+test("the kubelet step removes the bootstrap kubeconfig once the kubelet has its client certificate, and at once when it has one already", () => {
+  const boot = "/etc/kubernetes/bootstrap-kubelet.conf";
+  const fresh = runKubeletStep({ joined: false, changed: [boot, "/etc/kubernetes/kubelet.yaml"], joins: true });
+  assert.equal(fresh.status, 0, fresh.stdout + fresh.stderr);
+  assert.deepEqual(fresh.restartsSawBootstrap, ["yes"], "a new node's kubelet starts with its bootstrap kubeconfig");
+  assert.equal(fresh.bootstrapLeft, false, `a new node: the bootstrap kubeconfig is gone once the kubelet has its certificate\n${fresh.stdout}`);
+
+  const renewed = runKubeletStep({ joined: true, changed: [boot], joins: true });
+  assert.equal(renewed.status, 0, renewed.stdout + renewed.stderr);
+  assert.deepEqual(renewed.restartsSawBootstrap, [], "a renewed token restarts no kubelet");
+  assert.equal(renewed.bootstrapLeft, false, `a joined node: a renewed token's kubeconfig is removed at once\n${renewed.stdout}`);
+
+  // A CA rotation step: the kubelet bootstraps again, with the kubeconfig written for it.
+  const rotated = runKubeletStep({ joined: true, changed: ["/etc/kubernetes/pki/ca.crt", boot], joins: true });
+  assert.equal(rotated.status, 0, rotated.stdout + rotated.stderr);
+  assert.match(rotated.stdout, /kubelet bootstraps its certificates again/);
+  assert.deepEqual(rotated.restartsSawBootstrap, ["yes"]);
+  assert.equal(rotated.bootstrapLeft, false, `after the CA rotation's bootstrap the kubeconfig is gone\n${rotated.stdout}`);
+
+  // A client certificate openssl cannot accept (expired while the node was off, or broken):
+  // the kubelet bootstraps again with the kubeconfig written for it.
+  const unusable = runKubeletStep({ joined: true, unusable: true, changed: [boot], joins: true });
+  assert.equal(unusable.status, 0, unusable.stdout + unusable.stderr);
+  assert.match(unusable.stdout, /the kubelet has no valid client certificate: it bootstraps again/);
+  assert.deepEqual(unusable.restartsSawBootstrap, ["yes"]);
+  assert.equal(unusable.bootstrapLeft, false);
+
+  // A join that does not finish in time: the step fails and takes the token with it.
+  const stuck = runKubeletStep({ joined: false, changed: [boot], joins: false });
+  assert.notEqual(stuck.status, 0);
+  assert.match(stuck.stderr, /kubelet has its client certificate: still failing/);
+  assert.equal(stuck.bootstrapLeft, false, "a failed join leaves no token on the node");
 });
 
 test("bootstrap tokens are renewed once less than half of their lifetime is left", () => {
