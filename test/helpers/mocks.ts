@@ -71,6 +71,10 @@ pulumi.runtime.setMocks(
         case "command:remote:Command":
           state.stdout = "";
           break;
+        case "pulumi-nodejs:dynamic:Resource":
+          // An EtcdMembership's check on a first deployment: every member may bootstrap.
+          if (args.name.endsWith("-membership") && Array.isArray(args.inputs.names)) state.bootstrap = args.inputs.names;
+          break;
         case "aws:ec2/instance:Instance":
           instanceCount++;
           state.privateIp = `10.${instanceCount}.0.10`;
