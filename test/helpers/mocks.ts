@@ -11,6 +11,9 @@ export interface Recorded {
   readonly props: Record<string, any>;
   readonly additionalSecretOutputs: string[];
   readonly deleteBeforeReplace: boolean;
+  readonly retainOnDelete: boolean;
+  readonly ignoreChanges: string[];
+  readonly aliases: pulumi.Input<string | pulumi.Alias>[];
 }
 
 export const recorded: Recorded[] = [];
@@ -142,6 +145,9 @@ export async function program<T>(fn: () => T): Promise<T> {
         props: args.props,
         additionalSecretOutputs: (args.opts as pulumi.CustomResourceOptions).additionalSecretOutputs ?? [],
         deleteBeforeReplace: (args.opts as pulumi.CustomResourceOptions).deleteBeforeReplace === true,
+        retainOnDelete: args.opts.retainOnDelete === true,
+        ignoreChanges: args.opts.ignoreChanges ?? [],
+        aliases: args.opts.aliases ?? [],
       });
       return undefined;
     });
