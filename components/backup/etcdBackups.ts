@@ -110,7 +110,10 @@ export function backupKeyPair(name: string, parent: pulumi.Resource): KeyPair {
       earlyRenewalHours: 0,
       allowedUses: ["key_encipherment", "data_encipherment"],
     },
-    { parent, retainOnDelete: true },
+    // The subject names the component: a rename (with aliases) must not replace the
+    // certificate, whose serial every earlier backup's manifest records (a restore refuses
+    // a backup made for another serial).
+    { parent, retainOnDelete: true, ignoreChanges: ["subject"] },
   );
   return { keyPem: pulumi.secret(key.privateKeyPem), certPem: cert.certPem };
 }

@@ -348,7 +348,9 @@ export class HaControlPlane extends pulumi.ComponentResource {
           skipUpdateUnreachable: true,
           clusterIdentifier: `hakube/${args.clusterName ?? "hakube"}/${name}`,
         },
-        { parent: this, dependsOn: this.ready },
+        // The identifier the provider was first made with stays: a rename of this control
+        // plane (with aliases) must not replace the provider and every object made through it.
+        { parent: this, dependsOn: this.ready, ignoreChanges: ["clusterIdentifier"] },
       );
     }
     this.registerOutputs({
