@@ -39,13 +39,13 @@ test("backups off: the backup key pair stays (same names as with backups on), so
 
 test("key material is retained on delete: the backup key and certificate, every CA's key and certificate, every service-account key, every Secrets encryption key", () => {
   const wanted = [
-    "nb-backups-key",
-    "nb-backups-cert",
-    ...["cluster-ca", "etcd-ca", "etcd-ca-ca2", "front-proxy-ca"].flatMap((ca) => [`nb-pki-${ca}`, `nb-pki-${ca}-key`]),
+    ...["cluster-ca", "etcd-ca", "etcd-ca-ca2", "front-proxy-ca"].flatMap((ca) => [`nb-pki-${ca}-key`, `nb-pki-${ca}`]),
     "nb-pki-service-account",
     "nb-pki-service-account-key2",
     "nb-apiserver-encryption-key",
     "nb-apiserver-encryption-key-key2",
+    "nb-backups-key",
+    "nb-backups-cert",
   ];
   for (const name of wanted) assert.equal(named(name).retainOnDelete, true, `${name} is retained on delete`);
   // Leaf certificates and their keys are issued anew at will: not retained.
