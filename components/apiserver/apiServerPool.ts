@@ -176,7 +176,9 @@ export class ApiServerPool extends pulumi.ComponentResource {
         new command.local.Command(
           k === "key1" ? `${name}-encryption-key` : `${name}-encryption-key-${k}`,
           { create: "head -c 32 /dev/urandom | base64 -w0", update: KEEP_ENCRYPTION_KEY, logging: "none" },
-          { parent: this, additionalSecretOutputs: ["stdout"] },
+          // Retained on delete: a removal from the program (a rename without aliases, a
+          // rotation's drop) never runs anything for it (it has no delete script either).
+          { parent: this, additionalSecretOutputs: ["stdout"], retainOnDelete: true },
         ),
     );
     // The active key first (it encrypts), then the others, oldest first (they decrypt).

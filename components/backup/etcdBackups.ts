@@ -91,13 +91,15 @@ export function resolveBackupSettings(
 /**
  * The key pair backups are encrypted to: the hosts get only the certificate, so they never
  * hold what decrypts a backup. Never renewed: a new key could not read the backups made
- * before it. The private key is a secret in the state: keep a copy outside it.
+ * before it. The private key is a secret in the state: keep a copy outside it. Both are
+ * retained on delete (they exist only in the state, so what keeps them is that they stay
+ * registered: HaControlPlane makes them whether or not backups are on).
  */
 export function backupKeyPair(name: string, parent: pulumi.Resource): KeyPair {
   const key = new tls.PrivateKey(
     `${name}-key`,
     { algorithm: "RSA", rsaBits: 3072 },
-    { parent, additionalSecretOutputs: ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"] },
+    { parent, additionalSecretOutputs: ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"], retainOnDelete: true },
   );
   const cert = new tls.SelfSignedCert(
     `${name}-cert`,
@@ -108,7 +110,10 @@ export function backupKeyPair(name: string, parent: pulumi.Resource): KeyPair {
       earlyRenewalHours: 0,
       allowedUses: ["key_encipherment", "data_encipherment"],
     },
-    { parent },
+    // The subject names the component: a rename (with aliases) must not replace the
+    // certificate, whose serial every earlier backup's manifest records (a restore refuses
+    // a backup made for another serial).
+    { parent, retainOnDelete: true, ignoreChanges: ["subject"] },
   );
   return { keyPem: pulumi.secret(key.privateKeyPem), certPem: cert.certPem };
 }

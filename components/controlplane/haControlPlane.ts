@@ -139,6 +139,13 @@ export class HaControlPlane extends pulumi.ComponentResource {
   public readonly controllers: LeaderElectedControllers;
   /** The etcd backups, when `backups` is given. */
   public readonly backups?: EtcdBackups;
+  /**
+   * PEM of the private key backups are encrypted to (secret). Made whether or not `backups`
+   * is given: turning backups off and on again keeps the key every earlier backup needs.
+   */
+  public readonly backupKey: pulumi.Output<string>;
+  /** PEM of the backup key's certificate. */
+  public readonly backupCertificate: pulumi.Output<string>;
   /** The Kubernetes and etcd versions recorded in the state (checked against the next ones). */
   public readonly versions: DeployedVersions;
   /** One per host: what the last refresh found of it. */
@@ -205,9 +212,13 @@ export class HaControlPlane extends pulumi.ComponentResource {
       },
       { parent: this },
     );
-    // The backup key first: a restore in this very `pulumi up` decrypts with it.
+    // The backup key first: a restore in this very `pulumi up` decrypts with it. Made even
+    // with backups off (same names), so a setting turned off for a while (`hakube:backups
+    // false`) does not drop from the state the key every earlier backup is encrypted to.
     const backupSettings = args.backups ? resolveBackupSettings(this, args.backups) : undefined;
-    const backupKey = args.backups ? backupKeyPair(`${name}-backups`, this) : undefined;
+    const backupKey = backupKeyPair(`${name}-backups`, this);
+    this.backupKey = backupKey.keyPem;
+    this.backupCertificate = backupKey.certPem;
     this.etcd = new EtcdCluster(
       `${name}-etcd`,
       {
@@ -219,7 +230,7 @@ export class HaControlPlane extends pulumi.ComponentResource {
           plan.topology === "stacked" ? { securePort: plan.apiServerPort, settleSeconds: plan.timings.balancerSettleSeconds } : undefined,
         membership: { argument: plan.etcdArgument, network: args.observe?.network },
         restore:
-          args.backups?.restore && backupKey && backupSettings
+          args.backups?.restore && backupSettings
             ? {
                 from: args.backups.restore.from,
                 confirm: args.backups.restore.confirm,
@@ -337,7 +348,9 @@ export class HaControlPlane extends pulumi.ComponentResource {
           skipUpdateUnreachable: true,
           clusterIdentifier: `hakube/${args.clusterName ?? "hakube"}/${name}`,
         },
-        { parent: this, dependsOn: this.ready },
+        // The identifier the provider was first made with stays: a rename of this control
+        // plane (with aliases) must not replace the provider and every object made through it.
+        { parent: this, dependsOn: this.ready, ignoreChanges: ["clusterIdentifier"] },
       );
     }
     this.registerOutputs({

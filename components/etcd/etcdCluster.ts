@@ -206,7 +206,9 @@ export class EtcdCluster extends pulumi.ComponentResource {
             // The bootstrap values; a joining member writes the running cluster's instead.
             { path: INITIAL_CLUSTER_ENV, mode: "0644", content: members.apply((ms) => initialClusterEnv(initialCluster(ms, settings))) },
           ],
-          create: etcdCreateScript(dataDir, readyAttempts, clientPort),
+          // Only a member the cluster is first deployed with may start a new cluster; any
+          // other, with no data and no quorum around it, refuses (the state says it exists).
+          create: this.membership.bootstrap.apply((b) => etcdCreateScript(dataDir, readyAttempts, clientPort, (b ?? []).includes(host.name))),
           update: etcdUpdateScript(readyAttempts, clientPort, args.localApiServer, dataDir),
           strictDelete: etcdLeaveScript(dataDir),
           delete: etcdDeleteScript,

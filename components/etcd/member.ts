@@ -68,7 +68,7 @@ ETCDCTL_ENDPOINTS=$1 etcdctl member remove "$2" >/dev/null`,
     `local name=$1 peer=$2 client=$3 data=$4 attempts=$5 delay=$6 envfile=$7 others entry id learner clients cluster
 others=$(hakube_etcd_others "$client")
 if [ -z "$others" ] || ! hakube_etcd_quorum "$others"; then
-  echo "hakube: etcd member $name has no data and no other member answers with a quorum: it cannot join (every member lost? restore from a backup)" >&2
+  echo "hakube: etcd member $name has no data and no other member answers with a quorum: it cannot join (every member lost? restore from a backup); see the README, Backups and restore (hakube:restoreFrom, or backups.restore)" >&2
   return 1
 fi
 # Nothing of this member may answer at its own address while the cluster is asked about it.

@@ -18,6 +18,24 @@ interface MembershipInputs {
   /** SSH connection per member name (secret; may be unknown at preview for new machines). */
   readonly connections: Readonly<Record<string, SshTarget>>;
   readonly network?: ObservedNetwork;
+  /**
+   * The members a brand-new cluster is first deployed with (the only ones whose step may
+   * start a new cluster, see etcdCreateScript). Set by check, not by the caller: the names of
+   * the first deployment, then kept (less any member removed since) for the life of the
+   * state; empty for a cluster deployed before it was recorded.
+   */
+  readonly bootstrap?: readonly string[];
+}
+
+/**
+ * The members a new cluster may be bootstrapped with, from the deployed inputs: every
+ * member on the first deployment (nothing deployed), else the deployed record less the
+ * members no longer in the set (a member removed and added again joins the cluster that
+ * exists). A state from before the record: none. Pure.
+ */
+export function bootstrapMembers(olds: { readonly names?: readonly string[]; readonly bootstrap?: readonly string[] } | undefined, desired: readonly string[]): string[] {
+  if (olds?.names === undefined) return [...desired];
+  return (olds.bootstrap ?? []).filter((n) => desired.includes(n));
 }
 
 /** What a deployed member says about itself (from its own host). */
@@ -111,13 +129,16 @@ export const etcdMembershipProvider: pulumi.dynamic.ResourceProvider = {
   async check(olds: MembershipInputs, news: MembershipInputs) {
     const deployed = olds?.names ?? [];
     const desired = news.names;
+    // Kept as an input: check sees the deployed inputs (not the outputs), and a preview's
+    // outputs are these inputs, so the steps read the same value at preview and at up.
+    const inputs = { ...news, bootstrap: bootstrapMembers(olds, desired) };
     const changed = olds?.names !== undefined && sorted(deployed) !== sorted(desired);
-    if (!changed) return { inputs: news, failures: [] };
+    if (!changed) return { inputs, failures: [] };
     // Only the deployed members are asked, with the connections the state has (a new
     // machine may not exist yet).
     const looks = await Promise.all(deployed.map((n) => lookAt(n, olds.connections?.[n], olds.clientPort ?? news.clientPort, olds.network ?? news.network)));
     const problem = membershipChangeProblem(news.argument, deployed, desired, looks);
-    return { inputs: news, failures: problem ? [{ property: "", reason: problem }] : [] };
+    return { inputs, failures: problem ? [{ property: "", reason: problem }] : [] };
   },
   async diff(_id: string, olds: MembershipInputs, news: MembershipInputs) {
     // The connections are kept fresh too (a replaced machine), without showing as a change
@@ -140,6 +161,11 @@ export const etcdMembershipProvider: pulumi.dynamic.ResourceProvider = {
 export class EtcdMembership extends pulumi.dynamic.Resource {
   // `declare`: no class field, which (ES2022) would overwrite the output the base class set.
   declare public readonly names: pulumi.Output<string[]>;
+  /**
+   * The members the cluster was first deployed with, less those removed since (see
+   * {@link bootstrapMembers}); undefined in a state from before it was recorded (none).
+   */
+  declare public readonly bootstrap: pulumi.Output<string[] | undefined>;
 
   constructor(
     name: string,
@@ -163,7 +189,7 @@ export class EtcdMembership extends pulumi.dynamic.Resource {
     super(
       etcdMembershipProvider,
       name,
-      { argument: args.argument, clientPort: args.clientPort, names: args.members.map((m) => m.name), connections, network: args.network },
+      { argument: args.argument, clientPort: args.clientPort, names: args.members.map((m) => m.name), connections, network: args.network, bootstrap: undefined },
       { ...opts, additionalSecretOutputs: ["connections"] },
     );
   }

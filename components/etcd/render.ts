@@ -165,20 +165,37 @@ ${localHealthWait(attempts, clientPort)}`;
 }
 
 /**
+ * Why a member with no data must not start when no other member answers, though the state
+ * says its cluster is deployed: started, it would bootstrap a new, empty cluster
+ * (`initial-cluster-state new`) in place of the deployed one.
+ */
+function refuseNewCluster(): string {
+  return `echo "hakube: etcd member $HAKUBE_ETCD_NAME has no data and no other member answers with a quorum; refusing to start it as a new, empty cluster: the stack says this etcd cluster is deployed already ($HAKUBE_ETCD_NAME is not one of the members it was first deployed with)." >&2
+echo "hakube: if the other members are only down, bring them back (pulumi up --refresh) and run again; if their data is lost, restore from a backup; see the README, Backups and restore (hakube:restoreFrom, or backups.restore)" >&2
+exit 1`;
+}
+
+/**
  * Create: the member's data directory (private). A member without data whose peers already
  * hold a quorum (a replaced machine, a resize) joins the running cluster as a learner;
  * otherwise it (re)starts without waiting (members of a new cluster start together).
+ * `bootstrap`: whether this member is one of those a brand-new cluster is first deployed
+ * with (EtcdMembership's `bootstrap`); only such a member, with no data and no quorum
+ * around it, may start a new cluster. Any other refuses (it would start an empty one).
  */
-export function etcdCreateScript(dataDir: string, attempts = 150, clientPort = 2379): string {
+export function etcdCreateScript(dataDir: string, attempts = 150, clientPort = 2379, bootstrap = false): string {
+  const noData = `[ ! -d ${quote(`${dataDir}/member`)} ]`;
   return `${etcdAccountScript}
 ${command(["install", "-d", "-m", "0700", dataDir])}
 systemctl daemon-reload
 systemctl enable etcd.service >/dev/null 2>&1
 ${memberPrologue}
 others=$(hakube_etcd_others "$HAKUBE_ETCD_CLIENT_URL")
-if [ ! -d ${quote(`${dataDir}/member`)} ] && [ -n "$others" ] && hakube_etcd_quorum "$others"; then
+if ${noData} && [ -n "$others" ] && hakube_etcd_quorum "$others"; then
   ${joinScript(dataDir, attempts, clientPort).replace(/\n/g, "\n  ")}
-elif [ -n "$HAKUBE_CHANGED" ] || ! systemctl is-active --quiet etcd.service; then
+${bootstrap ? "" : `elif ${noData}; then
+  ${refuseNewCluster().replace(/\n/g, "\n  ")}
+`}elif [ -n "$HAKUBE_CHANGED" ] || ! systemctl is-active --quiet etcd.service; then
   systemctl restart --no-block etcd.service
 fi
 if [ -d ${quote(`${dataDir}/member`)} ]; then

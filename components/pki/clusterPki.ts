@@ -214,7 +214,7 @@ export class ClusterPki extends pulumi.ComponentResource {
     const saRing = resolveKeyRing(this, "serviceAccountKeys", args.serviceAccountKeys);
     const tokenMaxHours = requireInteger(this, "serviceAccountKeys.tokenMaxHours", args.serviceAccountKeys?.tokenMaxHours ?? 24, 1, 8760);
     this.serviceAccountKeys = { ...saRing, tokenMaxSeconds: tokenMaxHours * 3600 };
-    const saKeys = new Map(saRing.keys.map((k) => [k, this.privateKey(k === "key1" ? `${name}-service-account` : `${name}-service-account-${k}`)]));
+    const saKeys = new Map(saRing.keys.map((k) => [k, this.privateKey(k === "key1" ? `${name}-service-account` : `${name}-service-account-${k}`, true)]));
     const saRecord = new KeyRing(
       `${name}-service-account-keys`,
       { argument: "serviceAccountKeys", what: "the service-account signing key", spec: saRing, retireAfterSeconds: tokenMaxHours * 3600 },
@@ -322,11 +322,12 @@ export class ClusterPki extends pulumi.ComponentResource {
     );
   }
 
-  private privateKey(name: string): tls.PrivateKey {
+  /** `retain`: key material the cluster depends on for good (a CA's, a service-account key), retained on delete. */
+  private privateKey(name: string, retain = false): tls.PrivateKey {
     return new tls.PrivateKey(
       name,
       { algorithm: "ECDSA", ecdsaCurve: "P256" },
-      { parent: this, additionalSecretOutputs: ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"] },
+      { parent: this, additionalSecretOutputs: ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"], ...(retain ? { retainOnDelete: true } : {}) },
     );
   }
 
@@ -367,7 +368,7 @@ export class ClusterPki extends pulumi.ComponentResource {
   }
 
   private selfSignedCa(name: string, commonName: string, hours: number): KeyPair {
-    const key = this.privateKey(`${name}-key`);
+    const key = this.privateKey(`${name}-key`, true);
     const earlyRenewalHours = Math.min(this.earlyRenewalHours * 2, hours - 1);
     const cert = new tls.SelfSignedCert(
       name,
@@ -379,7 +380,7 @@ export class ClusterPki extends pulumi.ComponentResource {
         earlyRenewalHours,
         allowedUses: ["cert_signing", "crl_signing", "digital_signature", "key_encipherment"],
       },
-      { parent: this },
+      { parent: this, retainOnDelete: true },
     );
     this.issued.push({ name, kind: "ca", end: cert.validityEndTime, earlyHours: earlyRenewalHours });
     return { certPem: cert.certPem, keyPem: pulumi.secret(key.privateKeyPem) };

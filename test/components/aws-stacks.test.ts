@@ -135,3 +135,19 @@ test("aws backups: a versioned, encrypted, private, TLS-only bucket with lifecyc
   assert.equal(last.backup.revision, 57);
   assert.ok(typeof last.ageSeconds === "number");
 });
+
+test("every resource of the stack program is named after the component it belongs to (so a component's aliases carry to all of them)", async () => {
+  const { resources } = await runStack(stackConfig("Pulumi.aws-dev.yaml", secrets));
+  const strays = resources
+    .filter((r) => r.parent && r.type !== "pulumi:pulumi:Stack")
+    .map((r) => ({ r, parent: resources.find((x) => x.resource === r.parent) }))
+    .filter(({ r, parent }) => parent && !r.name.startsWith(parent.name))
+    .map(({ r, parent }) => `${r.name} (under ${parent!.name})`);
+  // The one exception: the client certificates a WorkerPool asks of the control plane's
+  // PKI are children of the PKI named after the pool. A renamed pool has them issued anew
+  // (leaf certificates: its kube-proxy and the serving approver restart with new ones).
+  assert.deepEqual(
+    strays.filter((s) => !/^test-workers-(kube-proxy|kubelet-serving-approver)(-key|-csr|-renewal)? \(under test-pki\)$/.test(s)),
+    [],
+  );
+});

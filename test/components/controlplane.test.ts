@@ -475,3 +475,11 @@ test("one apiserver serving certificate per host, with that host's address only:
     ["c3-pki-apiserver-cp-1", "c3-pki-apiserver-cp-2", "c3-pki-apiserver-cp-3"],
   );
 });
+
+test("etcd members: only those the cluster is first deployed with may start a new one (the membership's record)", async () => {
+  for (const r of steps("c3", "etcd")) {
+    const create = await valueOf<string>(r.props.create);
+    assert.doesNotMatch(create, /refusing to start it as a new, empty cluster/, `${r.name}: a member of the first deployment may bootstrap`);
+    assert.match(create, /hakube_etcd_join/);
+  }
+});

@@ -12,6 +12,9 @@ export interface Recorded {
   readonly props: Record<string, any>;
   readonly additionalSecretOutputs: string[];
   readonly deleteBeforeReplace: boolean;
+  readonly retainOnDelete: boolean;
+  readonly ignoreChanges: string[];
+  readonly aliases: pulumi.Input<string | pulumi.Alias>[];
 }
 
 export const recorded: Recorded[] = [];
@@ -81,6 +84,8 @@ pulumi.runtime.setMocks(
             state.tokenSecret = digits.slice(6, 22);
             state.expiration = mockValidityEnd(args.inputs.ttlHours);
           }
+          // An EtcdMembership's check on a first deployment: every member may bootstrap.
+          if (args.name.endsWith("-membership") && Array.isArray(args.inputs.names)) state.bootstrap = args.inputs.names;
           break;
         case "aws:ec2/instance:Instance":
           instanceCount++;
@@ -149,6 +154,9 @@ export async function program<T>(fn: () => T): Promise<T> {
         props: args.props,
         additionalSecretOutputs: (args.opts as pulumi.CustomResourceOptions).additionalSecretOutputs ?? [],
         deleteBeforeReplace: (args.opts as pulumi.CustomResourceOptions).deleteBeforeReplace === true,
+        retainOnDelete: args.opts.retainOnDelete === true,
+        ignoreChanges: args.opts.ignoreChanges ?? [],
+        aliases: args.opts.aliases ?? [],
       });
       return undefined;
     });

@@ -275,3 +275,42 @@ test("a learner whose promotion timed out in an earlier run is promoted by the n
     }
   }
 });
+
+/**
+ * cp-2 runs the member's create (or update) script with no data while no other member
+ * answers: `bootstrap` says whether cp-2 is one of the members the state's cluster was
+ * first deployed with (a brand-new cluster) or not (the state says the cluster exists).
+ */
+function noQuorum(script: "create" | "update", bootstrap: boolean) {
+  const c = cluster([member(1), member(2, { started: false }), member(3)], {});
+  const dataDir = path.join(c.fake.dir, "etcd");
+  fs.writeFileSync(path.join(c.fake.dir, "etcdctl.env"), `ETCDCTL_ENDPOINTS=${ENDPOINTS}\n`);
+  fs.writeFileSync(path.join(c.fake.dir, "member.env"), `HAKUBE_ETCD_NAME=cp-2\nHAKUBE_ETCD_PEER_URL=${url(2, 2380)}\nHAKUBE_ETCD_CLIENT_URL=${url(2, 2379)}\n`);
+  fs.writeFileSync(c.envFile, "ETCD_INITIAL_CLUSTER=cp-1=x,cp-2=y,cp-3=z\nETCD_INITIAL_CLUSTER_STATE=new\n");
+  const text = (script === "update" ? etcdUpdateScript(5, 2379, undefined, dataDir) : etcdCreateScript(dataDir, 5, 2379, bootstrap))
+    .replaceAll(ETCDCTL_ENV, path.join(c.fake.dir, "etcdctl.env"))
+    .replaceAll(MEMBER_ENV, path.join(c.fake.dir, "member.env"))
+    .replaceAll(INITIAL_CLUSTER_ENV, c.envFile);
+  // On creation every file is new: the step lists them as changed.
+  const r = c.fake.run(`HAKUBE_CHANGED=/etc/systemd/system/etcd.service\n${text}`);
+  const started = c.fake.state().log.filter((l) => /^systemctl (re)?start .*etcd\.service/.test(l));
+  return { r, started, dataDir };
+}
+
+test("a member with no data and no quorum around it never starts a new, empty cluster when the state says the cluster is deployed (create and update refuse)", () => {
+  for (const script of ["create", "update"] as const) {
+    const { r, started } = noQuorum(script, false);
+    assert.equal(r.status, 1, `${script} must refuse: ${r.stdout}`);
+    assert.deepEqual(started, [], `${script}: etcd was not started`);
+    assert.match(r.stderr, /etcd member cp-2 has no data and no other member answers with a quorum/);
+    assert.match(r.stderr, /restore from a backup\)?; see the README, Backups and restore \(hakube:restoreFrom, or backups\.restore\)/);
+  }
+  const { r } = noQuorum("create", false);
+  assert.match(r.stderr, /refusing to start it as a new, empty cluster: the stack says this etcd cluster is deployed already \(cp-2 is not one of the members it was first deployed with\)/);
+});
+
+test("a member of a brand-new cluster (one the state's cluster is first deployed with) still starts it with the others", () => {
+  const { r, started } = noQuorum("create", true);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(started, ["systemctl restart --no-block etcd.service"]);
+});

@@ -64,7 +64,7 @@ test("the etcd create script makes the etcd account and the data directory it is
   const dataDir = path.join(s.dir, "data dir", "etcd");
   fs.writeFileSync(path.join(s.dir, "etcdctl.env"), "ETCDCTL_ENDPOINTS=https://10.0.0.11:2379,https://10.0.0.12:2379\n");
   fs.writeFileSync(path.join(s.dir, "member.env"), memberEnv({ name: "cp-1", address: "10.0.0.11" }, { clusterToken: "t", dataDir, clientPort: 2379, peerPort: 2380, heartbeatIntervalMs: 100, electionTimeoutMs: 1000 }));
-  const script = etcdCreateScript(dataDir)
+  const script = etcdCreateScript(dataDir, 150, 2379, true)
     .replaceAll(ETCDCTL_ENV, path.join(s.dir, "etcdctl.env"))
     .replaceAll(MEMBER_ENV, path.join(s.dir, "member.env"));
   assert.doesNotMatch(script, /\/var\/lib\/etcd/, "no fixed path");

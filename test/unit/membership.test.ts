@@ -3,7 +3,7 @@
 // learner is pending; the message names the argument and the value.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { etcdMembershipProvider, membershipChangeProblem, memberLookScript, parseMemberLook } from "../../components/etcd/membership";
+import { bootstrapMembers, etcdMembershipProvider, membershipChangeProblem, memberLookScript, parseMemberLook } from "../../components/etcd/membership";
 
 const ARG = "controlPlaneHosts (stacked etcd)";
 const ok = (name: string) => ({ name, healthy: true, learners: [] });
@@ -79,4 +79,19 @@ test("check: a resize on a stack whose bridge is missing is refused without send
   const r = await etcdMembershipProvider.check!(olds, { ...olds, names: five });
   assert.equal(r.failures?.length, 1);
   assert.match(r.failures![0].reason, /every etcd member that stays is healthy: cp-1 is not \(stack this: bridge hkabsent1 with 10\.213\.251\.0\/24 is missing/);
+});
+
+test("the members a new cluster may start with: all on the first deployment, then kept less the removed ones; none in a state from before the record", async () => {
+  assert.deepEqual(bootstrapMembers(undefined, three), three);
+  assert.deepEqual(bootstrapMembers({}, three), three, "a new resource's olds are empty");
+  assert.deepEqual(bootstrapMembers({ names: three, bootstrap: three }, five), three, "members added later never bootstrap");
+  assert.deepEqual(bootstrapMembers({ names: five, bootstrap: three }, ["cp-1", "cp-2", "cp-4"]), ["cp-1", "cp-2"], "a removed member, added again later, joins");
+  assert.deepEqual(bootstrapMembers({ names: three }, three), [], "deployed before the record: the cluster exists");
+  // check carries it as an input, so the state keeps it and a preview sees it.
+  const first = await etcdMembershipProvider.check!({} as any, { argument: ARG, clientPort: 2379, names: three, connections: {} });
+  assert.deepEqual(first.inputs.bootstrap, three);
+  const later = await etcdMembershipProvider.check!(first.inputs, { argument: ARG, clientPort: 2379, names: three, connections: {} });
+  assert.deepEqual(later.inputs.bootstrap, three);
+  const legacy = await etcdMembershipProvider.check!({ argument: ARG, clientPort: 2379, names: three, connections: {} }, { argument: ARG, clientPort: 2379, names: three, connections: {} });
+  assert.deepEqual(legacy.inputs.bootstrap, []);
 });
