@@ -1,8 +1,9 @@
 // Restore of every etcd member from one backup, as steps of one `pulumi up` (pure
 // rendering here; the resources are in EtcdRestore). In order:
-//   check    every etcd host downloads, decrypts and checks the same backup (the first
-//            host resolves "latest" to a name, the others fetch that name). Nothing is
-//            stopped yet: a missing, corrupt or foreign backup or a wrong key fails here.
+//   check    every etcd host downloads, verifies (this stack's signature, with the public
+//            key from the stack), decrypts and checks the same backup (the first host
+//            resolves "latest" to a name, the others fetch that name). Nothing is stopped
+//            yet: a missing, unsigned, corrupt or foreign backup or a wrong key fails here.
 //            A cluster that still has quorum is refused unless the restore is confirmed.
 //   stop     controller-manager, scheduler and apiserver stop on every control-plane host
 //   data     each etcd host stops etcd, moves its data directory aside (kept), restores
@@ -15,7 +16,7 @@
 //            Leases renewed since, the endpoint answering /readyz: only then is the up done
 import { command, quote, shellFunction } from "../remote/shell";
 import { ETCDCTL_ENV, EtcdMember, EtcdSettings, initialCluster, peerUrl, RESTORE_START_PENDING } from "../etcd/render";
-import { BACKUP_PROGRAM } from "./render";
+import { BACKUP_PROGRAM, BACKUP_VERIFY_KEY } from "./render";
 import { apiServerGateScript } from "../apiserver/render";
 import { controllersGateScript } from "../controllers/render";
 import { balancerGateScript } from "../loadbalancer/render";
@@ -62,7 +63,7 @@ if hakube_quorum_now; then
   echo "hakube: etcd still has quorum; restoring anyway, as confirmed"
 fi
 rm -f ${RESTORE_SNAPSHOT}
-${command(["env", `HAKUBE_BACKUP_KEY_FILE=${RESTORE_KEY}`, `HAKUBE_BACKUP_KEY_CERT=${RESTORE_KEY_CERT}`, BACKUP_PROGRAM, "fetch", from, RESTORE_SNAPSHOT])} > ${RESTORE_DIR}/manifest.json
+${command(["env", `HAKUBE_BACKUP_KEY_FILE=${RESTORE_KEY}`, `HAKUBE_BACKUP_KEY_CERT=${RESTORE_KEY_CERT}`, `HAKUBE_BACKUP_VERIFY_KEY=${BACKUP_VERIFY_KEY}`, BACKUP_PROGRAM, "fetch", from, RESTORE_SNAPSHOT])} > ${RESTORE_DIR}/manifest.json
 rm -f ${RESTORE_KEY}
 echo "hakube-restore-manifest $(cat ${RESTORE_DIR}/manifest.json)"`;
 }

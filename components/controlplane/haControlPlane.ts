@@ -14,7 +14,7 @@ import { DeployedVersions } from "./deployedVersions";
 import { ControlPlanePlan, planControlPlane } from "./plan";
 import { HostObservation, ObservedNetwork } from "../observe/hostObservation";
 import { HostNetworkSettings, hostNetworkStep } from "../host/hostNetwork";
-import { BackupStorageArgs, backupFiles, backupKeyPair, clusterIdOf, EtcdBackups, resolveBackupSettings } from "../backup/etcdBackups";
+import { BackupStorageArgs, backupFiles, backupKeyPair, backupSigningKey, clusterIdOf, EtcdBackups, resolveBackupSettings } from "../backup/etcdBackups";
 
 /** keepalived + HAProxy options, without what HaControlPlane supplies itself. */
 export type KeepalivedOptions = Omit<KeepalivedLoadBalancerArgs, "hosts" | "apiServers" | "pki"> & {
@@ -205,9 +205,11 @@ export class HaControlPlane extends pulumi.ComponentResource {
       },
       { parent: this },
     );
-    // The backup key first: a restore in this very `pulumi up` decrypts with it.
+    // The backup keys first: a restore in this very `pulumi up` checks the backup's
+    // signature with the one and decrypts it with the other.
     const backupSettings = args.backups ? resolveBackupSettings(this, args.backups) : undefined;
     const backupKey = args.backups ? backupKeyPair(`${name}-backups`, this) : undefined;
+    const backupSigning = args.backups ? backupSigningKey(`${name}-backups`, this) : undefined;
     this.etcd = new EtcdCluster(
       `${name}-etcd`,
       {
@@ -219,11 +221,12 @@ export class HaControlPlane extends pulumi.ComponentResource {
           plan.topology === "stacked" ? { securePort: plan.apiServerPort, settleSeconds: plan.timings.balancerSettleSeconds } : undefined,
         membership: { argument: plan.etcdArgument, network: args.observe?.network },
         restore:
-          args.backups?.restore && backupKey && backupSettings
+          args.backups?.restore && backupKey && backupSigning && backupSettings
             ? {
                 from: args.backups.restore.from,
                 confirm: args.backups.restore.confirm,
-                files: backupFiles(args.backups.storage, backupSettings, this.pki.clusterIdentityPem.apply(clusterIdOf), backupKey.certPem),
+                // The public half of the signing key only: a restore checks, it signs nothing.
+                files: backupFiles(args.backups.storage, backupSettings, this.pki.clusterIdentityPem.apply(clusterIdOf), backupKey.certPem, backupSigning.publicKeyPem),
                 key: backupKey,
                 apiHosts: cp,
               }
@@ -309,6 +312,7 @@ export class HaControlPlane extends pulumi.ComponentResource {
           intervalMinutes: args.backups.intervalMinutes,
           keep: args.backups.keep,
           key: backupKey,
+          signingKey: backupSigning,
           readLastBackup: args.backups.readLastBackup,
           network: args.observe?.network,
           // After the whole control plane: the first backup holds the bootstrapped cluster.

@@ -3,6 +3,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { ChildProcess, spawn } from "child_process";
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import {
@@ -57,6 +58,10 @@ function program(cluster = "cluster-a", keep = 2): string {
   fs.writeFileSync(path.join(root, "etc/hakube/backup/s3-user.conf"), renderUserConf(ACCESS, SECRET), { mode: 0o600 });
   fs.copyFileSync(path.join(dir, "s3.crt"), path.join(root, "etc/hakube/backup/storage-ca.crt"));
   fs.copyFileSync(path.join(dir, "backup.crt"), path.join(root, "etc/hakube/backup/recipient.crt"));
+  // The stack's signing key (made by the test: no key material is tracked), and its public half.
+  fs.copyFileSync(path.join(dir, "signing.key"), path.join(root, "etc/hakube/backup/signing.key"));
+  fs.chmodSync(path.join(root, "etc/hakube/backup/signing.key"), 0o600);
+  fs.copyFileSync(path.join(dir, "signing.pub"), path.join(root, "etc/hakube/backup/signing.pub"));
   fs.writeFileSync(path.join(root, "etc/etcd/etcdctl.env"), `ETCDCTL_ENDPOINTS=http://127.0.0.1:${etcdPort}\n`);
   fs.writeFileSync(
     path.join(root, "etc/etcd/member.env"),
@@ -78,6 +83,17 @@ function backup(args: string[], opts: { cluster?: string; keep?: number; key?: s
   });
 }
 
+/** A request to storage with its write key, as whoever holds that key (the planted-backup test's attacker). */
+function s3(method: string, key: string, file: { body?: string; out?: string } = {}): void {
+  const r = run("curl", [
+    "-sS", "--fail", "--max-time", "30", "-K", path.join(dir, "root/etc/hakube/backup/s3-user.conf"), "--cacert", path.join(dir, "s3.crt"),
+    "--aws-sigv4", "aws:amz:us-east-1:s3", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "-X", method,
+    ...(file.body ? ["-T", file.body] : []), ...(file.out ? ["-o", file.out] : ["-o", "/dev/null"]),
+    `https://127.0.0.1:${s3Port}/backups/test/etcd/${key}`,
+  ]);
+  assert.equal(r.status, 0, `${method} ${key}: ${r.stderr}`);
+}
+
 async function waitFor(what: string, ok: () => boolean): Promise<void> {
   for (let i = 0; i < 80; i++) {
     if (ok()) return;
@@ -93,6 +109,11 @@ before(async () => {
   for (const k of ["backup", "other"]) {
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", `/CN=hakube-${k}`, "-days", "1",
       "-keyout", path.join(dir, `${k}.key`), "-out", path.join(dir, `${k}.crt`));
+  }
+  // The stack's signing key pair, and an attacker's.
+  for (const k of ["signing", "attacker"]) {
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path.join(dir, `${k}.key`));
+    openssl("pkey", "-in", path.join(dir, `${k}.key`), "-pubout", "-out", path.join(dir, `${k}.pub`));
   }
   fs.mkdirSync(path.join(dir, "s3data", "backups"), { recursive: true });
   children.push(
@@ -139,6 +160,9 @@ test("backup program: a snapshot is checked, encrypted and uploaded with its man
   const stored = fs.readFileSync(path.join(dir, "s3data", "backups", "test", "etcd", `${names[2]}.db.cms`));
   assert.equal(stored.includes(Buffer.from("value-7")), false);
   assert.equal(fs.existsSync(path.join(dir, "s3data", "backups", "test", "etcd", `${names[0]}.db.cms`)), false);
+  // Each backup's manifest is signed (the signature goes with it when retention removes it).
+  assert.ok(fs.existsSync(path.join(dir, "s3data", "backups", "test", "etcd", `${names[2]}.sig`)));
+  assert.equal(fs.existsSync(path.join(dir, "s3data", "backups", "test", "etcd", `${names[0]}.sig`)), false);
 });
 
 test("last backup: the stack program's signed S3 reader finds the newest manifest; a wrong secret or a missing bucket is an error, not a throw", async () => {
@@ -191,14 +215,78 @@ test("backup program: refuses a missing backup, a wrong key, a corrupt or trunca
     const corrupt = Buffer.from(good);
     corrupt[Math.floor(corrupt.length / 2)] ^= 1;
     fs.writeFileSync(object, corrupt);
-    expect(backup(["fetch", "latest", out], { key }), /cannot be decrypted: the file is corrupt or truncated/);
+    expect(backup(["fetch", "latest", out], { key }), /does not match its signed manifest \(the encrypted file's sha256 differs\): the file is corrupt, truncated or replaced/);
     fs.writeFileSync(object, good.subarray(0, Math.floor(good.length / 3)));
-    expect(backup(["fetch", "latest", out], { key }), /cannot be decrypted: the file is corrupt or truncated/);
+    expect(backup(["fetch", "latest", out], { key }), /does not match its signed manifest \(the encrypted file's sha256 differs\): the file is corrupt, truncated or replaced/);
   } finally {
     fs.writeFileSync(object, good);
   }
   assert.equal(backup(["fetch", "latest", out], { key }).status, 0, "the intact file is accepted again");
   fs.rmSync(out);
+});
+
+test("backup program: a planted backup (a real snapshot encrypted to the backup certificate, a manifest that matches it) is refused unless this stack signed it; the genuine one is accepted", () => {
+  const out = path.join(dir, "planted-out.db");
+  const key = path.join(dir, "backup.key");
+  const genuine = JSON.parse(backup(["latest"]).stdout);
+  // What whoever may write the prefix can make: an etcd snapshot of their choosing (here with
+  // a key of their own), encrypted to the public backup certificate, and a manifest naming
+  // this cluster and the certificate's serial with the right sha256, under a name that sorts last.
+  assert.equal(etcdctl("put", "/registry/clusterrolebindings/planted", "backdoor").status, 0);
+  const snap = path.join(dir, "planted.db");
+  assert.equal(etcdctl("snapshot", "save", snap).status, 0);
+  assert.equal(etcdctl("del", "/registry/clusterrolebindings/planted").status, 0);
+  const cms = path.join(dir, "planted.cms");
+  openssl("cms", "-encrypt", "-binary", "-aes-256-gcm", "-outform", "DER", "-in", snap, "-out", cms, path.join(dir, "backup.crt"));
+  const sha = (f: string) => crypto.createHash("sha256").update(fs.readFileSync(f)).digest("hex");
+  const name = "etcd-99991231T000000Z-r1";
+  const manifest = path.join(dir, "planted.json");
+  fs.writeFileSync(
+    manifest,
+    JSON.stringify({ ...genuine, name, time: "9999-12-31T00:00:00Z", size: fs.statSync(cms).size, dbSize: fs.statSync(snap).size, sha256: sha(snap), cmsSha256: sha(cms) }) + "\n",
+  );
+  const refused = (r: ReturnType<typeof backup>, message: RegExp) => {
+    assert.notEqual(r.status, 0, `the planted backup was accepted: ${r.stdout}`);
+    assert.match(r.stderr, message);
+    assert.equal(fs.existsSync(out), false, "nothing written");
+  };
+  s3("PUT", `${name}.db.cms`, { body: cms });
+  s3("PUT", `${name}.json`, { body: manifest });
+  try {
+    // Unsigned: as latest and by its name.
+    refused(backup(["fetch", "latest", out], { key }), /backup 'etcd-99991231T000000Z-r1' is not signed/);
+    refused(backup(["fetch", name, out], { key }), /backup 'etcd-99991231T000000Z-r1' is not signed/);
+    // Signed, with another key.
+    const sig = path.join(dir, "planted.sig");
+    openssl("dgst", "-sha256", "-sign", path.join(dir, "attacker.key"), "-out", sig, manifest);
+    s3("PUT", `${name}.sig`, { body: sig });
+    refused(backup(["fetch", "latest", out], { key }), /backup 'etcd-99991231T000000Z-r1' does not carry a valid signature of this stack's backup signing key/);
+    // The genuine backup's signed manifest and its ciphertext, copied under the later name:
+    // what is signed names the other backup.
+    for (const ext of [".json", ".sig", ".db.cms"]) {
+      s3("GET", `${genuine.name}${ext}`, { out: path.join(dir, `copied${ext}`) });
+      s3("PUT", `${name}${ext}`, { body: path.join(dir, `copied${ext}`) });
+    }
+    refused(backup(["fetch", "latest", out], { key }), new RegExp(`backup 'etcd-99991231T000000Z-r1' is signed as backup '${genuine.name}'`));
+    // The genuine signed manifest with another ciphertext (the planted one) under its name.
+    s3("PUT", `${name}.db.cms`, { body: cms });
+    s3("GET", `${genuine.name}.db.cms`, { out: path.join(dir, "genuine.cms") });
+    s3("PUT", `${genuine.name}.db.cms`, { body: cms });
+    try {
+      refused(backup(["fetch", genuine.name, out], { key }), new RegExp(`backup '${genuine.name}' does not match its signed manifest \\(the encrypted file's sha256 differs\\)`));
+    } finally {
+      s3("PUT", `${genuine.name}.db.cms`, { body: path.join(dir, "genuine.cms") });
+    }
+  } finally {
+    for (const ext of [".json", ".sig", ".db.cms"]) s3("DELETE", `${name}${ext}`);
+  }
+  // The genuine backup: accepted, as latest and by name.
+  for (const want of ["latest", genuine.name]) {
+    const r = backup(["fetch", want, out], { key });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).name, genuine.name);
+    fs.rmSync(out);
+  }
 });
 
 test("backup program: a failed upload fails the run, says why and records the failure", () => {

@@ -39,6 +39,8 @@ test("restore scripts parse as bash; the check refuses a cluster with quorum unl
   assert.match(check, new RegExp(`'' != ${CONFIRM_HEALTHY}`));
   assert.match(restoreCheckScript("latest", CONFIRM_HEALTHY), new RegExp(`${CONFIRM_HEALTHY} != ${CONFIRM_HEALTHY}`));
   assert.match(check, /rm -f \/var\/lib\/hakube\/restore\/backup.key/);
+  // The backup is checked with the public key the stack wrote, not one from storage.
+  assert.match(check, / HAKUBE_BACKUP_VERIFY_KEY=\/etc\/hakube\/backup\/signing\.pub \/usr\/local\/sbin\/hakube-etcd-backup fetch latest /);
   // The name travels as one quoted word.
   assert.match(restoreCheckScript("etcd-20261201T120000Z-r5", undefined), / fetch etcd-20261201T120000Z-r5 \/var\/lib\/hakube\/restore\/snapshot.db/);
   for (const s of [restoreStopScript, restoreStartScript, restoreFinishScript(10)]) parses(s);
