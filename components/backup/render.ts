@@ -223,7 +223,10 @@ case "$cmd" in
     st=$(etcdutl snapshot status "$snap" -w json 2>/dev/null) || hb_die "etcdutl snapshot status refused the snapshot"
     revision=$(hb_field "$st" revision)
     name="$name-r$revision"
-    openssl cms -encrypt -binary -aes-256-gcm -stream -outform DER -in "$snap" -out "$HB_TMP/snapshot.cms" ${BACKUP_RECIPIENT} \\
+    # RSA-OAEP (SHA-256) key transport; a decryption reads the padding from the message, so
+    # backups made with PKCS#1 v1.5 before still decrypt.
+    openssl cms -encrypt -binary -aes-256-gcm -stream -outform DER -in "$snap" -out "$HB_TMP/snapshot.cms" \\
+      -recip ${BACKUP_RECIPIENT} -keyopt rsa_padding_mode:oaep -keyopt rsa_oaep_md:sha256 -keyopt rsa_mgf1_md:sha256 \\
       || hb_die "encryption failed"
     sha=$(sha256sum "$snap" | cut -d' ' -f1)
     cms_sha=$(sha256sum "$HB_TMP/snapshot.cms" | cut -d' ' -f1)

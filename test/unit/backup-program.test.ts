@@ -289,6 +289,42 @@ test("backup program: a planted backup (a real snapshot encrypted to the backup 
   }
 });
 
+test("backup program: the snapshot key travels with RSA-OAEP (SHA-256); a PKCS#1 v1.5 backup, as made before, still decrypts", () => {
+  const genuine = JSON.parse(backup(["latest"]).stdout);
+  const stored = path.join(dir, "s3data", "backups", "test", "etcd", `${genuine.name}.db.cms`);
+  const printed = run("openssl", ["cms", "-cmsout", "-print", "-noout", "-inform", "DER", "-in", stored]);
+  assert.equal(printed.status, 0, printed.stderr);
+  assert.match(printed.stdout, /keyEncryptionAlgorithm:\s*\n\s*algorithm: rsaesOaep/);
+  assert.match(printed.stdout, /OBJECT\s*:sha256/);
+  // The same snapshot encrypted as the program did before (PKCS#1 v1.5), signed by the
+  // stack: the decryption reads the padding from the message.
+  const key = path.join(dir, "backup.key");
+  const plain = path.join(dir, "v15-plain.db");
+  assert.equal(backup(["fetch", genuine.name, plain], { key }).status, 0);
+  const cms = path.join(dir, "v15.cms");
+  openssl("cms", "-encrypt", "-binary", "-aes-256-gcm", "-stream", "-outform", "DER", "-in", plain, "-out", cms, path.join(dir, "backup.crt"));
+  assert.match(run("openssl", ["cms", "-cmsout", "-print", "-noout", "-inform", "DER", "-in", cms]).stdout, /algorithm: rsaEncryption/);
+  const name = genuine.name.replace(/^etcd-\d{8}T\d{6}Z/, "etcd-20000102T000000Z");
+  const manifest = path.join(dir, "v15.json");
+  const sha = (f: string) => crypto.createHash("sha256").update(fs.readFileSync(f)).digest("hex");
+  fs.writeFileSync(manifest, JSON.stringify({ ...genuine, name, size: fs.statSync(cms).size, cmsSha256: sha(cms) }) + "\n");
+  const sig = path.join(dir, "v15.sig");
+  openssl("dgst", "-sha256", "-sign", path.join(dir, "signing.key"), "-out", sig, manifest);
+  const out = path.join(dir, "v15-out.db");
+  try {
+    s3("PUT", `${name}.db.cms`, { body: cms });
+    s3("PUT", `${name}.sig`, { body: sig });
+    s3("PUT", `${name}.json`, { body: manifest });
+    const r = backup(["fetch", name, out], { key });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(sha(out), genuine.sha256);
+  } finally {
+    for (const ext of [".json", ".sig", ".db.cms"]) s3("DELETE", `${name}${ext}`);
+    fs.rmSync(out, { force: true });
+    fs.rmSync(plain, { force: true });
+  }
+});
+
 test("backup program: a failed upload fails the run, says why and records the failure", () => {
   const r = run("bash", [program("cluster-a", 2), "run"], {
     env: { ...env },
