@@ -17,6 +17,8 @@
 // `openssl dgst -sha256`); a fetch checks the signature with the public half from the
 // stack before it believes anything in the manifest or decrypts anything. The recipient
 // certificate is public, so encryption alone says nothing of who made a backup.
+// Snapshots are staged on disk under the state directory (tmpfs would hold twice the
+// database in RAM), after a check that the disk has room; the stage goes on every way out.
 import { shellFunction } from "../remote/shell";
 import { ETCDCTL_ENV, MEMBER_ENV } from "../etcd/render";
 
@@ -32,6 +34,8 @@ export const BACKUP_SIGNING_KEY = `${BACKUP_DIR}/signing.key`;
 export const BACKUP_VERIFY_KEY = `${BACKUP_DIR}/signing.pub`;
 export const BACKUP_STATE_DIR = "/var/lib/hakube/backup";
 export const BACKUP_UNIT = "hakube-etcd-backup";
+/** Free space kept beyond what a backup stages (etcd may share the disk). */
+export const BACKUP_DISK_RESERVE_MIB = 256;
 
 export interface BackupStorage {
   /** `https://host:port` (S3-compatible) or `https://s3.<region>.amazonaws.com`. */
@@ -107,7 +111,7 @@ printf '%s' "$out"`,
   // BACKUP_USER_CONF, or the instance profile's through IMDSv2 (with their session token).
   shellFunction(
     "hb_credentials",
-    `local conf=$HB_TMP/curl.conf
+    `local conf=$HB_RUN/curl.conf
 : > "$conf"
 chmod 0600 "$conf"
 case "$HAKUBE_BACKUP_CREDENTIALS" in
@@ -171,6 +175,14 @@ first=$(printf '%s\\n' "$status" | awk -F' : ' '
     // hb_field JSON NAME: a number or string field of a flat JSON object.
     `printf '%s' "$1" | sed -n "s/.*\\"$2\\" *: *\\"\\{0,1\\}\\([^,\\"}]*\\)\\"\\{0,1\\}.*/\\1/p"`,
   ),
+  // hb_room BYTES WHAT: the stage's filesystem has room for BYTES and the reserve besides.
+  shellFunction(
+    "hb_room",
+    `local need=$(( $1 + ${BACKUP_DISK_RESERVE_MIB} * 1048576 )) avail
+avail=$(df --output=avail -B1 "$HB_TMP" 2>/dev/null | tail -n 1 | tr -d ' ')
+[[ "$avail" =~ ^[0-9]+$ ]] || hb_die "cannot read the free space under $HB_STATE"
+[ "$avail" -ge "$need" ] || hb_die "not enough free space for the backup under $HB_STATE: $(( avail / 1048576 )) MiB free, $(( need / 1048576 )) MiB needed ($2, and ${BACKUP_DISK_RESERVE_MIB} MiB kept free)"`,
+  ),
   // The snapshot file is whole: etcd appends the sha256 of the rest (size mod 512 is 32).
   shellFunction(
     "hb_snapshot_whole",
@@ -199,9 +211,20 @@ ${functions.join("\n")}
 state=${BACKUP_STATE_DIR}
 HB_STATE=$state
 mkdir -p "$state"
+chmod 0700 "$state"
 [ "\${1:-}" != run ] || HB_RECORD=1
-HB_TMP=$(mktemp -d /run/hakube-etcd-backup.XXXXXX)
-trap 'rm -rf "$HB_TMP"' EXIT
+# The storage credentials stay in memory (/run); snapshots and ciphertext are staged on
+# disk, in a folder of their own removed on every way out (a stage left by a run that was
+# killed outright goes once it is 4 hours old).
+find "$state" -maxdepth 1 -name 'stage.*' -type d -mmin +240 -exec rm -rf {} + 2>/dev/null || true
+HB_RUN=$(mktemp -d /run/hakube-etcd-backup.XXXXXX)
+HB_TMP=
+# A signal (systemd's stop) ends the run through the EXIT trap, which a second one cannot cut short.
+trap 'trap "" TERM INT HUP; rm -rf "$HB_RUN" \${HB_TMP:+"$HB_TMP"}' EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+trap 'exit 129' HUP
+HB_TMP=$(mktemp -d ${BACKUP_STATE_DIR}/stage.XXXXXX)
 HB_CONF=$(hb_credentials)
 
 cmd=\${1:-help}
@@ -215,6 +238,10 @@ case "$cmd" in
     started=$(date +%s)
     name="etcd-$(date -u +%Y%m%dT%H%M%SZ)"
     snap=$HB_TMP/snapshot.db
+    # Room for the snapshot and its ciphertext (each about the database's size).
+    db=$(ETCDCTL_ENDPOINTS="$HAKUBE_ETCD_CLIENT_URL" etcdctl endpoint status -w fields 2>/dev/null | awk -F' : ' '$1 == "\\"DBSize\\"" { print $2; exit }')
+    [[ "$db" =~ ^[0-9]+$ ]] || hb_die "cannot read the database size of $HAKUBE_ETCD_NAME"
+    hb_room $(( db * 2 )) "the database is $(( db / 1048576 )) MiB: the snapshot and its ciphertext"
     if ! out=$(ETCDCTL_ENDPOINTS="$HAKUBE_ETCD_CLIENT_URL" etcdctl snapshot save "$snap" 2>&1); then
       printf '%s\\n' "$out" | tail -n 5 >&2
       hb_die "snapshot of $HAKUBE_ETCD_NAME failed"
@@ -305,6 +332,9 @@ case "$cmd" in
     to=$(hb_field "$manifest" recipient)
     mine=$(openssl x509 -in "\${HAKUBE_BACKUP_KEY_CERT:-${BACKUP_RECIPIENT}}" -noout -serial | cut -d= -f2)
     [ -z "$to" ] || [ "$to" = "$mine" ] || hb_die "backup '$want' was encrypted to another backup key (certificate serial $to; this key's is $mine)"
+    size=$(hb_field "$manifest" size); db=$(hb_field "$manifest" dbSize)
+    [[ "$size" =~ ^[0-9]+$ && "$db" =~ ^[0-9]+$ ]] || hb_die "backup '$want' has no sizes in its signed manifest"
+    hb_room $(( size + db )) "backup '$want' is $(( size / 1048576 )) MiB encrypted and $(( db / 1048576 )) MiB decrypted"
     hb_s3 GET "$HAKUBE_BACKUP_PREFIX/$want.db.cms" "" -o "$HB_TMP/snapshot.cms" || hb_die "cannot download backup '$want'"
     [ "$(sha256sum "$HB_TMP/snapshot.cms" | cut -d' ' -f1)" = "$cms_sha" ] \\
       || hb_die "backup '$want' does not match its signed manifest (the encrypted file's sha256 differs): the file is corrupt, truncated or replaced"

@@ -94,6 +94,15 @@ function s3(method: string, key: string, file: { body?: string; out?: string } =
   assert.equal(r.status, 0, `${method} ${key}: ${r.stderr}`);
 }
 
+/** What the runs leave in the staging places: nothing, once a run has ended (whatever its end). */
+function leftovers(): string[] {
+  const root = path.join(dir, "root");
+  return [
+    ...fs.readdirSync(path.join(root, "var/lib/hakube/backup")).filter((f) => !/^last-(success|failure)\.json$/.test(f)).map((f) => `var/lib/hakube/backup/${f}`),
+    ...fs.readdirSync(path.join(root, "run")).map((f) => `run/${f}`),
+  ];
+}
+
 async function waitFor(what: string, ok: () => boolean): Promise<void> {
   for (let i = 0; i < 80; i++) {
     if (ok()) return;
@@ -163,6 +172,7 @@ test("backup program: a snapshot is checked, encrypted and uploaded with its man
   // Each backup's manifest is signed (the signature goes with it when retention removes it).
   assert.ok(fs.existsSync(path.join(dir, "s3data", "backups", "test", "etcd", `${names[2]}.sig`)));
   assert.equal(fs.existsSync(path.join(dir, "s3data", "backups", "test", "etcd", `${names[0]}.sig`)), false);
+  assert.deepEqual(leftovers(), [], "nothing staged is left after a success");
 });
 
 test("last backup: the stack program's signed S3 reader finds the newest manifest; a wrong secret or a missing bucket is an error, not a throw", async () => {
@@ -221,6 +231,7 @@ test("backup program: refuses a missing backup, a wrong key, a corrupt or trunca
   } finally {
     fs.writeFileSync(object, good);
   }
+  assert.deepEqual(leftovers(), [], "nothing staged is left after a refusal");
   assert.equal(backup(["fetch", "latest", out], { key }).status, 0, "the intact file is accepted again");
   fs.rmSync(out);
 });
@@ -340,6 +351,52 @@ test("backup program: a failed upload fails the run, says why and records the fa
   const recorded = JSON.parse(fs.readFileSync(path.join(dir, "root/var/lib/hakube/backup/last-failure.json"), "utf8"));
   assert.match(recorded.error, /upload of etcd-\S+ failed/);
   fs.writeFileSync(conf, renderUserConf(ACCESS, SECRET), { mode: 0o600 });
+  assert.deepEqual(leftovers(), [], "nothing staged is left after a failure");
+});
+
+test("backup program: snapshots are staged on disk under the state directory, never in /run (tmpfs)", () => {
+  const text = renderBackupProgram();
+  assert.match(text, new RegExp(`HB_TMP=\\$\\(mktemp -d ${BACKUP_STATE_DIR}/stage\\.XXXXXX\\)`));
+  assert.doesNotMatch(text, /HB_TMP=\$\(mktemp -d \/run/);
+  assert.match(text, /snap=\$HB_TMP\/snapshot\.db/);
+});
+
+test("backup program: a disk without room for the snapshot and its ciphertext is refused before the snapshot, and recorded", () => {
+  const fake = path.join(dir, "small-disk-bin");
+  fs.mkdirSync(fake, { recursive: true });
+  // df reports 1 MiB free wherever it is asked.
+  fs.writeFileSync(path.join(fake, "df"), "#!/bin/sh\nprintf 'Avail\\n1048576\\n'\n", { mode: 0o755 });
+  const before = backup(["latest"]).stdout;
+  const r = run("bash", [program(), "run"], { env: { ...env, PATH: `${fake}:${env.PATH}` } });
+  assert.notEqual(r.status, 0, r.stdout);
+  assert.match(r.stderr, /not enough free space for the backup under \/\S+\/var\/lib\/hakube\/backup: \d+ MiB free, \d+ MiB needed \(the database is \d+ MiB/);
+  const recorded = JSON.parse(fs.readFileSync(path.join(dir, "root/var/lib/hakube/backup/last-failure.json"), "utf8"));
+  assert.match(recorded.error, /not enough free space/);
+  assert.equal(backup(["latest"]).stdout, before, "nothing uploaded");
+  assert.deepEqual(leftovers(), []);
+});
+
+test("backup program: a run stopped by SIGTERM mid-snapshot (systemd's timeout) leaves nothing staged", () => {
+  const fake = path.join(dir, "slow-bin");
+  fs.mkdirSync(fake, { recursive: true });
+  fs.writeFileSync(
+    path.join(fake, "etcdctl"),
+    `#!/bin/bash\nif [ "$1 $2" = "snapshot save" ]; then head -c 65536 /dev/zero > "$3"; sleep 30; exit 1; fi\nexec ${path.join(BIN, "etcdctl")} "$@"\n`,
+    { mode: 0o755 },
+  );
+  const r = run("timeout", ["-s", "TERM", "3", "bash", program(), "run"], { env: { ...env, PATH: `${fake}:${env.PATH}` } });
+  assert.equal(r.status, 124, `stopped by the timeout: ${r.stderr}`);
+  assert.deepEqual(leftovers(), []);
+  // A stage left by a run killed outright (SIGKILL, a crash) goes once it is 4 hours old;
+  // a younger one may be a run still going.
+  const stages = path.join(dir, "root/var/lib/hakube/backup");
+  fs.mkdirSync(path.join(stages, "stage.killed"));
+  fs.mkdirSync(path.join(stages, "stage.running"));
+  const fiveHoursAgo = new Date(Date.now() - 5 * 3600_000);
+  fs.utimesSync(path.join(stages, "stage.killed"), fiveHoursAgo, fiveHoursAgo);
+  assert.equal(backup(["latest"]).status, 0);
+  assert.deepEqual(leftovers(), ["var/lib/hakube/backup/stage.running"]);
+  fs.rmdirSync(path.join(stages, "stage.running"));
 });
 
 test("backup program: etcdctl's status fields are as the turn check reads them (member id, leader, learner, endpoint)", () => {
@@ -360,7 +417,8 @@ test("backup program: the turn goes to the first follower by URL; the leader and
   const write = (lines: string[]) =>
     fs.writeFileSync(
       path.join(fake, "etcdctl"),
-      `#!/bin/bash\nif [ "$1 $2" = "endpoint status" ]; then\ncat <<'OUT'\n${lines.join("\n")}\nOUT\nexit 0\nfi\nexec ${path.join(BIN, "etcdctl")} "$@"\n`,
+      // The cluster-wide status only: the program asks this member alone for its database size.
+      `#!/bin/bash\nif [ "$1 $2 $3" = "endpoint status --cluster" ]; then\ncat <<'OUT'\n${lines.join("\n")}\nOUT\nexit 0\nfi\nexec ${path.join(BIN, "etcdctl")} "$@"\n`,
       { mode: 0o755 },
     );
   let id = 0;
