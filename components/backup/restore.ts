@@ -42,8 +42,11 @@ export function isBackupRequest(from: string): boolean {
 export function restoreCheckScript(from: string, confirm: string | undefined): string {
   return `install -d -m 0700 ${RESTORE_DIR}
 # The backup key (written with this step's files) goes on every way out: a refusal, a
-# backup that does not check, a success.
-trap 'rm -f ${RESTORE_KEY}' EXIT
+# backup that does not check, a success. A decrypted snapshot stays only when the check
+# passed (the data step restores from it, and removes it).
+checked=
+trap 'rm -f ${RESTORE_KEY}; [ -n "$checked" ] || rm -f ${RESTORE_SNAPSHOT}' EXIT
+rm -f ${RESTORE_SNAPSHOT}
 command -v openssl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -qq openssl >/dev/null
 ${loadEtcdctl}
 ${shellFunction(
@@ -62,10 +65,10 @@ if hakube_quorum_now; then
   fi
   echo "hakube: etcd still has quorum; restoring anyway, as confirmed"
 fi
-rm -f ${RESTORE_SNAPSHOT}
 ${command(["env", `HAKUBE_BACKUP_KEY_FILE=${RESTORE_KEY}`, `HAKUBE_BACKUP_KEY_CERT=${RESTORE_KEY_CERT}`, `HAKUBE_BACKUP_VERIFY_KEY=${BACKUP_VERIFY_KEY}`, BACKUP_PROGRAM, "fetch", from, RESTORE_SNAPSHOT])} > ${RESTORE_DIR}/manifest.json
 rm -f ${RESTORE_KEY}
-echo "hakube-restore-manifest $(cat ${RESTORE_DIR}/manifest.json)"`;
+echo "hakube-restore-manifest $(cat ${RESTORE_DIR}/manifest.json)"
+checked=1`;
 }
 
 /** stop: the API side, before etcd's data is replaced. */
