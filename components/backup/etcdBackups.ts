@@ -11,9 +11,11 @@ import {
   BACKUP_ENV,
   BACKUP_PROGRAM,
   BACKUP_RECIPIENT,
+  BACKUP_SIGNING_KEY,
   BACKUP_STORAGE_CA,
   BACKUP_UNIT,
   BACKUP_USER_CONF,
+  BACKUP_VERIFY_KEY,
   BackupStorage,
   renderBackupEnv,
   renderBackupProgram,
@@ -54,6 +56,8 @@ export interface EtcdBackupsArgs {
   readonly after?: readonly pulumi.Resource[];
   /** The key pair backups are encrypted to. @default a new one ({@link backupKeyPair}) */
   readonly key?: KeyPair;
+  /** The key backups are signed with. @default a new one ({@link backupSigningKey}) */
+  readonly signingKey?: SigningKey;
   /**
    * Read the newest backup from storage each time the program runs, for {@link
    * EtcdBackups.lastBackup} (needs an access key: with "instance-profile" credentials only
@@ -118,8 +122,39 @@ export function backupKeyPair(name: string, parent: pulumi.Resource): KeyPair {
   return { keyPem: pulumi.secret(key.privateKeyPem), certPem: cert.certPem };
 }
 
-/** The backup program and its configuration, as step files (the credentials file is secret). */
-export function backupFiles(storage: BackupStorageArgs, s: ResolvedBackupSettings, clusterId: pulumi.Input<string>, certPem: pulumi.Input<string>): StepFile[] {
+/** A key backups are signed with: the private half is a secret; the public half checks them. */
+export interface SigningKey {
+  readonly keyPem: pulumi.Output<string>;
+  readonly publicKeyPem: pulumi.Output<string>;
+}
+
+/**
+ * The key every backup's manifest is signed with (ECDSA P-256). Only the stack and the etcd
+ * hosts that make backups hold it; a restore checks each backup with its public half (from
+ * the stack, never from storage), so whoever may only write to storage cannot plant a
+ * backup. Never renewed: a new key would refuse every backup signed before it.
+ */
+export function backupSigningKey(name: string, parent: pulumi.Resource): SigningKey {
+  const key = new tls.PrivateKey(
+    `${name}-signing-key`,
+    { algorithm: "ECDSA", ecdsaCurve: "P256" },
+    { parent, additionalSecretOutputs: ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"], retainOnDelete: true },
+  );
+  return { keyPem: pulumi.secret(key.privateKeyPem), publicKeyPem: key.publicKeyPem };
+}
+
+/**
+ * The backup program and its configuration, as step files (the credentials file is
+ * secret): what a backup and a restore both need, with the public key that checks backups.
+ * The signing key itself is not among them ({@link backupSigningKeyFile}).
+ */
+export function backupFiles(
+  storage: BackupStorageArgs,
+  s: ResolvedBackupSettings,
+  clusterId: pulumi.Input<string>,
+  certPem: pulumi.Input<string>,
+  verifyKeyPem: pulumi.Input<string>,
+): StepFile[] {
   const env = pulumi.all([storage.endpoint, storage.bucket, clusterId]).apply(([endpoint, bucket, id]) => {
     const st: BackupStorage = {
       endpoint,
@@ -135,6 +170,7 @@ export function backupFiles(storage: BackupStorageArgs, s: ResolvedBackupSetting
     { path: BACKUP_PROGRAM, mode: "0755", content: renderBackupProgram() },
     { path: BACKUP_ENV, mode: "0644", content: env },
     { path: BACKUP_RECIPIENT, mode: "0644", content: certPem },
+    { path: BACKUP_VERIFY_KEY, mode: "0644", content: verifyKeyPem },
     { path: `/etc/systemd/system/${BACKUP_UNIT}.service`, mode: "0644", content: renderBackupService() },
     { path: `/etc/systemd/system/${BACKUP_UNIT}.timer`, mode: "0644", content: renderBackupTimer(s.intervalMinutes) },
     ...(storage.caCertificate !== undefined ? [{ path: BACKUP_STORAGE_CA, mode: "0644" as const, content: storage.caCertificate }] : []),
@@ -150,6 +186,11 @@ export function backupFiles(storage: BackupStorageArgs, s: ResolvedBackupSetting
   ];
 }
 
+/** The signing key, for the hosts that make backups only (0600, a secret step file). */
+export function backupSigningKeyFile(key: SigningKey): StepFile {
+  return { path: BACKUP_SIGNING_KEY, mode: "0600", content: key.keyPem };
+}
+
 /** The first 16 hex digits of the sha256 of a certificate's public key: stable across renewals of the certificate. */
 export function clusterIdOf(certPem: string): string {
   const spki = new crypto.X509Certificate(certPem).publicKey.export({ type: "spki", format: "der" });
@@ -160,15 +201,18 @@ export function clusterIdOf(certPem: string): string {
  * Scheduled, encrypted etcd snapshots off the etcd machines. Every etcd host gets the
  * backup program and a systemd timer; on each round the first healthy follower (by client
  * URL; the leader only when no follower answers) takes the snapshot, checks it, encrypts
- * it to this component's backup certificate and uploads it with a manifest, then removes
- * backups beyond `keep`. The backup key (`backupKey`, a secret) is the only way to read
- * them: keep a copy outside the Pulumi state.
+ * it to this component's backup certificate and uploads it with a manifest signed with
+ * the backup signing key, then removes backups beyond `keep`. The backup key (`backupKey`,
+ * a secret) is the only way to read them: keep a copy outside the Pulumi state. A restore
+ * accepts only backups whose signature checks with `backupVerifyKey`.
  */
 export class EtcdBackups extends pulumi.ComponentResource {
   /** PEM of the private key backups are encrypted to (secret). */
   public readonly backupKey: pulumi.Output<string>;
   /** PEM of its certificate (on every etcd host). */
   public readonly backupCertificate: pulumi.Output<string>;
+  /** PEM of the public key every backup's signature is checked with (on every etcd host). */
+  public readonly backupVerifyKey: pulumi.Output<string>;
   /** The cluster id written into every manifest. */
   public readonly clusterId: pulumi.Output<string>;
   public readonly steps: pulumi.Resource[];
@@ -189,8 +233,10 @@ export class EtcdBackups extends pulumi.ComponentResource {
     const pair = args.key ?? backupKeyPair(name, this);
     this.backupKey = pair.keyPem;
     this.backupCertificate = pair.certPem;
+    const signing = args.signingKey ?? backupSigningKey(name, this);
+    this.backupVerifyKey = signing.publicKeyPem;
     this.clusterId = pulumi.output(args.clusterCaCertificate).apply(clusterIdOf);
-    const files = backupFiles(args.storage, resolved, this.clusterId, pair.certPem);
+    const files = [...backupFiles(args.storage, resolved, this.clusterId, pair.certPem, signing.publicKeyPem), backupSigningKeyFile(signing)];
     this.steps = args.hosts.map((host) =>
       hostStep(
         `${name}-${host.name}`,
@@ -215,7 +261,7 @@ export class EtcdBackups extends pulumi.ComponentResource {
           ),
       );
     }
-    this.registerOutputs({ backupCertificate: this.backupCertificate, clusterId: this.clusterId });
+    this.registerOutputs({ backupCertificate: this.backupCertificate, backupVerifyKey: this.backupVerifyKey, clusterId: this.clusterId });
   }
 }
 

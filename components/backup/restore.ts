@@ -1,8 +1,9 @@
 // Restore of every etcd member from one backup, as steps of one `pulumi up` (pure
 // rendering here; the resources are in EtcdRestore). In order:
-//   check    every etcd host downloads, decrypts and checks the same backup (the first
-//            host resolves "latest" to a name, the others fetch that name). Nothing is
-//            stopped yet: a missing, corrupt or foreign backup or a wrong key fails here.
+//   check    every etcd host downloads, verifies (this stack's signature, with the public
+//            key from the stack), decrypts and checks the same backup (the first host
+//            resolves "latest" to a name, the others fetch that name). Nothing is stopped
+//            yet: a missing, unsigned, corrupt or foreign backup or a wrong key fails here.
 //            A cluster that still has quorum is refused unless the restore is confirmed.
 //   stop     controller-manager, scheduler and apiserver stop on every control-plane host
 //   data     each etcd host stops etcd, moves its data directory aside (kept), restores
@@ -15,7 +16,7 @@
 //            Leases renewed since, the endpoint answering /readyz: only then is the up done
 import { command, quote, shellFunction } from "../remote/shell";
 import { ETCDCTL_ENV, EtcdMember, EtcdSettings, initialCluster, peerUrl, RESTORE_START_PENDING } from "../etcd/render";
-import { BACKUP_PROGRAM } from "./render";
+import { BACKUP_PROGRAM, BACKUP_VERIFY_KEY } from "./render";
 import { apiServerGateScript } from "../apiserver/render";
 import { controllersGateScript } from "../controllers/render";
 import { balancerGateScript } from "../loadbalancer/render";
@@ -41,8 +42,11 @@ export function isBackupRequest(from: string): boolean {
 export function restoreCheckScript(from: string, confirm: string | undefined): string {
   return `install -d -m 0700 ${RESTORE_DIR}
 # The backup key (written with this step's files) goes on every way out: a refusal, a
-# backup that does not check, a success.
-trap 'rm -f ${RESTORE_KEY}' EXIT
+# backup that does not check, a success. A decrypted snapshot stays only when the check
+# passed (the data step restores from it, and removes it).
+checked=
+trap 'rm -f ${RESTORE_KEY}; [ -n "$checked" ] || rm -f ${RESTORE_SNAPSHOT}' EXIT
+rm -f ${RESTORE_SNAPSHOT}
 command -v openssl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -qq openssl >/dev/null
 ${loadEtcdctl}
 ${shellFunction(
@@ -61,10 +65,10 @@ if hakube_quorum_now; then
   fi
   echo "hakube: etcd still has quorum; restoring anyway, as confirmed"
 fi
-rm -f ${RESTORE_SNAPSHOT}
-${command(["env", `HAKUBE_BACKUP_KEY_FILE=${RESTORE_KEY}`, `HAKUBE_BACKUP_KEY_CERT=${RESTORE_KEY_CERT}`, BACKUP_PROGRAM, "fetch", from, RESTORE_SNAPSHOT])} > ${RESTORE_DIR}/manifest.json
+${command(["env", `HAKUBE_BACKUP_KEY_FILE=${RESTORE_KEY}`, `HAKUBE_BACKUP_KEY_CERT=${RESTORE_KEY_CERT}`, `HAKUBE_BACKUP_VERIFY_KEY=${BACKUP_VERIFY_KEY}`, BACKUP_PROGRAM, "fetch", from, RESTORE_SNAPSHOT])} > ${RESTORE_DIR}/manifest.json
 rm -f ${RESTORE_KEY}
-echo "hakube-restore-manifest $(cat ${RESTORE_DIR}/manifest.json)"`;
+echo "hakube-restore-manifest $(cat ${RESTORE_DIR}/manifest.json)"
+checked=1`;
 }
 
 /** stop: the API side, before etcd's data is replaced. */

@@ -14,7 +14,7 @@ import { DeployedVersions } from "./deployedVersions";
 import { ControlPlanePlan, planControlPlane } from "./plan";
 import { HostObservation, ObservedNetwork } from "../observe/hostObservation";
 import { HostNetworkSettings, hostNetworkStep } from "../host/hostNetwork";
-import { BackupStorageArgs, backupFiles, backupKeyPair, clusterIdOf, EtcdBackups, resolveBackupSettings } from "../backup/etcdBackups";
+import { BackupStorageArgs, backupFiles, backupKeyPair, backupSigningKey, clusterIdOf, EtcdBackups, resolveBackupSettings } from "../backup/etcdBackups";
 
 /** keepalived + HAProxy options, without what HaControlPlane supplies itself. */
 export type KeepalivedOptions = Omit<KeepalivedLoadBalancerArgs, "hosts" | "apiServers" | "pki"> & {
@@ -212,11 +212,13 @@ export class HaControlPlane extends pulumi.ComponentResource {
       },
       { parent: this },
     );
-    // The backup key first: a restore in this very `pulumi up` decrypts with it. Made even
-    // with backups off (same names), so a setting turned off for a while (`hakube:backups
-    // false`) does not drop from the state the key every earlier backup is encrypted to.
+    // The backup keys first: a restore in this very `pulumi up` checks the backup's
+    // signature with the one and decrypts it with the other. Made even with backups off
+    // (same names), so a setting turned off for a while (`hakube:backups false`) does not
+    // drop from the state the keys every earlier backup is encrypted to and signed with.
     const backupSettings = args.backups ? resolveBackupSettings(this, args.backups) : undefined;
     const backupKey = backupKeyPair(`${name}-backups`, this);
+    const backupSigning = backupSigningKey(`${name}-backups`, this);
     this.backupKey = backupKey.keyPem;
     this.backupCertificate = backupKey.certPem;
     this.etcd = new EtcdCluster(
@@ -234,7 +236,8 @@ export class HaControlPlane extends pulumi.ComponentResource {
             ? {
                 from: args.backups.restore.from,
                 confirm: args.backups.restore.confirm,
-                files: backupFiles(args.backups.storage, backupSettings, this.pki.clusterIdentityPem.apply(clusterIdOf), backupKey.certPem),
+                // The public half of the signing key only: a restore checks, it signs nothing.
+                files: backupFiles(args.backups.storage, backupSettings, this.pki.clusterIdentityPem.apply(clusterIdOf), backupKey.certPem, backupSigning.publicKeyPem),
                 key: backupKey,
                 apiHosts: cp,
               }
@@ -320,6 +323,7 @@ export class HaControlPlane extends pulumi.ComponentResource {
           intervalMinutes: args.backups.intervalMinutes,
           keep: args.backups.keep,
           key: backupKey,
+          signingKey: backupSigning,
           readLastBackup: args.backups.readLastBackup,
           network: args.observe?.network,
           // After the whole control plane: the first backup holds the bootstrapped cluster.

@@ -52,6 +52,11 @@ test("backups: one step per etcd host after etcd is ready, with the program, its
   assert.equal(await isSecret(steps[0].props.stdin), true);
   assert.ok(![...files.keys()].some((p) => /backup\.key/.test(p)), "no backup key on a host without a restore");
   assert.equal(await isSecret(withBackups.backups!.backupKey), true);
+  // The signing key (0600, so secret) and its public half, which a restore checks with.
+  assert.equal(files.get("/etc/hakube/backup/signing.key")?.mode, "0600");
+  assert.equal(files.get("/etc/hakube/backup/signing.pub")?.mode, "0644");
+  assert.equal(files.get("/etc/hakube/backup/signing.pub")?.content, await valueOf<string>(withBackups.backups!.backupVerifyKey));
+  assert.match(await valueOf<string>(byName(steps[0].name).props.create), /#   \/etc\/hakube\/backup\/signing\.key \(secret\)/, "listed by path only");
 });
 
 test("restore: check on every etcd host, then stop the API side, then replace the data; etcd's own steps, the finish and the apiservers follow", () => {
@@ -91,6 +96,11 @@ test("restore: the key is written for the check only (0600, secret), and the dat
   const files = decodeBundle(await valueOf<string>(byName("r3-etcd-restore-check-cp-1").props.stdin));
   assert.equal(files.get("/var/lib/hakube/restore/backup.key")?.mode, "0600");
   assert.equal(await isSecret(byName("r3-etcd-restore-check-cp-1").props.stdin), true);
+  // The check verifies with the public half of the signing key; the signing key itself is
+  // for the hosts that make backups only.
+  assert.equal(files.get("/etc/hakube/backup/signing.pub")?.mode, "0644");
+  assert.match(files.get("/etc/hakube/backup/signing.pub")!.content, /mock-r3-backups-signing-key/);
+  assert.equal(files.has("/etc/hakube/backup/signing.key"), false);
   const data = await valueOf<string>(byName("r3-etcd-restore-data-cp-2").props.create);
   assert.match(data, /etcdutl snapshot restore \/var\/lib\/hakube\/restore\/snapshot.db --name cp-2 /);
   assert.match(data, /--initial-cluster cp-1=https:\/\/10.0.0.111:2380,cp-2=https:\/\/10.0.0.112:2380,cp-3=https:\/\/10.0.0.113:2380/);

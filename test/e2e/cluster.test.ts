@@ -917,7 +917,7 @@ test("backups: the first one right after deployment, one more on demand, in stor
   assert.equal(grep.stdout.trim(), "0");
 });
 
-test("restore: refused with nothing stopped for a cluster that has quorum, a backup that does not exist, a corrupt one and a wrong key", () => {
+test("restore: refused with nothing stopped for a cluster that has quorum, a backup that does not exist, a corrupt one, a replaced one and an altered manifest", () => {
   const pids = () => c.outputs.hosts.map((h) => c.cred.ssh(h.address, "systemctl show -P MainPID kube-apiserver.service etcd.service").stdout.trim());
   const before = pids();
   const refused = (from: string, confirm: string | undefined, message: RegExp) => {
@@ -935,19 +935,21 @@ test("restore: refused with nothing stopped for a cluster that has quorum, a bac
   const store = c.outputs.storageHosts![0].address;
   assert.equal(c.cred.ssh(store, `cp -p ${object} ${object}.good && printf 'x' | dd of=${object} bs=1 seek=4096 conv=notrunc status=none`).status, 0);
   try {
-    refused(latest.name, "replace-a-healthy-cluster", /cannot be decrypted: the file is corrupt or truncated/);
-    // A wrong key: the same backup encrypted to a key of another stack, its manifest unchanged.
+    // The encrypted file's sha256 is in the signed manifest: checked before decrypting.
+    refused(latest.name, "replace-a-healthy-cluster", /does not match its signed manifest \(the encrypted file's sha256 differs\)/);
+    // A replaced file: another snapshot encrypted to a key of another stack, its manifest unchanged.
     const other = "/root/hakube-other-backup-key";
     const reencrypt =
       `set -e; umask 077; openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=another-stack -days 1 -keyout ${other}.key -out ${other}.crt 2>/dev/null; ` +
       `head -c 65536 /dev/urandom > ${other}.bin; openssl cms -encrypt -binary -aes-256-gcm -outform DER -in ${other}.bin -out ${object} ${other}.crt; rm -f ${other}.*`;
     assert.equal(c.cred.ssh(store, reencrypt).status, 0);
-    refused(latest.name, "replace-a-healthy-cluster", /cannot be decrypted: .*encrypted to another key/);
-    // The manifest names another backup key: refused before anything is downloaded.
+    refused(latest.name, "replace-a-healthy-cluster", /does not match its signed manifest \(the encrypted file's sha256 differs\)/);
+    // The manifest altered (it names another backup key): its signature no longer holds,
+    // refused before anything is downloaded.
     const manifest = `${storageDir()}/${latest.name}.json`;
     assert.equal(c.cred.ssh(store, `cp -p ${manifest} ${manifest}.good && sed -i 's/"recipient":"[0-9A-F]*"/"recipient":"0BADC0DE"/' ${manifest}`).status, 0);
     try {
-      refused(latest.name, "replace-a-healthy-cluster", /was encrypted to another backup key \(certificate serial 0BADC0DE/);
+      refused(latest.name, "replace-a-healthy-cluster", /does not carry a valid signature of this stack's backup signing key/);
     } finally {
       c.cred.ssh(store, `mv -f ${manifest}.good ${manifest}`);
     }

@@ -39,13 +39,15 @@ test("restore scripts parse as bash; the check refuses a cluster with quorum unl
   assert.match(check, new RegExp(`'' != ${CONFIRM_HEALTHY}`));
   assert.match(restoreCheckScript("latest", CONFIRM_HEALTHY), new RegExp(`${CONFIRM_HEALTHY} != ${CONFIRM_HEALTHY}`));
   assert.match(check, /rm -f \/var\/lib\/hakube\/restore\/backup.key/);
+  // The backup is checked with the public key the stack wrote, not one from storage.
+  assert.match(check, / HAKUBE_BACKUP_VERIFY_KEY=\/etc\/hakube\/backup\/signing\.pub \/usr\/local\/sbin\/hakube-etcd-backup fetch latest /);
   // The name travels as one quoted word.
   assert.match(restoreCheckScript("etcd-20261201T120000Z-r5", undefined), / fetch etcd-20261201T120000Z-r5 \/var\/lib\/hakube\/restore\/snapshot.db/);
   for (const s of [restoreStopScript, restoreStartScript, restoreFinishScript(10)]) parses(s);
   assert.match(restoreFinishScript(10), /etcdctl del --prefix \/registry\/masterleases\//);
 });
 
-test("the check leaves no backup key behind on any path: refused for quorum, a fetch that fails, and a good one", () => {
+test("the check leaves no backup key behind on any path, and a decrypted snapshot only when it passed: refused for quorum, a fetch that fails, and a good one", () => {
   const dir = tempDir("restore-check");
   try {
     const bin = path.join(dir, "bin");
@@ -56,6 +58,7 @@ test("the check leaves no backup key behind on any path: refused for quorum, a f
     fs.writeFileSync(path.join(dir, "etcdctl.env"), "ETCDCTL_ENDPOINTS=https://a:2379,https://b:2379,https://c:2379\n");
     const restoreDir = path.join(dir, "restore");
     const key = path.join(restoreDir, "backup.key");
+    const snapshot = path.join(restoreDir, "snapshot.db");
     const script = restoreCheckScript("latest", undefined)
       .replaceAll(RESTORE_DIR, restoreDir)
       .replaceAll(ETCDCTL_ENV, path.join(dir, "etcdctl.env"))
@@ -67,11 +70,15 @@ test("the check leaves no backup key behind on any path: refused for quorum, a f
     ] as const) {
       fs.mkdirSync(restoreDir, { recursive: true });
       fs.writeFileSync(key, "PRIVATE KEY", { mode: 0o600 });
+      // A snapshot left by an earlier request whose later steps failed.
+      fs.writeFileSync(snapshot, "an earlier snapshot", { mode: 0o600 });
       // The prologue as on a host, but with the stand-ins first on PATH.
       const prologue = scriptPrologue.replace(/^export PATH=.*$/m, "");
       const r = run("bash", ["-c", `${prologue}\n${retryFunction}\n${script}`], { env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, HEALTHY: healthy, FETCH: fetch } });
       assert.equal(r.status, status, `${label}: ${r.stderr}`);
       assert.equal(fs.existsSync(key), false, `${label}: the backup key is gone`);
+      assert.equal(fs.existsSync(snapshot), status === 0, `${label}: a decrypted snapshot only after a check that passed`);
+      if (status === 0) assert.equal(fs.readFileSync(snapshot, "utf8"), "snapshot\n", "the one just checked");
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
