@@ -162,7 +162,9 @@ async function serverStates(socket: string): Promise<Record<string, string>> {
   for (const line of text.split("\n")) {
     const f = line.split(",");
     if (f.length > 17 && !line.startsWith("#") && f[1] !== "FRONTEND" && f[1] !== "BACKEND") {
-      states[`${f[0]}/${f[1]}`] = f[17].split(" ")[0];
+      // Before its first check a server shows UP (check status INI): not yet a state a
+      // check decided, so it is told apart, and waiting for UP waits for a passed check.
+      states[`${f[0]}/${f[1]}`] = f[36] === "INI" ? "UNCHECKED" : f[17].split(" ")[0];
     }
   }
   return states;
@@ -299,6 +301,7 @@ test("the real HAProxy: an apiserver told to stop gets no new connection but kee
   const cp2 = await stubApiserver("cp-2", port2, cert, key);
   /** cp-1's state in the traffic backend becoming `want` (bounded); the last states. */
   const cp1Becomes = (want: string) => stateBecomes(h.socket, "kube-apiservers/cp-1", want, 80, 100);
+  const cp2Becomes = (want: string) => stateBecomes(h.socket, "kube-apiservers/cp-2", want, 80, 100);
   /** `/who` through HAProxy: on a new connection each, or on the keep-alive `agent`. */
   const who = (agent: import("https").Agent | false) =>
     new Promise<string>((resolve, reject) => {
@@ -325,6 +328,9 @@ test("the real HAProxy: an apiserver told to stop gets no new connection but kee
     cp1.state.stopping = true; // SIGTERM: serving through its shutdown delay, /readyz fails its shutdown check
     states = await cp1Becomes("NOLB");
     assert.equal(states["kube-apiservers/cp-1"], "NOLB", `out of the rotation, not down: ${JSON.stringify(states)}`);
+    // (cp-2 up too: on a busy machine its checks may have missed; awaited, not raced.)
+    states = await cp2Becomes("UP");
+    assert.equal(states["kube-apiservers/cp-2"], "UP", JSON.stringify(states));
     const fresh: string[] = [];
     for (let i = 0; i < 8; i++) fresh.push(await who(false));
     assert.deepEqual(fresh, Array(8).fill("200 cp-2"), "every new connection goes to cp-2");
@@ -341,6 +347,8 @@ test("the real HAProxy: an apiserver told to stop gets no new connection but kee
     try {
       states = await cp1Becomes("UP");
       assert.equal(states["kube-apiservers/cp-1"], "UP", JSON.stringify(states));
+      states = await cp2Becomes("UP");
+      assert.equal(states["kube-apiservers/cp-2"], "UP", JSON.stringify(states));
       const served = new Set<string>();
       for (let i = 0; i < 6; i++) served.add(await who(false));
       assert.deepEqual([...served].sort(), ["200 cp-1", "200 cp-2"], "both serve new connections");
