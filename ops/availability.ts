@@ -49,13 +49,6 @@ export interface Expectation {
   readonly visibleBudget?: number;
   /** Why the budget is above 0, where it is. */
   readonly budgetWhy?: string;
-  /**
-   * A bound the product does not meet yet, named with its defect: the run is still
-   * checked and its record and the report say "over", but the test does not fail on that
-   * bound alone. Every other bound of the scenario is asserted. Each entry is an open
-   * problem listed in the closing notes and docs/reliability.md, to be removed once fixed.
-   */
-  readonly open?: { readonly budget?: string; readonly window?: string };
   /** What the scenario does, for the reports. */
   readonly what: string;
 }
@@ -93,20 +86,7 @@ export const EXPECTATIONS: readonly { readonly name: RegExp; readonly expect: Ex
   },
   { name: /^replace-etcd-machine$/, expect: { kind: "planned", visibleBudget: 0, what: "local-external: an etcd machine replaced" } },
   { name: /^resize-3-to-5$/, expect: { kind: "planned", visibleBudget: 0, what: "10b. grow 3 -> 5" } },
-  {
-    name: /^resize-5-to-3$/,
-    expect: {
-      kind: "planned",
-      visibleBudget: 0,
-      open: {
-        budget:
-          "the shrink fails requests, resets and hang-ups on connections to the leaving machines among them (run 20261207T1713Z-50b31b9: 243 through the VIP, " +
-          "with the host's load at 29 on 2 cores carrying 8 machines, while a staying apiserver stopped answering /readyz for about 4 s)",
-        window: "the same run's longest window was 7.7 s (a staying apiserver unready while the VIP holder's HAProxy still sent to it)",
-      },
-      what: "10c. shrink 5 -> 3",
-    },
-  },
+  { name: /^resize-5-to-3$/, expect: { kind: "planned", visibleBudget: 0, what: "10c. shrink 5 -> 3" } },
 ];
 
 export function expectationOf(name: string): Expectation | undefined {
@@ -223,8 +203,6 @@ export interface Availability {
   readonly probes: readonly ProbeAvailability[];
   /** Bounds the run went over: the test fails on these. */
   readonly problems: readonly string[];
-  /** Bounds the run went over that the table marks open (a known defect): reported, not failed. */
-  readonly openProblems: readonly string[];
 }
 
 /**
@@ -237,7 +215,6 @@ export function checkAvailability(r: ProbedRun, bound: Bound): Availability {
   const plannedFrom = typeof r.facts.plannedFrom === "number" ? r.facts.plannedFrom : -Infinity;
   const probes = histories(r).map((h) => probeAvailability(h, plannedFrom));
   const problems: string[] = [];
-  const openProblems: string[] = [];
   if (!expectation) {
     problems.push(`${r.name}: no availability expectation (add its line to EXPECTATIONS in ops/availability.ts)`);
   } else {
@@ -245,7 +222,7 @@ export function checkAvailability(r: ProbedRun, bound: Bound): Availability {
     for (const p of probes) {
       if (p.requests === 0) problems.push(`${r.name} ${p.probe}: no request recorded`);
       if (expectation.kind !== "quorum-loss" && p.longestWindowMs > bound.ms) {
-        (expectation.open?.window ? openProblems : problems).push(
+        problems.push(
           `${r.name} ${p.probe}: a failure window of ${p.longestWindowMs} ms (from ${p.longestWindowAtMs} ms in) is over the bound of ${bound.ms} ms`,
         );
       }
@@ -254,13 +231,13 @@ export function checkAvailability(r: ProbedRun, bound: Bound): Availability {
       const visible = probes.reduce((a, p) => a + p.visiblePlanned, 0);
       if (visible > expectation.visibleBudget) {
         const where = probes.filter((p) => p.visiblePlanned > 0).map((p) => `${p.probe} ${p.visiblePlanned}`).join(", ");
-        (expectation.open?.budget ? openProblems : problems).push(
+        problems.push(
           `${r.name}: ${visible} failed requests a client-go caller would see (${where}) over the budget of ${expectation.visibleBudget}`,
         );
       }
     }
   }
-  return { expectation, boundMs: bound.ms, probes, problems, openProblems };
+  return { expectation, boundMs: bound.ms, probes, problems };
 }
 
 /** Every failed request of a run (the first `max`), its kind, in time order: for the records. */
