@@ -8,7 +8,7 @@
 // so the next scripts/local-up.sh starts from nothing. Either way it ends by checking that
 // nothing is left, and exits 1 if something is.
 import * as fs from "fs";
-import { machineCleanupScript, MachineSpec, networkDeleteScript } from "../components/machines/localRender";
+import { machineCleanupScript, MachineSpec, networkDeleteScript, nspawnLockFile } from "../components/machines/localRender";
 import { machineProcessRunning } from "../components/machines/localMachines";
 import { assertSafeDestination } from "./guard";
 import { allMachines, Credentials, LocalHost, LocalOutputs, pulumi, run } from "./localStack";
@@ -54,6 +54,7 @@ export function leftovers(outputs: LocalOutputs): string[] {
     if (links.includes(` ${h.veth}@`) || links.includes(` ${h.veth}:`)) left.push(`link ${h.veth}`);
     if (namespaces.split("\n").some((l) => l.split(" ")[0] === h.netns)) left.push(`namespace ${h.netns}`);
     if (fs.existsSync(dirOf(outputs, h))) left.push(`files ${dirOf(outputs, h)}`);
+    if (fs.existsSync(nspawnLockFile(dirOf(outputs, h)))) left.push(`lock ${nspawnLockFile(dirOf(outputs, h))}`);
   }
   if (outputs.subnet && run("ip", ["route", "show", outputs.subnet]).stdout.trim() !== "") left.push(`route ${outputs.subnet}`);
   const nspawn = run("pgrep", ["-f", `systemd-nspawn.*${outputs.bridge}`]).stdout.trim();

@@ -202,7 +202,14 @@ if [ -e /run/netns/${m.netns} ]; then
   ip netns del ${m.netns} 2>/dev/null || true
 fi
 ip link del ${m.veth} 2>/dev/null || true
-rm -rf ${q(m.dir)} ${q(m.dir)}.log ${q(m.dir)}.instance`;
+# systemd-nspawn's lock of the machine's folder, beside it (left when the machine was killed).
+rm -rf ${q(m.dir)} ${q(m.dir)}.log ${q(m.dir)}.instance ${q(nspawnLockFile(m.dir))}`;
+}
+
+/** The lock file systemd-nspawn keeps beside a machine's folder while it runs (`.#<folder>.lck`). */
+export function nspawnLockFile(dir: string): string {
+  const slash = dir.replace(/\/+$/, "").lastIndexOf("/");
+  return `${dir.slice(0, slash + 1)}.#${dir.replace(/\/+$/, "").slice(slash + 1)}.lck`;
 }
 
 /** Copies the base image into the machine's folder and gives it its own name, ids, host keys and authorized key. */

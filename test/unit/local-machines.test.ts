@@ -1,8 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { findSubnetConflict } from "../../components/machines/localMachines";
-import { baseImageScript, machineCreateScript, machineDeleteScript, MachineSpec, networkCreateScript } from "../../components/machines/localRender";
-import { run } from "../helpers/tools";
+import * as fs from "fs";
+import { baseImageScript, machineCleanupScript, machineCreateScript, machineDeleteScript, MachineSpec, networkCreateScript, nspawnLockFile } from "../../components/machines/localRender";
+import { run, tempDir } from "../helpers/tools";
 
 const routes = `default via 192.0.2.1 dev eth0
 192.0.2.0/24 dev eth0 proto kernel scope link src 192.0.2.2
@@ -63,4 +64,17 @@ test("the bridge carries its owner: alias written at create, read back by owner 
   const script = networkCreateScript({ bridge: "hkabc123", hostCidr: "10.213.7.1/24", subnet: "10.213.7.0/24", owner: alias });
   assert.match(script, /ip link set hkabc123 alias 'hakube owner=0123456789ab stack=local root=\/work\/my checkout'/);
   assert.match(script, /ip route replace unreachable 10\.213\.7\.0\/24 metric 4294967295/);
+});
+
+test("a killed machine's cleanup also removes systemd-nspawn's lock beside its folder (a host reboot's local-down left it)", () => {
+  assert.equal(nspawnLockFile("/var/lib/hakube/machines/hkabc123/cp-1"), "/var/lib/hakube/machines/hkabc123/.#cp-1.lck");
+  assert.equal(nspawnLockFile("/var/lib/hakube/machines/hkabc123/cp-1/"), "/var/lib/hakube/machines/hkabc123/.#cp-1.lck");
+  const dir = tempDir("nspawn-lock");
+  const machine = `${dir}/cp-1`;
+  fs.mkdirSync(`${machine}/etc`, { recursive: true });
+  fs.writeFileSync(`${dir}/.#cp-1.lck`, "");
+  fs.writeFileSync(`${dir}/.#cp-2.lck`, "");
+  const r = run("bash", ["-c", machineCleanupScript({ ...spec, dir: machine, netns: "hkzz-test-none", veth: "hkzz-none" })]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(fs.readdirSync(dir), [".#cp-2.lck"], "its folder and its lock gone, another machine's lock kept");
 });
