@@ -179,6 +179,25 @@ test("the README's CI times: the newest passed run with the toolchain cached, an
   assert.equal(lines[1], ciTimes[1]);
 });
 
+test("the README's cold time without a passed cold run: the newest run that built the toolchain and went through the whole suite, its failure and what its record marks cached said", () => {
+  const only = loaded.filter((r) => !r.suites.some((x) => x.run.id === older.id));
+  assert.match(renderCiTimes(only)[1], /not measured yet/);
+  const coldInfo: RunInfo = { ...failing, id: "20261209T0900Z-eeeeeee", commit: "eeeeeee", date: "2026-12-09T09:00:00.000Z" };
+  const through: RunRecords = {
+    dir: "through",
+    records: [],
+    suites: [ci(coldInfo, "2026-12-09T09:00:00.000Z", false, { setup: 270, unit: 150, toolchain: 1900, e2e: 2800 }, { go: "cached", "kubernetes-1.36.5": 900, "kubernetes-1.37.2": 850, pulumi: 400 })],
+  };
+  assert.equal(
+    renderCiTimes([...only, through])[1],
+    "- nothing cached (a fresh machine, every toolchain family built): **85.3 min**, a run that failed (exit 1) but went through the whole suite " +
+      "(run 20261209T0900Z-eeeeeee, 2026-12-09 09:00 UTC, commit eeeeeee; the toolchain 35.8 min of it; its record marks cached: go (its setup phase 4.5 min))",
+  );
+  // One that stopped before the end-to-end tests measures nothing of the kind.
+  const early: RunRecords = { dir: "early", records: [], suites: [ci(coldInfo, "2026-12-09T09:00:00.000Z", false, { setup: 270, unit: 150 }, { go: 95, pulumi: 400 })] };
+  assert.match(renderCiTimes([...only, early])[1], /not measured yet/);
+});
+
 test("files that do not parse or carry another schema are named in warnings", () => {
   assert.equal(warnings.length, 2);
   assert.match(warnings.join("\n"), /skipping .*broken-1\.json/);
