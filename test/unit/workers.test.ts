@@ -41,6 +41,16 @@ function refusal(fn: () => unknown): string {
   assert.fail("no error");
 }
 
+/** The approver script run as real bash in `dir` (its paths moved there), with the stand-ins in `bin` first on PATH. */
+function runApprover(dir: string, bin: string) {
+  fs.writeFileSync(path.join(dir, "csr-check"), servingCsrCheckScript(), { mode: 0o755 });
+  const script = approverScript()
+    .replace("/etc/kubernetes/kubelet-serving-approver.conf", path.join(dir, "kubeconfig"))
+    .replace("/etc/hakube/kubelet-serving-nodes", path.join(dir, "nodes"))
+    .replaceAll("/usr/local/sbin/hakube-serving-csr-check", path.join(dir, "csr-check"));
+  return spawnSync("bash", ["-c", script], { encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+}
+
 test("pod ranges: the n-th /24 for the host named <prefix>-n, so other workers keep theirs", () => {
   const planned = planPodRanges(undefined, [host("worker-1"), host("worker-3"), host("gpu-12")], pods);
   assert.deepEqual(
@@ -210,12 +220,7 @@ exit 0
 `,
       { mode: 0o755 },
     );
-    fs.writeFileSync(path.join(dir, "csr-check"), servingCsrCheckScript(), { mode: 0o755 });
-    const script = approverScript()
-      .replace("/etc/kubernetes/kubelet-serving-approver.conf", path.join(dir, "kubeconfig"))
-      .replace("/etc/hakube/kubelet-serving-nodes", path.join(dir, "nodes"))
-      .replaceAll("/usr/local/sbin/hakube-serving-csr-check", path.join(dir, "csr-check"));
-    const r = spawnSync("bash", ["-c", script], { encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    const r = runApprover(dir, bin);
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(fs.readFileSync(path.join(dir, "approved"), "utf8").trim().split("\n"), ["good"], r.stdout);
     assert.match(r.stdout, /wrongip: IP Address:10\.0\.0\.99 is not an address of node worker-1; left pending/);
@@ -305,12 +310,7 @@ exit 0
 `,
       { mode: 0o755 },
     );
-    fs.writeFileSync(path.join(dir, "csr-check"), servingCsrCheckScript(), { mode: 0o755 });
-    const script = approverScript()
-      .replace("/etc/kubernetes/kubelet-serving-approver.conf", path.join(dir, "kubeconfig"))
-      .replace("/etc/hakube/kubelet-serving-nodes", path.join(dir, "nodes"))
-      .replaceAll("/usr/local/sbin/hakube-serving-csr-check", path.join(dir, "csr-check"));
-    const r = spawnSync("bash", ["-c", script], { encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    const r = runApprover(dir, bin);
     assert.equal(r.status, 0, r.stderr);
     const approved = fs.existsSync(path.join(dir, "approved")) ? fs.readFileSync(path.join(dir, "approved"), "utf8").trim().split("\n") : [];
     assert.deepEqual(approved, ["good"], `approved only worker-1's own client CSR from worker-1's token; the approver said:\n${r.stdout}${r.stderr}`);
