@@ -128,6 +128,8 @@ interface CiRun {
   readonly id: string;
   readonly commit: string;
   readonly dirty: boolean;
+  /** What the run says it was (HAKUBE_RUN_PURPOSE), e.g. where its caches were. */
+  readonly purpose: string;
   /** When `.ci/run` started: it writes its record at its end, so the record's date less the total. */
   readonly started: string;
   readonly passed: boolean;
@@ -147,6 +149,7 @@ function ciRun(s: SuiteRecord): CiRun {
     id: s.run.id,
     commit: s.run.commit,
     dirty: s.run.dirty === true,
+    purpose: typeof s.run.purpose === "string" ? s.run.purpose : "",
     started: total !== undefined && Number.isFinite(end) ? new Date(end - total * 1000).toISOString() : s.run.date,
     passed: f.passed === true,
     exitCode: isNum(f.exitCode) ? f.exitCode : undefined,
@@ -304,11 +307,13 @@ export function renderCiTimes(runs: RunRecords[]): string[] {
     return cached.length ? `; its record marks cached: ${cached.join(", ")} (its setup phase ${minutes(c.phases.setup ?? 0)})` : "";
   };
   const where = (c: CiRun) => `run ${c.id}, ${when(c.started)}, commit ${commitOf(c)}`;
+  // The cold figure names how the run was made (a fresh machine, or empty caches on a used one).
+  const how = (c: CiRun) => (c.purpose ? `; "${c.purpose}"` : "");
   const none = "not measured yet by a recorded run";
   const coldLine = cold
-    ? `**${minutes(cold.totalSeconds ?? 0)}** (${where(cold)}; the toolchain ${minutes(toolchainOf(cold).seconds)} of it)`
+    ? `**${minutes(cold.totalSeconds ?? 0)}** (${where(cold)}${how(cold)}; its toolchain families took ${minutes(toolchainOf(cold).seconds)} to build)`
     : coldThrough
-      ? `**${minutes(coldThrough.totalSeconds ?? 0)}**, a run that failed (exit ${coldThrough.exitCode}) but went through the whole suite (${where(coldThrough)}; the toolchain ${minutes(toolchainOf(coldThrough).seconds)} of it${cachedIn(coldThrough)})`
+      ? `**${minutes(coldThrough.totalSeconds ?? 0)}**, a run that failed (exit ${coldThrough.exitCode}) but went through the whole suite (${where(coldThrough)}${how(coldThrough)}; its toolchain families took ${minutes(toolchainOf(coldThrough).seconds)} to build${cachedIn(coldThrough)})`
       : none;
   return [
     `- toolchain cached: ${warm ? `**${minutes(warm.totalSeconds ?? 0)}** (\`time bash .ci/run\` on a clean clone, ${where(warm)}${rebuilt(warm)})` : none}`,

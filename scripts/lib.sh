@@ -40,6 +40,12 @@ stack_kubernetes_version() {
   sed -n 's/^ *hakube:kubernetesVersion: *"\{0,1\}\(v[0-9.]*\)"\{0,1\} *$/\1/p' "$HAKUBE_ROOT/stacks/Pulumi.$1.yaml" | head -n 1
 }
 
+# stack_families VERSION: the toolchain families a local stack on Kubernetes VERSION runs
+# (scripts/local-up.sh builds them; .ci/run waits for them before the end-to-end suite).
+stack_families() {
+  echo pulumi plugins k8sprovider etcd versitygw "kubernetes-$1" "node-$1" images
+}
+
 # Environment for the offline Pulumi CLI, the file backend inside the project and the
 # local stack's passphrase (random, generated once, mode 0600, never committed).
 pulumi_env() {

@@ -20,7 +20,8 @@ for a in "$@"; do
 done
 [ -n "$k8s" ] || die "stacks/Pulumi.$HAKUBE_STACK.yaml sets no hakube:kubernetesVersion"
 [[ "$k8s" =~ ^v1\.[0-9]+\.[0-9]+$ ]] || die "hakube:kubernetesVersion is '$k8s'; expected v1.<minor>.<patch>, one of the versions in toolchain/build.sh"
-bash "$HAKUBE_ROOT/scripts/setup.sh" pulumi plugins k8sprovider etcd versitygw "kubernetes-$k8s" "node-$k8s" images
+# shellcheck disable=SC2046
+bash "$HAKUBE_ROOT/scripts/setup.sh" $(stack_families "$k8s")
 pulumi_env
 ensure_stack
 say "pulumi up --refresh --stack $HAKUBE_STACK"

@@ -35,7 +35,7 @@ GOBASE="${HAKUBE_GO_DIR:-/var/cache/hakube/go}"
 # Pins that are not read from package.json. Keep in step with the go.mod files.
 # Kubernetes: every version listed is built into kubernetes-<version>/ from its own Go
 # module toolchain/k8s/<version>/ (k8s.io/kubernetes at that version, staging modules at
-# v0.<minor>.<patch>); the newest is linked into bin/. The local stack runs the newest
+# v0.<minor>.<patch>); the newest built is linked into bin/. The local stack runs the newest
 # (v1.37.2); the upgrade test starts from v1.36.5. Also served: v1.36.1, v1.36.3.
 K8S_VERSIONS=(v1.36.5 v1.37.2)
 ETCD_VERSION=v3.6.16
@@ -70,7 +70,14 @@ for a in "$@"; do
     *) echo "build.sh: unknown argument '$a' (families: pulumi plugins kubernetes kubernetes-<version> etcd actionlint versitygw k8sprovider node node-<version> images)" >&2; exit 2 ;;
   esac
 done
-[ ${#FAMILIES[@]} -gt 0 ] || FAMILIES=(pulumi plugins kubernetes etcd actionlint versitygw k8sprovider node images)
+# Default: every family, in the order that lets the end-to-end suite start soonest: what the
+# local stack runs on its oldest Kubernetes version first (the suite starts there), the
+# newer versions last (the suite's upgrade needs them only later: .ci/run builds them in
+# the background while the first tests run).
+if [ ${#FAMILIES[@]} = 0 ]; then
+  FAMILIES=(pulumi plugins etcd actionlint versitygw k8sprovider images)
+  for v in $(printf '%s\n' "${K8S_VERSIONS[@]}" | sort -V); do FAMILIES+=("kubernetes-$v" "node-$v"); done
+fi
 
 T0=$(date +%s)
 say() { printf '[toolchain %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
@@ -105,7 +112,7 @@ GOV=$(go env GOVERSION); GOMINOR=$(echo "$GOV" | sed -E 's/^go1\.([0-9]+).*/\1/'
 
 export GOPATH="$GOBASE" GOMODCACHE="$GOBASE/pkg/mod" GOCACHE="$GOBASE/build"
 export GOFLAGS="-modcacherw -mod=readonly" CGO_ENABLED=0 GOTOOLCHAIN=local GOWORK=off
-mkdir -p "$TC/logs" "$GOBASE"
+mkdir -p "$TC/logs" "$TC/locks" "$GOBASE"
 
 # Versions from package.json (dependencies, then devDependencies), defaults otherwise.
 npm_version() {
@@ -186,8 +193,21 @@ inputs_hash() {
 # LABEL names the log and the progress lines; FUNCTION gets the output folder and ARGs.
 build_family() {
   local family="$1" fam="$2" dir="$TC/$3" hash="$4" fn="$5"; shift 5
+  # One build of a family at a time on this machine: another run that wants it (the
+  # suite's own setup while .ci/run's background build is at it) waits, then finds it
+  # cached. The lock is the open file; it goes with the process that holds it.
+  local lockfd waited=0
+  exec {lockfd}>"$TC/locks/$fam.lock"
+  if ! flock -n "$lockfd"; then
+    say "$fam: another run is building it; waiting for that build"
+    until flock -w 30 "$lockfd"; do
+      waited=$((waited + 30))
+      say "$fam: still waiting for the other build ($(minutes "$waited") so far; log: $TC/logs/$fam.log)"
+    done
+  fi
   if [ "$FORCE" = 0 ] && [ -f "$dir/.complete" ] && grep -qx "inputs=$hash" "$dir/.complete"; then
     say "$fam: cached ($dir)"
+    exec {lockfd}>&-
     return 0
   fi
   CURRENT="$fam" CURRENT_FAMILY="$family" CURRENT_DIR="$dir"
@@ -230,6 +250,7 @@ build_family() {
   mv "$dir.tmp" "$dir"
   rm -rf "$dir.old"
   CURRENT="" CURRENT_FAMILY="" CURRENT_DIR=""
+  exec {lockfd}>&-
   say "$fam: done in ${secs}s"
 }
 
@@ -444,7 +465,7 @@ build_node() {
     "$(inputs_hash "$1" "$HERE/k8s/$1" "$HERE/containerd" "$HERE/runc" "$HERE/cni")" b_node "$1"
 }
 
-say "versions: pulumi v$PULUMI_VERSION; plugins command $COMMAND_VERSION, tls $TLS_VERSION (hakube builds), kubernetes $K8SPROVIDER_UPSTREAM (upstream, as $KUBERNETES_VERSION); Kubernetes ${K8S_VERSIONS[*]} (bin/ and node: $K8S_LATEST); etcd $ETCD_VERSION; actionlint $ACTIONLINT_VERSION; versitygw $VERSITYGW_VERSION; containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, CNI plugins $CNI_VERSION, CoreDNS $COREDNS_VERSION"
+say "versions: pulumi v$PULUMI_VERSION; plugins command $COMMAND_VERSION, tls $TLS_VERSION (hakube builds), kubernetes $K8SPROVIDER_UPSTREAM (upstream, as $KUBERNETES_VERSION); Kubernetes ${K8S_VERSIONS[*]} (bin/ and node: the newest built); etcd $ETCD_VERSION; actionlint $ACTIONLINT_VERSION; versitygw $VERSITYGW_VERSION; containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, CNI plugins $CNI_VERSION, CoreDNS $COREDNS_VERSION"
 say "cache: $TC (go modules and build cache: $GOBASE)"
 for f in "${FAMILIES[@]}"; do
   case "$f" in
@@ -462,9 +483,13 @@ for f in "${FAMILIES[@]}"; do
   esac
 done
 
+# What follows (links, plugins, env.sh) runs in one build.sh at a time.
+exec {finishfd}>"$TC/locks/finish.lock"
+flock "$finishfd"
+
 # bin/: hard links (copies across filesystems) to the binaries of every built family,
-# Kubernetes at its newest version. Not symlinks: pulumi looks for its language host next
-# to its own resolved path. Each link is replaced by a rename, so it never goes missing.
+# Kubernetes at its newest version built. Not symlinks: pulumi looks for its language host
+# next to its own resolved path. Each link is replaced by a rename, so it never goes missing.
 link_all() {
   local src="$1"; shift
   [ -f "$TC/$src/.complete" ] || return 0
@@ -479,7 +504,17 @@ mkdir -p "$TC/bin"
 link_all "pulumi-v$PULUMI_VERSION" pulumi
 link_all "$PLUGINS_DIR" pulumi-language-nodejs pulumi-resource-command pulumi-resource-tls
 link_all "$K8SPROVIDER_DIR" pulumi-resource-kubernetes
-link_all "kubernetes-$K8S_LATEST" kube-apiserver kube-controller-manager kube-scheduler kubectl
+# newest_built PREFIX: the newest version in K8S_VERSIONS whose folder <PREFIX><version>
+# is complete (the newer ones may still be building in another run).
+newest_built() {
+  local v best=""
+  for v in $(printf '%s\n' "${K8S_VERSIONS[@]}" | sort -V); do
+    [ ! -f "$TC/$1$v${2:-}/.complete" ] || best=$v
+  done
+  echo "$best"
+}
+K8S_BIN=$(newest_built kubernetes-)
+[ -z "$K8S_BIN" ] || link_all "kubernetes-$K8S_BIN" kube-apiserver kube-controller-manager kube-scheduler kubectl
 link_all "etcd-$ETCD_VERSION" etcd etcdctl etcdutl
 link_all "actionlint-$ACTIONLINT_VERSION" actionlint
 link_all "versitygw-$VERSITYGW_VERSION" versitygw
@@ -488,7 +523,8 @@ link_all "versitygw-$VERSITYGW_VERSION" versitygw
 # $TC/node (the newest version) and $TC/images point at the built folders.
 link_dir() { [ -f "$TC/$1/.complete" ] || return 0; ln -sfn "$1" "$TC/.$2.new" && mv -Tf "$TC/.$2.new" "$TC/$2"; }
 for v in "${K8S_VERSIONS[@]}"; do link_dir "$(node_dir "$v")" "node-$v"; done
-link_dir "$(node_dir "$K8S_LATEST")" node
+K8S_NODE=$(newest_built node- "-containerd-$CONTAINERD_VERSION")
+[ -z "$K8S_NODE" ] || link_dir "$(node_dir "$K8S_NODE")" node
 link_dir "images-coredns-$COREDNS_VERSION" images
 
 # Node.js dynamic providers (pulumi.dynamic.Resource, e.g. hakube's DeployedVersions) run

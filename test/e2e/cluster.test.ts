@@ -64,10 +64,18 @@ import {
 } from "../../ops/scenarios";
 
 /**
- * The cluster starts one minor release below the stack's version (stacks/Pulumi.local.yaml),
+ * The cluster starts on the oldest Kubernetes version the toolchain builds (K8S_VERSIONS in
+ * toolchain/build.sh: one minor release below the stack's version, stacks/Pulumi.local.yaml),
  * to roll it up in scenario 6 as the version-skew policy orders it.
  */
-const FROM_VERSION = process.env.HAKUBE_HA_FROM_VERSION ?? "v1.36.5";
+const FROM_VERSION = process.env.HAKUBE_HA_FROM_VERSION ?? oldestToolchainVersion();
+function oldestToolchainVersion(): string {
+  const m = /^K8S_VERSIONS=\(([^)]*)\)/m.exec(fs.readFileSync(path.join(ROOT, "toolchain", "build.sh"), "utf8"));
+  const versions = (m?.[1] ?? "").trim().split(/\s+/).filter((v) => /^v1\.\d+\.\d+$/.test(v));
+  if (versions.length === 0) throw new Error("toolchain/build.sh lists no K8S_VERSIONS=(v1.x.y ...)");
+  const key = (v: string) => v.slice(1).split(".").map(Number);
+  return versions.sort((a, b) => { const [x, y] = [key(a), key(b)]; return x[1] - y[1] || x[2] - y[2]; })[0];
+}
 const STACK_CONFIG = (yaml.load(fs.readFileSync(path.join(ROOT, "stacks", "Pulumi.local.yaml"), "utf8")) as { config: Record<string, string> }).config;
 const TO_VERSION = STACK_CONFIG["hakube:kubernetesVersion"];
 const TUNED = { leaseDurationSeconds: 8, renewDeadlineSeconds: 6, retryPeriodSeconds: 1 };
@@ -821,6 +829,12 @@ test("6. one rolling pulumi up: the minor upgrade v1.36 -> v1.37 with an apiserv
   assert.ok(expiryBefore.some((x) => x.kind === "leaf"), "the stack lists its leaf certificates");
   const serial = (h: { address: string }) => c.cred.ssh(h.address, "openssl x509 -noout -serial -in /etc/kubernetes/pki/apiserver.crt; openssl x509 -noout -serial -in /etc/etcd/pki/peer.crt").stdout;
   const serialsBefore = c.outputs.hosts.map(serial);
+  // The new version's binaries first, as a user upgrading does (README, Upgrades):
+  // built here when missing; .ci/run builds them in the background while the first tests
+  // run, and this waits for that build (toolchain/build.sh builds a family once at a time).
+  const families = run("bash", [path.join(ROOT, "scripts", "setup.sh"), `kubernetes-${TO_VERSION}`, `node-${TO_VERSION}`], { timeoutMs: 2_400_000 });
+  assert.equal(families.status, 0, `scripts/setup.sh kubernetes-${TO_VERSION} node-${TO_VERSION} failed:\n${families.stdout.slice(-3000)}\n${families.stderr.slice(-3000)}`);
+  figures.newVersionToolchainSeconds = families.seconds;
   Object.assign(deployed, ROLLED);
   // What a reviewer sees first: the preview lists each leaf's renewal record.
   const preview = pulumi(["preview", "--diff", ...UP_CONFIG()], 600_000);

@@ -162,7 +162,7 @@ test("a run's own section gives its `.ci/run` phases and toolchain families, not
 
 const ciTimes = [
   "- toolchain cached: **44.3 min** (`time bash .ci/run` on a clean clone, run 20261207T1830Z-bbbbbbb, 2026-12-07 18:29 UTC, commit bbbbbbb)",
-  "- nothing cached (a fresh machine, every toolchain family built): **74.1 min** (run 20261201T0900Z-aaaaaaa, 2026-12-01 08:40 UTC, commit aaaaaaa; the toolchain 37.4 min of it)",
+  "- nothing cached (a fresh machine, every toolchain family built): **74.1 min** (run 20261201T0900Z-aaaaaaa, 2026-12-01 08:40 UTC, commit aaaaaaa; \"ci\"; its toolchain families took 37.4 min to build)",
 ];
 
 test("the README's CI times: the newest passed run with the toolchain cached, and the newest with all of it built", () => {
@@ -191,7 +191,7 @@ test("the README's cold time without a passed cold run: the newest run that buil
   assert.equal(
     renderCiTimes([...only, through])[1],
     "- nothing cached (a fresh machine, every toolchain family built): **85.3 min**, a run that failed (exit 1) but went through the whole suite " +
-      "(run 20261209T0900Z-eeeeeee, 2026-12-09 09:00 UTC, commit eeeeeee; the toolchain 35.8 min of it; its record marks cached: go (its setup phase 4.5 min))",
+      "(run 20261209T0900Z-eeeeeee, 2026-12-09 09:00 UTC, commit eeeeeee; \"ci\"; its toolchain families took 35.8 min to build; its record marks cached: go (its setup phase 4.5 min))",
   );
   // One that stopped before the end-to-end tests measures nothing of the kind.
   const early: RunRecords = { dir: "early", records: [], suites: [ci(coldInfo, "2026-12-09T09:00:00.000Z", false, { setup: 270, unit: 150 }, { go: 95, pulumi: 400 })] };
