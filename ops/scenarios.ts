@@ -634,8 +634,13 @@ export async function etcdQuorum(c: Cluster): Promise<ScenarioResult> {
     facts.oneStoppedAt = Date.now();
     await etcd(c, a, "stop");
     await sleep(15_000);
+    // Quorum is gone once the second stop has returned (systemd waits for etcd to exit): a
+    // write sent after it cannot be committed. Before it (the stop can take seconds over SSH
+    // on a loaded host) writes may still succeed.
+    facts.twoStopSentAt = Date.now();
+    const second = await etcd(c, b, "stop");
     facts.twoStoppedAt = Date.now();
-    await etcd(c, b, "stop");
+    facts.twoStopStatus = second.status;
     await sleep(12_000);
     const show = await c.cred.sshAsync(survivor.address, "systemctl show -p NRestarts -p ActiveState etcd.service", 15_000);
     facts.survivorEtcd = show.stdout.trim().replace(/\n/g, " ");
