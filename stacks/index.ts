@@ -1,14 +1,6 @@
 // The hakube program: one per environment, selected by stack (stacks/Pulumi.<stack>.yaml).
 // `hakube:machines` picks the machine layer; everything below it is the same.
 import * as pulumi from "@pulumi/pulumi";
-
-// Pulumi takes a stack trace for every resource and promise the program registers, and
-// ts-node's source-map support maps each one through the source maps: that cost about 3 s
-// of CPU of every preview and up of the local stack (a no-change preview on 2 CPUs with the
-// cluster running, three of each, interleaved: 15.6-17.6 s of CPU and 13.3-19.4 s with it,
-// 13.9-14.1 s of CPU and 12.3-12.5 s without). This program's traces keep V8's own
-// positions (in ts-node's output, a few lines off the .ts ones) instead.
-Reflect.deleteProperty(Error, "prepareStackTrace");
 import {
   AwsBackupBucket,
   AwsExistingVpc,
@@ -27,6 +19,13 @@ import {
   parseCidr,
   WorkerPool,
 } from "../components";
+
+// Pulumi takes a stack trace for every resource and promise the program registers, and
+// ts-node's source-map support maps each one through the source maps: a sizeable part of
+// the CPU of every preview and up (a CPU profile of a no-change preview of the local stack
+// found it the largest single cost). This program's traces keep V8's own positions (in
+// ts-node's output, a few lines off the .ts ones) instead.
+Reflect.deleteProperty(Error, "prepareStackTrace");
 
 const config = new pulumi.Config("hakube");
 

@@ -25,6 +25,8 @@
 #   --force        rebuild the named (or all) families even if cached
 #   --update-pins  rewrite toolchain/pulumi/go.mod to package.json's @pulumi/pulumi
 #                  version (needs the Go module proxy), then build
+#   --versions     print the Kubernetes versions it builds, oldest first, and stop
+#   --plan         print the families it would go through, in order, and stop
 set -Eeuo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -56,12 +58,15 @@ DEFAULT_KUBERNETES=4.34.2
 
 FORCE=0
 UPDATE_PINS=0
+PLAN=0
 FAMILIES=()
 for a in "$@"; do
   case "$a" in
     --force) FORCE=1 ;;
     --update-pins) UPDATE_PINS=1 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    --versions) printf '%s\n' "${K8S_VERSIONS[@]}" | sort -V; exit 0 ;;
+    --plan) PLAN=1 ;;
     pulumi|plugins|kubernetes|etcd|actionlint|versitygw|k8sprovider|node|images) FAMILIES+=("$a") ;;
     kubernetes-v*|node-v*)
       [[ " ${K8S_VERSIONS[*]} " == *" ${a#*-} "* ]] \
@@ -78,6 +83,7 @@ if [ ${#FAMILIES[@]} = 0 ]; then
   FAMILIES=(pulumi plugins etcd actionlint versitygw k8sprovider images)
   for v in $(printf '%s\n' "${K8S_VERSIONS[@]}" | sort -V); do FAMILIES+=("kubernetes-$v" "node-$v"); done
 fi
+[ "$PLAN" = 0 ] || { printf '%s\n' "${FAMILIES[@]}"; exit 0; }
 
 T0=$(date +%s)
 say() { printf '[toolchain %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
